@@ -1,0 +1,72 @@
+"""Scar Watch application factory: ``flask --app app …`` and ``gunicorn 'app:create_app()'``."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from flask import Flask
+from flask_migrate import Migrate
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import text
+
+from followup import auth, errors, jobs, security, storage
+from followup.config import from_environment, sqlalchemy_url
+from followup.db import db
+
+csrf = CSRFProtect()
+migrate = Migrate()
+
+
+def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
+    """Build the app: settings from the environment, then ``test_config`` on top (tests only)."""
+    app = Flask("followup", instance_path=str(Path(__file__).resolve().parent / "instance"),
+                instance_relative_config=True)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(from_environment(app.instance_path))
+    if test_config:
+        app.config.from_mapping(test_config)
+    _derived_settings(app)
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent / "migrations"),
+                     render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    auth.init_app(app)
+    storage.init_app(app)
+    jobs.init_app(app)
+    errors.init_app(app)
+    security.init_app(app)
+
+    from followup import api, cli
+    from followup.web import patient, staff
+
+    api.init_app(app)
+    for name, blueprint in app.blueprints.items():
+        if name.startswith("api_"):
+            # Bearer tokens carry no ambient authority; a cookie-authenticated API call is checked in auth.api_user.
+            csrf.exempt(blueprint)
+    app.register_blueprint(staff.bp)
+    app.register_blueprint(patient.bp)
+    cli.init_app(app)
+
+    @app.get("/healthz")
+    def healthz():
+        db.session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app
+
+
+def _derived_settings(app: Flask) -> None:
+    config = app.config
+    config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(config["DATABASE_URL"])
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    config["MAX_CONTENT_LENGTH"] = int(config["MAX_UPLOAD_MB"] * 1024 * 1024)
+    secure = config["PUBLIC_BASE_URL"].startswith("https://")
+    config.update(
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_SECURE=secure, REMEMBER_COOKIE_HTTPONLY=True, WTF_CSRF_TIME_LIMIT=None,
+    )
+    auth.session_idle_timeout(app)

@@ -1,0 +1,79 @@
+"""The triage queue: raising, ordering, claiming and resolving alerts."""
+from __future__ import annotations
+
+import base64
+from typing import Optional
+
+from flask import abort
+from sqlalchemy import Select, select
+
+from followup import audit
+from followup.db import db, utcnow
+from followup.models import Alert, User
+
+# Most urgent first: priority 1 before 3, then the higher score, then the older alert.
+QUEUE_ORDER = (Alert.priority.asc(), Alert.recurrence_score.desc(), Alert.created_at.asc(), Alert.id.asc())
+
+
+def queue_query(clinic_id: int, status: str = "open") -> Select:
+    statuses = ("open", "claimed") if status == "active" else (status,)
+    return select(Alert).where(Alert.clinic_id == clinic_id, Alert.status.in_(statuses)).order_by(*QUEUE_ORDER)
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+
+
+def decode_cursor(cursor: Optional[str]) -> int:
+    if not cursor:
+        return 0
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        offset = int(value)
+    except (ValueError, UnicodeDecodeError):
+        abort(400, "cursor is not one this API returned")
+    if kind != "o" or offset < 0:
+        abort(400, "cursor is not one this API returned")
+    return offset
+
+
+def alert_for(user: User, alert_id: int) -> Alert:
+    alert = db.session.get(Alert, alert_id)
+    if alert is None or alert.clinic_id != user.clinic_id:
+        abort(404, f"Alert {alert_id} doesn't exist.")
+    return alert
+
+
+def raise_alert(*, clinic_id: int, site_id: int, photo_id: Optional[int], kind: str, priority: int,
+                score: float, reasons: list[str]) -> Alert:
+    """Open an alert, or update the site's open one for the same photo (a job run twice raises one alert)."""
+    existing = db.session.execute(
+        select(Alert).where(Alert.site_id == site_id, Alert.photo_id == photo_id, Alert.kind == kind,
+                            Alert.status != "resolved")
+    ).scalar_one_or_none()
+    alert = existing or Alert(clinic_id=clinic_id, site_id=site_id, photo_id=photo_id, kind=kind)
+    alert.priority, alert.recurrence_score, alert.reasons = priority, score, reasons
+    if existing is None:
+        db.session.add(alert)
+    db.session.flush()
+    return alert
+
+
+def claim(alert: Alert, user: User) -> Alert:
+    if alert.status == "resolved":
+        abort(409, "This alert is already resolved.")
+    if alert.status == "claimed" and alert.claimed_by_id != user.id:
+        abort(409, "A colleague has already claimed this alert.")
+    alert.status, alert.claimed_by_id, alert.claimed_at = "claimed", user.id, utcnow()
+    db.session.commit()
+    return alert
+
+
+def resolve(alert: Alert, user: User, *, outcome: str, note: Optional[str]) -> Alert:
+    if alert.status == "resolved":
+        abort(409, "This alert is already resolved.")
+    alert.status, alert.outcome, alert.note = "resolved", outcome, note
+    alert.resolved_by_id, alert.resolved_at = user.id, utcnow()
+    audit.record("resolve_alert", "alert", alert.id, user=user, commit=False, outcome=outcome)
+    db.session.commit()
+    return alert

@@ -1,0 +1,41 @@
+"""The JSON API under /api/v1 (flask-smorest: schemas validate input and generate the OpenAPI document)."""
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from followup.api.schemas import ErrorSchema
+
+API_PREFIX = "/api/v1"
+
+
+class ScarWatchApi(Api):
+    """flask-smorest with the contract's error format, ``{"error": {"code", "message"}}``."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self):
+        # Errors are answered by followup.errors for the whole app (JSON under /api and /twilio).
+        pass
+
+
+api = ScarWatchApi()
+
+
+def init_app(app: Flask) -> None:
+    app.config.update(
+        API_TITLE="Scar Watch API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearerAuth": []}],
+        },
+    )
+    api.init_app(app)
+    from followup.api import alerts, auth, patients, photos, users
+
+    for module in (auth, patients, photos, alerts, users):
+        api.register_blueprint(module.blp, url_prefix=API_PREFIX)

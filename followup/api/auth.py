@@ -1,0 +1,27 @@
+"""POST /api/v1/auth/token — trade an e-mail and password for a bearer token."""
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from followup.api.schemas import TokenRequestSchema, TokenSchema
+from followup.auth import authenticate, issue_token, limiter
+
+blp = Blueprint("api_auth", __name__, description="Authentication")
+
+
+@blp.route("/auth/token")
+class TokenResource(MethodView):
+    decorators = [limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])]
+
+    @blp.arguments(TokenRequestSchema)
+    @blp.response(201, TokenSchema)
+    @blp.doc(security=[])
+    def post(self, body):
+        """Get a bearer token (valid API_TOKEN_HOURS hours)."""
+        user = authenticate(body["email"], body["password"])
+        if user is None:
+            abort(401, message="Wrong e-mail or password.")
+        token, row = issue_token(user, current_app.config["API_TOKEN_HOURS"])
+        return {"token": token, "expires_at": row.expires_at}

@@ -1,0 +1,86 @@
+"""Photos: upload, status with analysis, the image itself (authorised), and patient upload links."""
+from __future__ import annotations
+
+from flask import Response, current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from followup import audit, links
+from followup.api.schemas import PhotoFileSchema, PhotoSchema, PhotoUploadSchema, UploadLinkSchema
+from followup.auth import api_user, roles_required
+from followup.db import db
+from followup.intake import IntakeError
+from followup.patients import photo_for, site_for
+from followup.photos import receive_photo
+from followup.storage import storage
+
+blp = Blueprint("api_photos", __name__, description="Photos and upload links")
+
+
+def photo_body(photo) -> dict:
+    analyses = [a for a in photo.analyses if a.comparison == "baseline"] or photo.analyses
+    return {
+        "id": photo.id, "site_id": photo.site_id, "kind": photo.kind, "status": photo.status,
+        "status_detail": photo.status_detail, "received_at": photo.received_at,
+        "analysis": analyses[-1] if analyses else None,
+    }
+
+
+@blp.route("/sites/<int:site_id>/photos")
+class SitePhotos(MethodView):
+    @roles_required()
+    @blp.arguments(PhotoUploadSchema, location="form")
+    @blp.arguments(PhotoFileSchema, location="files")
+    @blp.response(202, PhotoSchema)
+    def post(self, form, files, site_id):
+        """Upload a baseline or follow-up photo (multipart); analysis runs in the background."""
+        user = api_user()
+        site = site_for(user, site_id)
+        upload = files["file"]
+        kind = form.pop("kind")
+        try:
+            photo = receive_photo(site, upload.read(), kind=kind, answers=form, user=user)
+        except IntakeError as exc:
+            abort(exc.status, message=exc.message, code=exc.code)
+        audit.record("upload_photo", "photo", photo.id, user=user)
+        return photo_body(photo)
+
+
+@blp.route("/photos/<int:photo_id>")
+class PhotoResource(MethodView):
+    @roles_required()
+    @blp.response(200, PhotoSchema)
+    def get(self, photo_id):
+        """A photo's status and, once done, its analysis."""
+        user = api_user()
+        photo = photo_for(user, photo_id)
+        audit.record("read_photo", "photo", photo.id, user=user)
+        return photo_body(photo)
+
+
+@blp.route("/photos/<int:photo_id>/image")
+class PhotoImage(MethodView):
+    @roles_required()
+    @blp.response(200, content_type="image/jpeg")
+    def get(self, photo_id):
+        """The stored photo (metadata-free JPEG); every view is audited."""
+        user = api_user()
+        photo = photo_for(user, photo_id)
+        audit.record("view_photo_image", "photo", photo.id, user=user)
+        response = Response(storage().get(photo.storage_key), mimetype="image/jpeg")
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
+
+
+@blp.route("/sites/<int:site_id>/upload-link")
+class UploadLinkResource(MethodView):
+    @roles_required()
+    @blp.response(201, UploadLinkSchema)
+    def post(self, site_id):
+        """A one-time patient upload link for this site (the URL an SMS reminder carries)."""
+        user = api_user()
+        site = site_for(user, site_id)
+        token, link = links.create_link(site)
+        audit.record("create_upload_link", "site", site.id, user=user, commit=False, link_id=link.id)
+        db.session.commit()
+        return {"url": links.link_url(token), "expires_at": link.expires_at}

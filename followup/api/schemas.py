@@ -1,0 +1,212 @@
+"""Request and response schemas; they validate input and are the OpenAPI document's components."""
+from __future__ import annotations
+
+from datetime import date
+
+import marshmallow as ma
+from marshmallow import ValidationError, validates
+
+from followup.models.alerts import OUTCOMES
+from followup.models.patients import DIAGNOSES
+from followup.patients import normalise_e164
+
+
+class Strict(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+
+class ErrorDetailSchema(ma.Schema):
+    code = ma.fields.String(metadata={"description": "Machine-readable error code"})
+    message = ma.fields.String(metadata={"description": "What went wrong, naming the field"})
+    fields = ma.fields.Dict(metadata={"description": "Validation messages per field, when any"})
+
+
+class ErrorSchema(ma.Schema):
+    error = ma.fields.Nested(ErrorDetailSchema)
+
+
+class TokenRequestSchema(Strict):
+    email = ma.fields.Email(required=True)
+    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1024))
+
+
+class TokenSchema(ma.Schema):
+    token = ma.fields.String()
+    expires_at = ma.fields.DateTime()
+
+
+class PatientCreateSchema(Strict):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    phone = ma.fields.String(required=True, metadata={"description": "E.164, e.g. +447700900123"})
+    date_of_birth = ma.fields.Date(load_default=None, allow_none=True)
+    sms_consent = ma.fields.Boolean(required=True)
+    timezone = ma.fields.String(load_default=None, allow_none=True, metadata={"description": "IANA zone"})
+
+    @validates("phone")
+    def _phone(self, value, **kwargs):
+        try:
+            normalise_e164(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    @validates("date_of_birth")
+    def _dob(self, value, **kwargs):
+        if value is not None and value > date.today():
+            raise ValidationError("date_of_birth cannot be in the future")
+
+    @validates("timezone")
+    def _tz(self, value, **kwargs):
+        if value is None:
+            return
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError("timezone must be an IANA time zone such as Europe/London") from None
+
+
+class SiteSummarySchema(ma.Schema):
+    id = ma.fields.Integer()
+    body_site = ma.fields.String()
+    diagnosis = ma.fields.String()
+    stage = ma.fields.String(allow_none=True)
+    excision_date = ma.fields.Date()
+
+
+class PatientSchema(ma.Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    phone = ma.fields.String()
+    date_of_birth = ma.fields.Date(allow_none=True)
+    sms_consent = ma.fields.Boolean()
+    opted_out = ma.fields.Function(lambda p: p.opted_out_at is not None)
+    timezone = ma.fields.String()
+    created_at = ma.fields.DateTime()
+    sites = ma.fields.List(ma.fields.Nested(SiteSummarySchema))
+
+
+class SiteCreateSchema(Strict):
+    body_site = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=120))
+    diagnosis = ma.fields.String(required=True, validate=ma.validate.OneOf(DIAGNOSES))
+    stage = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=20))
+    excision_date = ma.fields.Date(required=True)
+    dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True)
+
+    @validates("excision_date")
+    def _excision(self, value, **kwargs):
+        if value > date.today():
+            raise ValidationError("excision_date cannot be in the future")
+
+
+class PlanItemSchema(ma.Schema):
+    due_date = ma.fields.Date()
+    status = ma.fields.String()
+
+
+class PlanSchema(ma.Schema):
+    protocol = ma.fields.String()
+    source = ma.fields.String()
+    visits = ma.fields.List(ma.fields.Nested(PlanItemSchema))
+    photos = ma.fields.List(ma.fields.Nested(PlanItemSchema))
+
+
+class SiteSchema(SiteSummarySchema):
+    patient_id = ma.fields.Integer()
+    plan = ma.fields.Nested(PlanSchema)
+
+
+class PhotoUploadSchema(ma.Schema):
+    kind = ma.fields.String(required=True, validate=ma.validate.OneOf(("baseline", "followup")))
+    grew = ma.fields.Boolean(load_default=None, allow_none=True)
+    itch = ma.fields.Boolean(load_default=None, allow_none=True)
+    bleed = ma.fields.Boolean(load_default=None, allow_none=True)
+    hurt = ma.fields.Boolean(load_default=None, allow_none=True)
+    changed = ma.fields.Boolean(load_default=None, allow_none=True)
+    elevation = ma.fields.Boolean(load_default=None, allow_none=True)
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class PhotoFileSchema(ma.Schema):
+    file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class AnalysisSchema(ma.Schema):
+    id = ma.fields.Integer()
+    comparison = ma.fields.String()
+    reference_photo_id = ma.fields.Integer(allow_none=True)
+    registered = ma.fields.Boolean()
+    homography = ma.fields.Raw(allow_none=True)
+    alignment_confidence = ma.fields.Float(allow_none=True)
+    quality = ma.fields.Dict()
+    regions = ma.fields.List(ma.fields.Dict())
+    change_score = ma.fields.Float(allow_none=True)
+    recurrence_score = ma.fields.Float(allow_none=True)
+    flag = ma.fields.Boolean()
+    reasons = ma.fields.List(ma.fields.String())
+    model_version = ma.fields.String(allow_none=True)
+    created_at = ma.fields.DateTime()
+
+
+class PhotoSchema(ma.Schema):
+    id = ma.fields.Integer()
+    site_id = ma.fields.Integer()
+    kind = ma.fields.String()
+    status = ma.fields.String()
+    status_detail = ma.fields.String(allow_none=True)
+    received_at = ma.fields.DateTime()
+    analysis = ma.fields.Nested(AnalysisSchema, allow_none=True)
+
+
+class UploadLinkSchema(ma.Schema):
+    url = ma.fields.String()
+    expires_at = ma.fields.DateTime()
+
+
+class AlertQuerySchema(ma.Schema):
+    status = ma.fields.String(load_default="open", validate=ma.validate.OneOf(("open", "claimed", "resolved", "active")))
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+    cursor = ma.fields.String(load_default=None, allow_none=True)
+
+
+class AlertSchema(ma.Schema):
+    id = ma.fields.Integer()
+    site_id = ma.fields.Integer()
+    patient_id = ma.fields.Function(lambda a: a.site.patient_id)
+    photo_id = ma.fields.Integer(allow_none=True)
+    kind = ma.fields.String()
+    priority = ma.fields.Integer()
+    recurrence_score = ma.fields.Float()
+    reasons = ma.fields.List(ma.fields.String())
+    created_at = ma.fields.DateTime()
+    status = ma.fields.String()
+    outcome = ma.fields.String(allow_none=True)
+
+
+class AlertPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(AlertSchema))
+    next = ma.fields.String(allow_none=True)
+
+
+class ResolveSchema(Strict):
+    outcome = ma.fields.String(required=True, validate=ma.validate.OneOf(OUTCOMES))
+    note = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=5000))
+
+
+class UserCreateSchema(Strict):
+    email = ma.fields.Email(required=True)
+    password = ma.fields.String(required=True, validate=ma.validate.Length(min=12, max=1024))
+    role = ma.fields.String(required=True, validate=ma.validate.OneOf(("admin", "dermatologist")))
+    name = ma.fields.String(load_default="", validate=ma.validate.Length(max=200))
+    phone = ma.fields.String(load_default=None, allow_none=True)
+
+
+class UserSchema(ma.Schema):
+    id = ma.fields.Integer()
+    email = ma.fields.String()
+    name = ma.fields.String()
+    role = ma.fields.String()
+    active = ma.fields.Boolean()

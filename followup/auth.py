@@ -1,0 +1,115 @@
+"""Who is asking: web sessions (Flask-Login), API bearer tokens, and role checks."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from functools import wraps
+from typing import Callable, Optional
+
+from flask import Flask, abort, current_app, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, current_user
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from followup.db import db, utcnow
+from followup.models import ApiToken, User
+
+login_manager = LoginManager()
+login_manager.login_view = "web.login"
+login_manager.session_protection = "strong"
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+# A hash to compare against when the e-mail is unknown, so timing does not reveal which accounts exist.
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    login_manager.init_app(app)
+    limiter.init_app(app)
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> Optional[User]:
+    return db.session.get(User, int(user_id))
+
+
+def hash_password(password: str) -> str:
+    """scrypt, a memory-hard KDF (werkzeug's default cost; tests lower it with PASSWORD_HASH_METHOD)."""
+    return generate_password_hash(password, method=current_app.config.get("PASSWORD_HASH_METHOD", "scrypt"))
+
+
+def authenticate(email: str, password: str) -> Optional[User]:
+    user = db.session.execute(select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(user.password_hash, password) or not user.active:
+        return None
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(user: User, hours: int) -> tuple[str, ApiToken]:
+    token = secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, token_hash=_token_hash(token), expires_at=utcnow() + timedelta(hours=hours))
+    db.session.add(row)
+    db.session.commit()
+    return token, row
+
+
+def bearer_user() -> Optional[User]:
+    """The user behind a valid, unexpired ``Authorization: Bearer`` token, else None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    row = db.session.execute(
+        select(ApiToken).where(ApiToken.token_hash == _token_hash(token.strip()))
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow() or not row.user.active:
+        return None
+    return row.user
+
+
+def api_user() -> User:
+    """The caller of an API route: a bearer token, else a logged-in web session (for the web pages' fetches)."""
+    if "api_user" not in g:
+        user = bearer_user()
+        if user is None and current_user.is_authenticated:
+            user = current_user._get_current_object()
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                # A cookie is ambient authority: the web pages' own requests send the CSRF token header.
+                current_app.extensions["csrf"].protect()
+        g.api_user = user
+    if g.api_user is None:
+        abort(401, "Authentication required: send Authorization: Bearer TOKEN (POST /api/v1/auth/token).")
+    return g.api_user
+
+
+def roles_required(*roles: str) -> Callable:
+    """Allow API callers with one of ``roles`` (any staff role when none are given)."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            user = api_user()
+            if roles and user.role not in roles:
+                abort(403, f"This action needs the role {' or '.join(roles)}.")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def session_idle_timeout(app: Flask) -> None:
+    app.permanent_session_lifetime = timedelta(minutes=app.config["SESSION_IDLE_MINUTES"])
+    # Every request pushes the expiry forward, so the lifetime is an idle timeout.
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = True

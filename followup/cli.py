@@ -1,0 +1,77 @@
+"""Command-line interface: ``flask --app app <command>`` (see the README and CONTRACT)."""
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from followup.db import db
+
+
+@click.command("create-user")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--role", type=click.Choice(["admin", "dermatologist"]), required=True)
+@click.option("--name", default="")
+@click.option("--clinic", "clinic_name", default=None, help="Clinic name (default: the only clinic, else a new one).")
+def create_user_command(email: str, password: str, role: str, name: str, clinic_name: str | None) -> None:
+    """Create a staff account."""
+    from followup.accounts import AccountError, create_user
+    from followup.models import Clinic
+
+    if clinic_name:
+        clinic = db.session.execute(select(Clinic).where(Clinic.name == clinic_name)).scalar_one_or_none()
+        clinic = clinic or Clinic(name=clinic_name)
+    else:
+        clinics = list(db.session.execute(select(Clinic).limit(2)).scalars())
+        if len(clinics) > 1:
+            raise click.UsageError("there are several clinics: name one with --clinic")
+        clinic = clinics[0] if clinics else Clinic(name="Clinic")
+    db.session.add(clinic)
+    try:
+        user = create_user(clinic, email=email, password=password, role=role, name=name)
+    except AccountError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc))
+    db.session.commit()
+    click.echo(f"created {user.role} {user.email} (id {user.id}) in clinic {clinic.name!r}")
+
+
+@click.command("seed-demo")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has a clinic.")
+def seed_demo_command(if_empty: bool) -> None:
+    """Load the demo clinic, users, patients, photos and their analyses."""
+    from followup.demo import database_is_empty, seed_demo
+
+    if if_empty and not database_is_empty():
+        click.echo("database already has data; demo not seeded")
+        return
+    summary = seed_demo()
+    click.echo(f"demo seeded: {summary}")
+
+
+@click.command("worker")
+def worker_command() -> None:
+    """Run the photo-analysis worker in the foreground (production, JOB_BACKEND=inprocess)."""
+    from followup.jobs import InProcessWorker
+
+    worker = InProcessWorker(current_app._get_current_object())
+    click.echo("photo worker running; Ctrl-C stops it")
+    worker.run()
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, envvar="PORT", type=int)
+def serve_command(host: str, port: int) -> None:
+    """Serve pages and API with the photo worker in this one process (``make run``)."""
+    from followup.jobs import start_worker
+
+    app = current_app._get_current_object()
+    start_worker(app)
+    app.run(host=host, port=port, use_reloader=False, threaded=True)
+
+
+def init_app(app: Flask) -> None:
+    for command in (create_user_command, seed_demo_command, worker_command, serve_command):
+        app.cli.add_command(command)

@@ -1,0 +1,84 @@
+"""Configuration from environment variables only; every setting has a safe default.
+
+Each variable is documented in the README's configuration table.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+# name -> (parser, default); a default of None means "derived below".
+SETTINGS: dict[str, tuple[Any, Any]] = {
+    "DATABASE_URL": (str, None),
+    "MEDIA_ROOT": (str, None),
+    "SECRET_KEY": (str, None),
+    "PUBLIC_BASE_URL": (str, "http://127.0.0.1:5000"),
+    "TWILIO_ACCOUNT_SID": (str, ""),
+    "TWILIO_AUTH_TOKEN": (str, ""),
+    "TWILIO_MESSAGING_SERVICE_SID": (str, ""),
+    "TWILIO_FROM_NUMBER": (str, ""),
+    "TWILIO_API_BASE_URL": (str, ""),
+    "TWILIO_TIMEOUT_SECONDS": (float, 10.0),
+    "STORAGE_BACKEND": (str, "local"),  # local | s3
+    "S3_BUCKET": (str, ""),
+    "S3_ENDPOINT_URL": (str, ""),
+    "S3_PREFIX": (str, "media/"),
+    "JOB_BACKEND": (str, "inprocess"),  # inprocess | celery | sync | deferred
+    "CELERY_BROKER_URL": (str, "redis://127.0.0.1:6379/0"),
+    "SCHEDULER_ENABLED": (_bool, True),
+    "RATELIMIT_STORAGE_URI": (str, "memory://"),
+    "LOGIN_RATE_LIMIT": (str, "10 per minute"),
+    "MAX_UPLOAD_MB": (float, 25.0),
+    "MAX_IMAGE_PIXELS": (int, 50_000_000),
+    "UPLOAD_LINK_DAYS": (int, 14),
+    "API_TOKEN_HOURS": (int, 12),
+    "SESSION_IDLE_MINUTES": (int, 30),
+    "ORIGINALS_KEY": (str, ""),  # a Fernet key: keep encrypted originals; empty = keep none
+    "RECURRENCE_CHECKPOINT": (str, ""),
+    "LOG_LEVEL": (str, "INFO"),
+}
+
+
+def from_environment(instance_path: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting from ``environ`` (default ``os.environ``), filling safe defaults."""
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for name, (parse, default) in SETTINGS.items():
+        raw = environ.get(name)
+        config[name] = parse(raw) if raw not in (None, "") else default
+    instance = Path(instance_path)
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'scarwatch.sqlite'}"
+    if not config["MEDIA_ROOT"]:
+        config["MEDIA_ROOT"] = str(instance / "media")
+    if not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = _instance_secret(instance)
+    return config
+
+
+def _instance_secret(instance: Path) -> str:
+    """A random key generated once and kept under instance/, so sessions survive restarts."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgresql://`` URLs (Heroku-style ``postgres://`` too)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

@@ -1,0 +1,81 @@
+"""One error handler for the whole app: JSON for the API and webhooks, plain pages elsewhere."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
+    429: "too_many_requests", 500: "internal_error",
+}
+
+
+def _validation_message(messages) -> str:
+    """webargs' nested ``{"json": {"phone": ["..."]}}`` → ``"phone: ..."``, naming each field."""
+    parts = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, path + [str(key)])
+        elif isinstance(node, list) and all(isinstance(v, str) for v in node):
+            parts.append(f"{'.'.join(path) or 'body'}: {' '.join(node)}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, path + [str(i)])
+        else:
+            parts.append(f"{'.'.join(path) or 'body'}: {node}")
+
+    locations = ("json", "form", "files", "query", "headers", "view_args")
+    if isinstance(messages, dict) and set(messages) <= set(locations):
+        for value in messages.values():
+            walk(value, [])
+    else:
+        walk(messages, [])
+    return "; ".join(parts)
+
+
+def json_error_payload(error: HTTPException):
+    data = getattr(error, "data", None) or {}
+    code = data.get("code") or _CODES.get(error.code, "error")
+    if "messages" in data:
+        message = _validation_message(data["messages"])
+        fields = data["messages"]
+    else:
+        message = data.get("message") or error.description or error.name
+        fields = None
+    body = {"error": {"code": code, "message": message}}
+    if fields is not None:
+        body["error"]["fields"] = fields
+    response = jsonify(body)
+    response.status_code = error.code or 500
+    for name, value in (data.get("headers") or {}).items():
+        response.headers[name] = value
+    if error.code == 429 and getattr(error, "retry_after", None):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/api/", "/twilio/", "/healthz")) or request.accept_mimetypes.best == "application/json"
+
+
+def handle_http_exception(error: HTTPException):
+    if _wants_json():
+        return json_error_payload(error)
+    return render_template("error.html", error=error), error.code
+
+
+def handle_unexpected(error: Exception):
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return handle_http_exception(InternalServerError())
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

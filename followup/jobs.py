@@ -1,0 +1,163 @@
+"""The job queue behind photo analysis. The database is the source of truth.
+
+A photo row in status ``queued`` *is* the job. A worker claims it with one conditional UPDATE
+(queued → processing), so two workers, a retried Celery task or a restarted process never analyse the same
+photo at once, and a process killed mid-job leaves a row that is picked up again once it is stale.
+Jobs receive ids only, so the same function runs in a thread here or in a Celery worker.
+
+Backends (``JOB_BACKEND``):
+- ``inprocess`` (default): a worker thread in the serving process (``make run``) or ``flask --app app worker``.
+- ``celery``: ``enqueue`` sends a Celery task; run ``celery -A followup.celery_app worker``.
+- ``sync``: run the job inside the request (tests, demos).
+- ``deferred``: only record the job; something else runs it later (tests of crash recovery).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Optional
+
+from flask import Flask, current_app
+from sqlalchemy import or_, select, update
+
+from followup.db import db, utcnow
+from followup.models import Photo
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(minutes=10)  # a 'processing' row older than this belongs to a dead worker
+MAX_ATTEMPTS = 3
+
+
+def claim(photo_id: int) -> bool:
+    """Atomically take a queued (or stale) photo; False if someone else has it or it is finished."""
+    now = utcnow()
+    result = db.session.execute(
+        update(Photo)
+        .where(
+            Photo.id == photo_id,
+            or_(Photo.status == "queued",
+                (Photo.status == "processing") & (Photo.status_changed_at < now - STALE_AFTER)),
+        )
+        .values(status="processing", status_changed_at=now, attempts=Photo.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def pending_photo_ids(limit: int = 20) -> list[int]:
+    """Queued photos, oldest first, and those a dead worker left in processing."""
+    now = utcnow()
+    return list(
+        db.session.execute(
+            select(Photo.id)
+            .where(or_(Photo.status == "queued",
+                       (Photo.status == "processing") & (Photo.status_changed_at < now - STALE_AFTER)))
+            .order_by(Photo.received_at, Photo.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def run_photo_job(photo_id: int) -> None:
+    """Claim and process one photo; safe to call twice or concurrently."""
+    from followup.processing import process_photo
+
+    if not claim(photo_id):
+        return
+    photo = db.session.get(Photo, photo_id)
+    try:
+        process_photo(photo)
+    except Exception as exc:  # noqa: BLE001 - a job must record its failure, whatever it was
+        db.session.rollback()
+        photo = db.session.get(Photo, photo_id)
+        log.exception("photo %s: processing failed", photo_id)
+        # Retry transient failures; after MAX_ATTEMPTS the photo is visibly failed, never silently dropped.
+        photo.status = "failed" if photo.attempts >= MAX_ATTEMPTS else "queued"
+        photo.status_detail = f"{type(exc).__name__}: {exc}"
+        photo.status_changed_at = utcnow()
+        db.session.commit()
+
+
+def drain(limit: int = 1000) -> int:
+    """Run every pending job now, in this thread; returns how many were taken."""
+    done = 0
+    while done < limit:
+        ids = pending_photo_ids()
+        if not ids:
+            break
+        for photo_id in ids:
+            run_photo_job(photo_id)
+            done += 1
+    return done
+
+
+class InProcessWorker:
+    """A daemon thread that drains the queue whenever woken, and every few seconds regardless."""
+
+    def __init__(self, app: Flask, poll_seconds: float = 5.0):
+        self.app = app
+        self.poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.run, name="photo-worker", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """Loop until stopped (the thread's body, or a foreground worker process)."""
+        while not self._stop.is_set():
+            with self.app.app_context():
+                try:
+                    drain()
+                except Exception:  # noqa: BLE001 - the worker must outlive a broken database moment
+                    log.exception("photo worker: drain failed")
+                finally:
+                    db.session.remove()
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+
+def init_app(app: Flask) -> None:
+    backend = app.config["JOB_BACKEND"]
+    if backend not in ("inprocess", "celery", "sync", "deferred"):
+        raise RuntimeError(f"JOB_BACKEND must be inprocess, celery, sync or deferred, not {backend!r}")
+    app.extensions["photo_worker"] = InProcessWorker(app) if backend == "inprocess" else None
+
+
+def enqueue_photo(photo_id: int) -> None:
+    """Hand a stored photo to the configured backend (the row is already committed as queued)."""
+    backend = current_app.config["JOB_BACKEND"]
+    if backend == "sync":
+        run_photo_job(photo_id)
+    elif backend == "celery":
+        from followup.celery_app import analyze_photo_task
+
+        analyze_photo_task.delay(photo_id)
+    elif backend == "inprocess":
+        worker: InProcessWorker = current_app.extensions["photo_worker"]
+        worker.start()
+        worker.wake()
+    # deferred: the row is the job; a worker started later finds it.
+
+
+def start_worker(app: Flask) -> Optional[InProcessWorker]:
+    """Start the in-process worker (it first picks up whatever a previous process left queued)."""
+    worker = app.extensions.get("photo_worker")
+    if worker is not None:
+        worker.start()
+    return worker

@@ -1,0 +1,78 @@
+"""One-time patient upload links: signed, expiring, bound to one site, revocable.
+
+The token is an itsdangerous signature over (link id, nonce); the database keeps only the nonce's
+SHA-256, so a stolen database cannot mint links and a revoked row kills its token.
+A link stays usable for retakes until one of its photos is accepted, or ``MAX_UPLOADS`` are received.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Optional
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import update
+
+from followup.db import db, utcnow
+from followup.models import Site, UploadLink
+
+MAX_UPLOADS = 5
+_SALT = "upload-link"
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
+
+
+def _hash(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def create_link(site: Site, *, days: Optional[int] = None) -> tuple[str, UploadLink]:
+    days = current_app.config["UPLOAD_LINK_DAYS"] if days is None else days
+    nonce = secrets.token_urlsafe(16)
+    link = UploadLink(site_id=site.id, nonce_hash=_hash(nonce), expires_at=utcnow() + timedelta(days=days))
+    db.session.add(link)
+    db.session.flush()
+    return _serializer().dumps([link.id, nonce]), link
+
+
+def link_url(token: str) -> str:
+    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/u/{token}"
+
+
+class LinkProblem(Exception):
+    """Why a token cannot be used: ``reason`` is invalid, expired, revoked or used."""
+
+    def __init__(self, reason: str, link: Optional[UploadLink] = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.link = link
+
+
+def resolve_link(token: str) -> UploadLink:
+    """The live link behind ``token``; raises LinkProblem otherwise."""
+    try:
+        link_id, nonce = _serializer().loads(token)
+    except (BadSignature, ValueError, TypeError):
+        raise LinkProblem("invalid") from None
+    link = db.session.get(UploadLink, link_id) if isinstance(link_id, int) else None
+    if link is None or not isinstance(nonce, str) or not secrets.compare_digest(link.nonce_hash, _hash(nonce)):
+        raise LinkProblem("invalid")
+    if link.revoked_at is not None:
+        raise LinkProblem("revoked", link)
+    if link.used_at is not None or link.uploads >= MAX_UPLOADS:
+        raise LinkProblem("used", link)
+    if link.expires_at <= utcnow():
+        raise LinkProblem("expired", link)
+    return link
+
+
+def revoke_site_links(site_id: int) -> None:
+    db.session.execute(
+        update(UploadLink)
+        .where(UploadLink.site_id == site_id, UploadLink.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )

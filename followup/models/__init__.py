@@ -1,0 +1,13 @@
+"""Typed SQLAlchemy models; import from here so every table is registered."""
+from followup.models.accounts import ApiToken, Clinic, User
+from followup.models.alerts import Alert
+from followup.models.audit import AuditEvent
+from followup.models.messages import InboundMessage, OutboundMessage
+from followup.models.patients import Patient, Site
+from followup.models.photos import Analysis, Photo, UploadLink
+from followup.models.plans import FollowUpPlan, PlanItem
+
+__all__ = [
+    "Alert", "Analysis", "ApiToken", "AuditEvent", "Clinic", "FollowUpPlan", "InboundMessage",
+    "OutboundMessage", "Patient", "Photo", "PlanItem", "Site", "UploadLink", "User",
+]

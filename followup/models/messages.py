@@ -1,0 +1,43 @@
+"""SMS outbox and inbox. The outbox row exists before any send, so nothing is sent twice."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from followup.db import UTCDateTime, db, utcnow
+
+OUTBOX_STATUSES = ("pending", "sending", "sent", "delivered", "failed", "not_sent", "unknown")
+
+
+class OutboundMessage(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    patient_id: Mapped[Optional[int]] = mapped_column(ForeignKey("patient.id"), index=True)
+    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    to: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    twilio_sid: Mapped[Optional[str]] = mapped_column(String(64), index=True)
+    error_code: Mapped[Optional[str]] = mapped_column(String(20))
+    error_message: Mapped[Optional[str]] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class InboundMessage(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[Optional[int]] = mapped_column(ForeignKey("clinic.id"), index=True)
+    patient_id: Mapped[Optional[int]] = mapped_column(ForeignKey("patient.id"), index=True)
+    twilio_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    from_number: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str] = mapped_column(String(12))  # opt_out | opt_in | help | text
+    handled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -1,0 +1,45 @@
+"""Patients and the excision sites that are followed up."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Optional
+
+from sqlalchemy import Date, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from followup.db import UTCDateTime, db, utcnow
+
+DIAGNOSES = ("melanoma", "bcc", "scc", "other")
+
+
+class Patient(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(32), index=True)  # E.164
+    date_of_birth: Mapped[Optional[date]] = mapped_column(Date)
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/London")
+    sms_consent: Mapped[bool] = mapped_column(default=False)
+    opted_out_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    sites: Mapped[list["Site"]] = relationship(back_populates="patient", order_by="Site.id")
+
+    @property
+    def can_receive_sms(self) -> bool:
+        return self.sms_consent and self.opted_out_at is None
+
+
+class Site(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    body_site: Mapped[str] = mapped_column(String(120))
+    diagnosis: Mapped[str] = mapped_column(String(20))
+    stage: Mapped[Optional[str]] = mapped_column(String(20))
+    excision_date: Mapped[date] = mapped_column(Date)
+    # The dermatologist responsible; alerts for this site notify them.
+    dermatologist_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
+    closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="sites")

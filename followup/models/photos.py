@@ -1,0 +1,87 @@
+"""Photos of a site, the one-time links patients upload them with, and their analyses."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from followup.db import UTCDateTime, db, utcnow
+
+PHOTO_KINDS = ("baseline", "followup")
+PHOTO_STATUSES = ("queued", "processing", "done", "rejected", "failed")
+ANSWER_FIELDS = ("grew", "itch", "bleed", "hurt", "changed", "elevation")
+
+
+class UploadLink(db.Model):
+    """A signed patient link bound to one site; the token's nonce is stored hashed."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    uploads: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Photo(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    storage_key: Mapped[str] = mapped_column(String(200))
+    original_key: Mapped[Optional[str]] = mapped_column(String(200))  # encrypted original, if kept
+    content_type: Mapped[str] = mapped_column(String(40))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    captured_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(12), default="queued", index=True)
+    status_detail: Mapped[Optional[str]] = mapped_column(Text)
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    upload_link_id: Mapped[Optional[int]] = mapped_column(ForeignKey("upload_link.id"), index=True)
+    uploaded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
+    # The patient's answers: True, False or None (not answered / not sure).
+    grew: Mapped[Optional[bool]]
+    itch: Mapped[Optional[bool]]
+    bleed: Mapped[Optional[bool]]
+    hurt: Mapped[Optional[bool]]
+    changed: Mapped[Optional[bool]]
+    elevation: Mapped[Optional[bool]]
+
+    site: Mapped["Site"] = relationship()  # noqa: F821
+    analyses: Mapped[list["Analysis"]] = relationship(
+        back_populates="photo", foreign_keys="Analysis.photo_id", order_by="Analysis.id"
+    )
+
+    def answers(self) -> dict[str, Optional[bool]]:
+        return {f: getattr(self, f) for f in ANSWER_FIELDS}
+
+
+class Analysis(db.Model):
+    """One comparison of a follow-up photo with a reference (the baseline or the previous follow-up)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photo.id"), index=True)
+    reference_photo_id: Mapped[Optional[int]] = mapped_column(ForeignKey("photo.id"), index=True)
+    comparison: Mapped[str] = mapped_column(String(12))  # baseline | previous
+    registered: Mapped[bool] = mapped_column(default=False)
+    homography: Mapped[Optional[list[list[float]]]] = mapped_column(JSON)
+    alignment_confidence: Mapped[Optional[float]] = mapped_column(Float)
+    quality: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    regions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    change_score: Mapped[Optional[float]] = mapped_column(Float)
+    recurrence_score: Mapped[Optional[float]] = mapped_column(Float)
+    flag: Mapped[bool] = mapped_column(default=False)
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    model_version: Mapped[Optional[str]] = mapped_column(String(80))
+    timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    overlays: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # name -> storage key
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    photo: Mapped[Photo] = relationship(back_populates="analyses", foreign_keys=[photo_id])

@@ -1,0 +1,80 @@
+"""Photo intake: the one function both the API and the patient's upload page call."""
+from __future__ import annotations
+
+import logging
+from typing import Mapping, Optional
+
+from cryptography.fernet import Fernet
+from flask import current_app
+from sqlalchemy import func, select
+
+from followup import jobs
+from followup.db import db, utcnow
+from followup.intake import clean_photo
+from followup.models import Photo, Site, UploadLink, User
+from followup.models.photos import ANSWER_FIELDS
+from followup.storage import storage
+
+log = logging.getLogger(__name__)
+
+
+def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mapping[str, Optional[bool]]] = None,
+                  link: Optional[UploadLink] = None, user: Optional[User] = None) -> Photo:
+    """Validate, strip and store a photo, record it as queued, and hand it to the job queue.
+
+    Raises ``IntakeError`` before anything is written when the file is not an acceptable photo.
+    If the database write fails, the stored file is removed again unless another photo shares it.
+    """
+    if kind not in ("baseline", "followup"):
+        raise ValueError("kind must be baseline or followup")
+    clean = clean_photo(data, max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
+    store = storage()
+    key = store.put(clean.data, ext="jpg")
+    original_key = None
+    if current_app.config["ORIGINALS_KEY"]:
+        original_key = store.put(Fernet(current_app.config["ORIGINALS_KEY"]).encrypt(data), ext="enc")
+    photo = Photo(
+        site_id=site.id, kind=kind, sha256=key.split(".")[0], storage_key=key, original_key=original_key,
+        content_type="image/jpeg", size_bytes=len(clean.data), width=clean.width, height=clean.height,
+        captured_at=clean.captured_at, status="queued", status_changed_at=utcnow(),
+        upload_link_id=link.id if link else None, uploaded_by_id=user.id if user else None,
+        **{f: (answers or {}).get(f) for f in ANSWER_FIELDS},
+    )
+    try:
+        db.session.add(photo)
+        if link is not None:
+            link.uploads += 1
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        _forget_blob(key)
+        if original_key:
+            _forget_blob(original_key)
+        raise
+    jobs.enqueue_photo(photo.id)
+    return photo
+
+
+def _forget_blob(key: str) -> None:
+    shared = db.session.execute(
+        select(func.count()).select_from(Photo).where((Photo.storage_key == key) | (Photo.original_key == key))
+    ).scalar_one()
+    if not shared:
+        storage().delete(key)
+
+
+def baseline_of(site_id: int) -> Optional[Photo]:
+    """The site's newest accepted baseline photo."""
+    return db.session.execute(
+        select(Photo).where(Photo.site_id == site_id, Photo.kind == "baseline", Photo.status == "done")
+        .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def previous_followup_of(photo: Photo) -> Optional[Photo]:
+    """The last accepted follow-up before ``photo``."""
+    return db.session.execute(
+        select(Photo).where(Photo.site_id == photo.site_id, Photo.kind == "followup", Photo.status == "done",
+                            Photo.id != photo.id, Photo.received_at <= photo.received_at)
+        .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(1)
+    ).scalar_one_or_none()

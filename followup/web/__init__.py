@@ -1,0 +1,1 @@
+"""Server-rendered pages: staff sign-in and pages (``web``) and the patient's upload link (``patient``)."""
