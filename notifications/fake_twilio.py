@@ -296,9 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(fault.status, _error_body(code, fault.status), headers)
             return
         status, body = self._route(method, url.path, params)
-        if fault is not None:
-            if self.state.stopping.wait(fault.delay_seconds):
-                return
+        if fault is not None and self.state.stopping.wait(fault.delay_seconds):
+            self.close_connection = True  # stopping: hang up instead of answering
+            return
         try:
             self._send(status, body)
         except (BrokenPipeError, ConnectionResetError):
