@@ -12,19 +12,27 @@ of three kinds:
   Twilio creates the Message before it answers, and it is done with this request, so after a short settling
   delay the sender *looks the message up*; found → that message is the result, not found → it was not created
   and the request is repeated.
-* **Maybe still in progress** — the read timed out. Twilio may still be creating the message, so a lookup that
-  finds nothing proves nothing: found → that message is the result; not found → status ``unknown``. The caller
-  keeps the attempt's start time and calls `TwilioSender.lookup` later (after `lookup_settle_seconds`), which
-  answers ``not_sent`` only once the attempt is old enough that a message would be visible by then.
+* **Maybe still in progress** — the read timed out, or the answer was cut off or unreadable. Twilio may still be
+  creating the message, so a lookup that finds nothing proves nothing: found → that message is the result; not
+  found → status ``unknown``.
 
 How a message is found without a SID
------------------------------------
+------------------------------------
 Twilio lists messages to a number newest first. The lookup reads that list back to the attempt's start (minus
 `clock_skew_seconds`, since Twilio's clock is not ours) and matches on recipient, sender (Messaging Service SID
 or From number) and exact body. Bodies must therefore differ between logical messages sent to one number in
 that window — a reminder's one-time upload link makes them differ — and must leave Twilio unchanged (keep
 Smart Encoding off or bodies GSM-7). When the caller knows a SID (from a result or a status callback), `lookup`
 fetches that message instead.
+
+What the caller (the outbox) does
+---------------------------------
+1. Claim the row so that one worker sends it, store ``attempted_at`` (UTC now), then call `send`.
+2. ``queued``/``sent``: store the SID. ``failed``: send again later if `retryable`, else give up (and record
+   the opt-out when `opted_out`). ``unknown``: do not send; call `lookup` with the stored ``attempted_at`` after
+   `lookup_settle_seconds`.
+3. `lookup` answers ``not_sent`` only when the attempt is old enough that its message would be visible: then
+   send again (with a new ``attempted_at``). ``unknown`` again: ask later.
 
 Every answer is a `SendResult`; provider and network trouble never raise.
 """
@@ -36,10 +44,11 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from json import JSONDecodeError
 from typing import Callable, Optional
 
 from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import ConnectTimeout, ReadTimeout, RequestException
+from requests.exceptions import ConnectTimeout, RequestException
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.message import MessageInstance
@@ -50,6 +59,14 @@ from notifications.twilio_http import ProviderBusy, RebasingHttpClient
 from notifications.twilio_statuses import result_from_twilio
 
 logger = logging.getLogger(__name__)
+
+
+class _ScanLimitReached(Exception):
+    """The lookup read `lookup_scan_limit` messages without reaching the attempt's start."""
+
+
+#: What can stop a lookup from answering; each makes the answer ``unknown``.
+_LOOKUP_TROUBLE = (ProviderBusy, TwilioRestException, RequestException, JSONDecodeError, _ScanLimitReached)
 
 #: Rejections that are the account's fault, not the message's: fixing the configuration makes a resend succeed.
 _ACCOUNT_PROBLEM_STATUSES = frozenset({401, 403})
@@ -77,6 +94,10 @@ class RetryPolicy:
     max_delay: float = 8.0
     max_retry_after: float = 30.0
     settle_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
 
     def backoff(self, retry_number: int, rng: random.Random) -> float:
         """Seconds to wait before retry `retry_number` (0 for the first retry)."""
@@ -174,17 +195,19 @@ class TwilioSender:
                 if settled is not None:
                     return settled
                 failure = SendResult(status="failed", error_code=rejected.code, error_message=rejected.msg, retryable=True)
-            except ReadTimeout:
-                return self._reconcile(message, attempted_at) or SendResult(
-                    status="unknown",
-                    error_message="Twilio did not answer in time; call lookup() before sending again",
-                )
             except RequestsConnectionError as lost:
                 if not _never_reached_twilio(lost):
                     settled = self._reconcile(message, attempted_at)
                     if settled is not None:
                         return settled
                 failure = SendResult(status="failed", error_message=f"connection failed: {lost}", retryable=True)
+            except (RequestException, JSONDecodeError) as lost:
+                # A read timeout, or an answer cut off or unreadable: Twilio may still be creating the message.
+                return self._reconcile(message, attempted_at) or SendResult(
+                    status="unknown",
+                    error_message=f"no usable answer from Twilio ({type(lost).__name__}); call lookup() before "
+                    "sending again",
+                )
             logger.warning(
                 "SMS %s attempt %d/%d failed: %s",
                 message.idempotency_key,
@@ -205,7 +228,7 @@ class TwilioSender:
             raise ValueError("attempted_at must be timezone-aware (UTC)")
         try:
             found = self._client.messages(sid).fetch() if sid else self._find(message, attempted_at)
-        except (ProviderBusy, TwilioRestException, RequestException, _ScanLimitReached) as trouble:
+        except _LOOKUP_TROUBLE as trouble:
             return SendResult(status="unknown", error_message=f"lookup failed: {trouble}")
         if found is not None:
             return self._result_from(found)
@@ -230,7 +253,7 @@ class TwilioSender:
         self._sleep(self.retry.settle_delay)
         try:
             found = self._find(message, attempted_at)
-        except (ProviderBusy, TwilioRestException, RequestException, _ScanLimitReached) as trouble:
+        except _LOOKUP_TROUBLE as trouble:
             return SendResult(status="unknown", error_message=f"outcome unknown and lookup failed: {trouble}")
         if found is None:
             return None
@@ -262,10 +285,6 @@ class TwilioSender:
     @staticmethod
     def _result_from(record: MessageInstance) -> SendResult:
         return result_from_twilio(record.sid, record.status, record.error_code, record.error_message)
-
-
-class _ScanLimitReached(Exception):
-    """The lookup read `lookup_scan_limit` messages without reaching the attempt's start."""
 
 
 def _rejection(rejected: TwilioRestException) -> SendResult:

@@ -319,3 +319,8 @@ def test_outgoing_sms_rejects_bad_input(kwargs):
     with pytest.raises(ValueError):
         OutgoingSms(**kwargs)
 
+
+
+def test_retry_policy_needs_an_attempt():
+    with pytest.raises(ValueError, match="at least 1"):
+        RetryPolicy(max_attempts=0)
