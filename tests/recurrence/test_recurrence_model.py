@@ -1,0 +1,74 @@
+"""Model shapes, losses, encoders and metrics (no data needed)."""
+import numpy as np
+import pytest
+import torch
+
+from recurrence.encoding import REGION_FEATURES, encode_answers, encode_region
+from recurrence.metrics import apply_calibration, ece, fit_platt, roc_auc, threshold_for_sensitivity
+from recurrence.model import ModelConfig, ScarWatchModel
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    m = ScarWatchModel(ModelConfig(image_size=32, crop_size=32, width=8, n_features=5))
+    return m.eval()
+
+
+def test_lesion_forward_shapes_and_loss(model):
+    x = torch.randn(3, 3, 32, 32)
+    h = torch.zeros(3, 12)
+    logit, loss = model(x, h)
+    assert logit.shape == (3,) and loss is None
+    logit, loss = model(x, h, targets=torch.tensor([0.0, 1.0, 1.0]))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    # history changes the logit (the history head is not dead)
+    h2 = h.clone()
+    h2[:, 4] = 1.0
+    assert not torch.allclose(model(x, h)[0], model(x, h2)[0])
+
+
+def test_change_forward_shapes_and_loss(model):
+    f, b = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    meta = torch.zeros(4, len(REGION_FEATURES))
+    logit, loss = model.change(f, b, meta)
+    assert logit.shape == (4,) and loss is None
+    _, loss = model.change(f, b, meta, targets=torch.ones(4))
+    assert loss.item() > 0
+    # siamese: the same weights embed both crops, so swapping them changes the output only via the head
+    assert model.change.lesion is model.lesion
+
+
+def test_feature_model_forward(model):
+    z, loss = model.features(torch.randn(6, 5))
+    assert z.shape == (6,) and loss is None
+
+
+def test_encode_answers_yes_no_missing():
+    v = encode_answers({"grew": True, "itch": "0", "bleed": None, "hurt": "", "changed": 1})
+    assert v.tolist()[:10] == [1, 0, 0, 1, 0, 0, 0, 0, 1, 0]
+    assert encode_answers(None).sum() == 0
+
+
+def test_encode_region_layout():
+    r = {"bbox": [0, 0, 10, 10], "area_px": 100, "growth_pct": None, "delta_e": 10.0,
+         "distance_to_lesion_px": 3.0, "kind": "growth", "score": 0.7}
+    v = encode_region(r, diagnosis="bcc", years_since_surgery=2.0, answers={"bleed": True})
+    assert v.shape == (len(REGION_FEATURES),) and v.dtype == np.float32
+    named = dict(zip(REGION_FEATURES, v))
+    assert named["kind_growth"] == 1 and named["growth_known"] == 0 and named["dx_bcc"] == 1
+    assert named["years_known"] == 1 and named["bleed_yes"] == 1 and named["bleed_no"] == 0
+
+
+def test_auc_and_calibration():
+    rng = np.random.default_rng(0)
+    y = rng.random(400) < 0.4
+    z = 3 * (y - 0.5) + rng.normal(0, 1.0, 400) + 4.0  # informative but badly offset
+    assert roc_auc(y, z) > 0.85
+    assert roc_auc([0, 1], [1, 0]) == 0.0 and roc_auc([0, 0, 1, 1], [1, 1, 1, 1]) == 0.5
+    cal = fit_platt(z, y)
+    p = apply_calibration(z, cal)
+    assert p.min() >= 0 and p.max() <= 1
+    assert ece(y, p) < ece(y, apply_calibration(z, None))  # calibration helps on the offset logits
+    t = threshold_for_sensitivity(y, p, 0.95)
+    assert (p[y] >= t).mean() >= 0.95
