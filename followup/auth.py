@@ -7,7 +7,7 @@ from datetime import timedelta
 from functools import wraps
 from typing import Callable, Optional
 
-from flask import Flask, abort, current_app, g, request
+from flask import Flask, abort, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
@@ -80,17 +80,19 @@ def bearer_user() -> Optional[User]:
 
 def api_user() -> User:
     """The caller of an API route: a bearer token, else a logged-in web session (for the web pages' fetches)."""
-    if "api_user" not in g:
+    # Cached per request (not in g: an app context can outlive one request, as in tests).
+    if "scarwatch.api_user" not in request.environ:
         user = bearer_user()
         if user is None and current_user.is_authenticated:
             user = current_user._get_current_object()
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 # A cookie is ambient authority: the web pages' own requests send the CSRF token header.
                 current_app.extensions["csrf"].protect()
-        g.api_user = user
-    if g.api_user is None:
+        request.environ["scarwatch.api_user"] = user
+    user = request.environ["scarwatch.api_user"]
+    if user is None:
         abort(401, "Authentication required: send Authorization: Bearer TOKEN (POST /api/v1/auth/token).")
-    return g.api_user
+    return user
 
 
 def roles_required(*roles: str) -> Callable:
