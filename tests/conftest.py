@@ -6,12 +6,14 @@ PostgreSQL too. Each test gets a fresh schema.
 from __future__ import annotations
 
 import io
+import contextvars
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from flask.testing import FlaskClient
 from PIL import Image
 
 from app import create_app
@@ -97,8 +99,20 @@ def app(app_config, backend, request, tmp_path):
         db.engine.dispose()
 
 
+class IsolatedClient(FlaskClient):
+    """Each request runs in a fresh context, as in production, not inside the test's app context.
+
+    (Flask would otherwise reuse the test's app context, so ``g`` — CSRF tokens, cached users — would leak
+    from one request into the next.)
+    """
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture
 def client(app):
+    app.test_client_class = IsolatedClient
     return app.test_client()
 
 

@@ -1,0 +1,61 @@
+"""Patient upload links: signed, expiring, bound to a site, revocable, used up."""
+import io
+from datetime import timedelta
+
+from followup import links
+from followup.db import db, utcnow
+from followup.models import Photo, Site, UploadLink
+from tests.conftest import jpeg_bytes
+
+
+def make_link(site_id, **kwargs) -> str:
+    token, _ = links.create_link(db.session.get(Site, site_id), **kwargs)
+    db.session.commit()
+    return token
+
+
+def test_link_page_and_upload(client, site_id):
+    token = make_link(site_id)
+    page = client.get(f"/u/{token}")
+    assert page.status_code == 200
+    assert "noindex" in page.headers["X-Robots-Tag"] and page.headers["Referrer-Policy"] == "no-referrer"
+    assert b"left shoulder" in page.data and b"North Clinic" in page.data
+    response = client.post(f"/u/{token}", data={"photo": (io.BytesIO(jpeg_bytes()), "me.jpg"), "bleed": "yes",
+                                                 "itch": "no", "grew": "unsure"}, content_type="multipart/form-data",
+                           follow_redirects=True)
+    assert response.status_code == 200
+    photo = db.session.execute(db.select(Photo)).scalar_one()
+    assert (photo.kind, photo.site_id, photo.bleed, photo.itch, photo.grew) == ("followup", site_id, True, False, None)
+
+
+def test_bad_upload_on_link_page_says_why_and_stores_nothing(client, site_id):
+    token = make_link(site_id)
+    response = client.post(f"/u/{token}", data={"photo": (io.BytesIO(b"<html>"), "x.jpg")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 415 and b"not a JPEG" in response.data
+    assert db.session.execute(db.select(Photo)).first() is None
+
+
+def test_expired_revoked_used_and_forged_links(client, site_id):
+    expired = make_link(site_id, days=0)
+    assert client.get(f"/u/{expired}").status_code == 410
+
+    revoked = make_link(site_id)
+    links.revoke_site_links(site_id)
+    db.session.commit()
+    response = client.get(f"/u/{revoked}")
+    assert response.status_code == 410 and b"new link" in response.data
+
+    used = make_link(site_id)
+    link = db.session.execute(db.select(UploadLink).order_by(UploadLink.id.desc())).scalars().first()
+    link.used_at = utcnow()
+    db.session.commit()
+    assert client.get(f"/u/{used}").status_code == 410
+
+    assert client.get(f"/u/{used[:-2]}xx").status_code == 404
+    assert client.get("/u/not-a-token").status_code == 404
+
+
+def test_link_expiry_default_is_14_days(app, site_id):
+    _, link = links.create_link(db.session.get(Site, site_id))
+    assert timedelta(days=13, hours=23) < link.expires_at - utcnow() <= timedelta(days=14)
