@@ -1,6 +1,8 @@
 """Command-line interface: ``flask --app app <command>`` (see the README and CONTRACT)."""
 from __future__ import annotations
 
+import json
+
 import click
 from flask import Flask, current_app
 from sqlalchemy import select
@@ -66,12 +68,60 @@ def worker_command() -> None:
 def serve_command(host: str, port: int) -> None:
     """Serve pages and API with the photo worker in this one process (``make run``)."""
     from followup.jobs import start_worker
+    from followup.scheduler import start_embedded
 
     app = current_app._get_current_object()
     start_worker(app)
+    start_embedded(app)  # when SCHEDULER_ENABLED: the reminder sweep runs in this one process
     app.run(host=host, port=port, use_reloader=False, threaded=True)
 
 
+@click.group("reminders")
+def reminders_group() -> None:
+    """SMS reminders: the sweep that sends what is due."""
+
+
+@reminders_group.command("dispatch")
+@click.option("--now", "now_text", default=None, metavar="ISO-8601",
+              help="Sweep as if it were this time (default: now); without an offset it is UTC.")
+def reminders_dispatch_command(now_text: str | None) -> None:
+    """One pass of the reminder/escalation sweep; prints a JSON summary (sent, escalated, failed, ...)."""
+    import json
+    from datetime import datetime, timezone
+
+    from followup.reminders import dispatch
+
+    now = None
+    if now_text:
+        try:
+            now = datetime.fromisoformat(now_text.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter("use ISO-8601, e.g. 2026-05-01T10:00:00+00:00", param_hint="--now")
+        now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    click.echo(json.dumps(dispatch(now), sort_keys=True))
+
+
+@click.command("scheduler")
+def scheduler_command() -> None:
+    """Run the reminder scheduler in the foreground (production); a second one stands by and does nothing."""
+    from followup.scheduler import ReminderScheduler, lease_holder
+
+    app = current_app._get_current_object()
+    runner = ReminderScheduler(app, blocking=True)
+    if not runner.heartbeat():
+        holder = lease_holder()
+        click.echo(f"another scheduler holds the lock ({holder.holder if holder else '?'}); standing by")
+    else:
+        click.echo("scheduler running; Ctrl-C stops it")
+    try:
+        runner.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        runner.shutdown()
+
+
 def init_app(app: Flask) -> None:
-    for command in (create_user_command, seed_demo_command, worker_command, serve_command):
+    for command in (create_user_command, seed_demo_command, worker_command, serve_command, reminders_group,
+                    scheduler_command):
         app.cli.add_command(command)

@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mapping[str, Optional[bool]]] = None,
-                  link: Optional[UploadLink] = None, user: Optional[User] = None) -> Photo:
+                  link: Optional[UploadLink] = None, user: Optional[User] = None, enqueue: bool = True) -> Photo:
     """Validate, strip and store a photo, record it as queued, and hand it to the job queue.
 
     Raises ``IntakeError`` before anything is written when the file is not an acceptable photo.
     If the database write fails, the stored file is removed again unless another photo shares it.
+    ``enqueue=False`` leaves the queued row for the caller to run (the demo seeding runs jobs itself).
     """
     if kind not in ("baseline", "followup"):
         raise ValueError("kind must be baseline or followup")
@@ -51,7 +52,8 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
         if original_key:
             _forget_blob(original_key)
         raise
-    jobs.enqueue_photo(photo.id)
+    if enqueue:
+        jobs.enqueue_photo(photo.id)
     return photo
 
 

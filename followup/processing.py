@@ -1,15 +1,205 @@
-"""What a photo job does: a photo becomes an analysis (and maybe an alert).
+"""What a photo job does: a stored photo becomes analyses, and maybe an alert or a retake request.
 
-Filled in by the analysis pipeline; until then the job records that no analyser is set.
+- A baseline photo is checked for quality: accepted (done) or rejected with reasons a patient can act on.
+- A follow-up is compared with the site's baseline and with the previous accepted follow-up (slow growth
+  shows against the baseline, sudden change against the last photo); both analyses are kept and the alert
+  uses the worse. A photo the pipeline cannot read is never "no change": it is rejected with reasons
+  (the patient is asked to retake), and after repeated failures it goes to a human.
 """
 from __future__ import annotations
 
+import io
+import logging
+from typing import Optional
+
+import cv2
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+
+from followup import alerts
+from followup.analyser import Recurrence, get_analyser
 from followup.db import db, utcnow
-from followup.models import Photo
+from followup.models import Analysis, Photo, Site
+from followup.photos import baseline_of, previous_followup_of
+from followup.storage import storage
+from registration import PairAnalysis, assess_quality, render_overlays
+
+log = logging.getLogger(__name__)
+
+HIGH_PRIORITY_SCORE = 0.8
+UNREADABLE_IN_A_ROW_FOR_HUMAN = 2
+WORRYING_ANSWERS = {"bleed": "bleeding", "grew": "growth"}
 
 
 def process_photo(photo: Photo) -> None:
-    photo.status = "done" if photo.kind == "baseline" else "failed"
-    photo.status_detail = None if photo.kind == "baseline" else "No analyser is set: the photo awaits analysis."
-    photo.status_changed_at = utcnow()
+    image = load_image(photo.storage_key)
+    if photo.kind == "baseline":
+        _check_baseline(photo, image)
+        return
+    site = db.session.get(Site, photo.site_id)
+    baseline = baseline_of(photo.site_id)
+    if baseline is None:
+        _finish(photo, "failed", "No accepted baseline photo for this site, so nothing to compare with.")
+        _raise(site, photo, kind="needs_review", priority=2, score=1.0,
+               reasons=["No baseline photo for this site: review the follow-up by eye and add a baseline."])
+        db.session.commit()
+        return
+
+    analyses = [_compare(photo, image, site, "baseline", baseline)]
+    previous = previous_followup_of(photo)
+    if previous is not None and analyses[0].registered:
+        analyses.append(_compare(photo, image, site, "previous", previous))
+    main = analyses[0]
+    if not main.quality.get("usable", False) or not main.registered:
+        _reject(photo, site, main)
+    else:
+        _finish(photo, "done", None)
+        _alert_if_needed(photo, site, analyses)
     db.session.commit()
+
+
+def load_image(key: str) -> np.ndarray:
+    """A stored photo as an RGB uint8 array, shape (M, N, 3)."""
+    with Image.open(io.BytesIO(storage().get(key))) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _check_baseline(photo: Photo, image: np.ndarray) -> None:
+    quality = assess_quality(image)
+    if quality.usable:
+        _finish(photo, "done", None)
+    else:
+        _finish(photo, "rejected", "; ".join(quality.reasons))
+    db.session.add(Analysis(photo_id=photo.id, comparison="quality", quality=_quality_dict(quality), flag=False,
+                            reasons=list(quality.reasons)))
+    db.session.commit()
+
+
+def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, reference: Photo) -> Analysis:
+    reference_image = load_image(reference.storage_key)
+    years = (photo.received_at.date() - site.excision_date).days / 365.25
+    result, recurrence = get_analyser().analyse(reference_image, image, diagnosis=site.diagnosis,
+                                                years_since_surgery=max(years, 0.0), answers=photo.answers())
+    row = Analysis(
+        photo_id=photo.id, reference_photo_id=reference.id, comparison=comparison,
+        registered=bool(result.registered),
+        homography=None if result.homography is None else result.homography.tolist(),
+        alignment_confidence=float(result.alignment_confidence), quality=_quality_dict(result.quality),
+        regions=_regions(result, recurrence), change_score=float(result.change_score),
+        recurrence_score=recurrence.score, flag=bool(result.flag), reasons=_reasons(result, recurrence),
+        model_version=recurrence.model_version, timings={k: round(float(v), 4) for k, v in result.timings.items()},
+        overlays=_store_overlays(reference_image, result, recurrence),
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def _quality_dict(quality) -> dict:
+    return {"usable": bool(quality.usable), "reasons": list(quality.reasons),
+            "metrics": {k: float(v) for k, v in quality.metrics.items() if isinstance(v, (int, float, np.floating))}}
+
+
+def _regions(result: PairAnalysis, recurrence: Recurrence) -> list[dict]:
+    regions = []
+    for i, region in enumerate(result.regions):
+        entry = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in region.items()}
+        if i < len(recurrence.regions):
+            entry["recurrence_score"] = float(recurrence.regions[i]["score"])
+            entry["model_reasons"] = list(recurrence.regions[i]["reasons"])
+        regions.append(entry)
+    return regions
+
+
+def _reasons(result: PairAnalysis, recurrence: Recurrence) -> list[str]:
+    reasons = list(result.reasons)
+    return reasons + [r for r in recurrence.reasons if r not in reasons]
+
+
+def _jpeg(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def _store_overlays(reference_image: np.ndarray, result: PairAnalysis, recurrence: Recurrence) -> dict[str, str]:
+    images = render_overlays(reference_image, result)
+    saliency = _saliency_overlay(images["aligned"], recurrence)
+    if saliency is not None:
+        images["saliency"] = saliency
+    images["baseline"] = reference_image
+    return {name: storage().put(_jpeg(pixels), ext="jpg") for name, pixels in images.items()}
+
+
+def _saliency_overlay(aligned: np.ndarray, recurrence: Recurrence) -> Optional[np.ndarray]:
+    """The model's saliency crops pasted back where they came from, in red over the aligned follow-up."""
+    heat = np.zeros(aligned.shape[:2], np.float32)
+    for region in recurrence.regions:
+        sal, box = region.get("saliency"), region.get("crop_box")
+        if sal is None or box is None:
+            continue
+        x0, y0, x1, y1 = (int(v) for v in box)
+        patch = cv2.resize(np.asarray(sal, np.float32), (x1 - x0, y1 - y0))
+        tx0, ty0 = max(x0, 0), max(y0, 0)
+        tx1, ty1 = min(x1, heat.shape[1]), min(y1, heat.shape[0])
+        if tx1 > tx0 and ty1 > ty0:
+            heat[ty0:ty1, tx0:tx1] = np.maximum(heat[ty0:ty1, tx0:tx1],
+                                                patch[ty0 - y0:ty1 - y0, tx0 - x0:tx1 - x0])
+    if not heat.any():
+        return None
+    heat = heat / max(float(heat.max()), 1e-6)
+    out = aligned.astype(np.float32)
+    out[..., 0] = out[..., 0] * (1 - 0.6 * heat) + 255 * 0.6 * heat
+    out[..., 1:] *= (1 - 0.4 * heat)[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _finish(photo: Photo, status: str, detail: Optional[str]) -> None:
+    photo.status, photo.status_detail, photo.status_changed_at = status, detail, utcnow()
+
+
+def _reject(photo: Photo, site: Site, analysis: Analysis) -> None:
+    reasons = list(analysis.quality.get("reasons") or [])
+    if not analysis.registered:
+        reasons.append("we could not match this photo to your first photo — photograph the same spot, "
+                       "from the same distance, with the whole scar in view")
+    _finish(photo, "rejected", "; ".join(reasons))
+    recent = list(db.session.execute(
+        select(Photo.status).where(Photo.site_id == site.id, Photo.kind == "followup")
+        .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(UNREADABLE_IN_A_ROW_FOR_HUMAN)
+    ).scalars())
+    if len(recent) >= UNREADABLE_IN_A_ROW_FOR_HUMAN and all(s == "rejected" for s in recent):
+        _raise(site, photo, kind="unreadable", priority=2, score=float(analysis.change_score or 0.0),
+               reasons=[f"{UNREADABLE_IN_A_ROW_FOR_HUMAN} photos in a row could not be read: " + "; ".join(reasons)])
+    _request_retake(site, photo, reasons)
+
+
+def _request_retake(site: Site, photo: Photo, reasons: list[str]) -> None:
+    try:
+        from followup.reminders import request_retake
+    except ImportError:  # reminders not installed in this build: the rejection stays visible to staff
+        log.info("photo %s rejected; retake to be requested by staff", photo.id)
+        return
+    request_retake(site, reasons)
+
+
+def _alert_if_needed(photo: Photo, site: Site, analyses: list[Analysis]) -> None:
+    worst = max(analyses, key=lambda a: (a.flag, a.recurrence_score or 0.0))
+    answers = photo.answers()
+    worrying = [word for field, word in WORRYING_ANSWERS.items() if answers.get(field)]
+    if worst.flag:
+        score = float(worst.recurrence_score or worst.change_score or 0.0)
+        priority = 1 if score >= HIGH_PRIORITY_SCORE or len(worrying) == len(WORRYING_ANSWERS) else 2
+        label = "against the baseline" if worst.comparison == "baseline" else "since the last photo"
+        _raise(site, photo, kind="change", priority=priority, score=score,
+               reasons=[f"change {label}"] + list(worst.reasons))
+    elif worrying:
+        # The image shows nothing, but the patient does: a person should look (the patient knows things we don't).
+        _raise(site, photo, kind="patient_report", priority=3, score=float(worst.recurrence_score or 0.0),
+               reasons=[f"patient reports {' and '.join(worrying)}; no visible change was detected"])
+
+
+def _raise(site: Site, photo: Photo, *, kind: str, priority: int, score: float, reasons: list[str]) -> None:
+    alerts.raise_alert(clinic_id=site.patient.clinic_id, site_id=site.id, photo_id=photo.id, kind=kind,
+                       priority=priority, score=score, reasons=reasons)
