@@ -50,6 +50,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(staff.bp)
     app.register_blueprint(patient.bp)
     cli.init_app(app)
+    _init_sms(app)
 
     @app.get("/healthz")
     def healthz():
@@ -57,6 +58,18 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
         return {"status": "ok"}
 
     return app
+
+
+def _init_sms(app: Flask) -> None:
+    """SMS transport, reminder texts, the scheduler and Twilio's webhooks (signed, so exempt from CSRF)."""
+    from followup import messaging, reminders, scheduler
+    from followup.web import twilio
+
+    messaging.init_app(app)
+    reminders.init_app(app)
+    scheduler.init_app(app)
+    app.register_blueprint(twilio.bp)
+    csrf.exempt(twilio.bp)
 
 
 def _derived_settings(app: Flask) -> None:

@@ -33,6 +33,10 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "JOB_BACKEND": (str, "inprocess"),  # inprocess | celery | sync | deferred
     "CELERY_BROKER_URL": (str, "redis://127.0.0.1:6379/0"),
     "SCHEDULER_ENABLED": (_bool, True),
+    "QUIET_HOURS": (str, "20:00-09:00"),  # no patient SMS then, in the patient's timezone
+    "REMINDER_LOCAL_TIME": (str, "10:00"),  # when reminders go out, in the patient's timezone
+    "DIGEST_LOCAL_TIME": (str, "09:00"),  # dermatologists' daily alert digest, in the clinic's timezone
+    "SMS_SEND_CONCURRENCY": (int, 4),  # parallel requests to Twilio during a sweep
     "RATELIMIT_STORAGE_URI": (str, "memory://"),
     "LOGIN_RATE_LIMIT": (str, "10 per minute"),
     "MAX_UPLOAD_MB": (float, 25.0),

@@ -6,6 +6,7 @@ from followup.models.messages import InboundMessage, OutboundMessage
 from followup.models.patients import Patient, Site
 from followup.models.photos import Analysis, Photo, UploadLink
 from followup.models.plans import FollowUpPlan, PlanItem
+from followup.models.reminders import PatientSmsDay, Reminder, SchedulerLock
 
 __all__ = [
     "Alert", "Analysis", "ApiToken", "AuditEvent", "Clinic", "FollowUpPlan", "InboundMessage",

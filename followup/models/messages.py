@@ -9,7 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from followup.db import UTCDateTime, db, utcnow
 
-OUTBOX_STATUSES = ("pending", "sending", "sent", "delivered", "failed", "not_sent", "unknown")
+# cancelled: withdrawn before Twilio accepted it (opt-out, photo received, too late to be useful).
+OUTBOX_STATUSES = ("pending", "sending", "sent", "delivered", "failed", "not_sent", "unknown", "cancelled")
 
 
 class OutboundMessage(db.Model):
@@ -26,6 +27,10 @@ class OutboundMessage(db.Model):
     error_code: Mapped[Optional[str]] = mapped_column(String(20))
     error_message: Mapped[Optional[str]] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the latest send began (real UTC time): a reconciling lookup searches Twilio from here.
+    attempted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, index=True)
+    # A retryable failure waits until then (the sweep's clock) before the next attempt.
+    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

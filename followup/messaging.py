@@ -1,0 +1,346 @@
+"""The SMS outbox: store first, claim, send once through `notifications`, record what became of it.
+
+Exactly once, from the patient's point of view
+----------------------------------------------
+* Every logical message is one `OutboundMessage` row with a unique ``idempotency_key`` (``reminder:17``,
+  ``alert:4``, ``digest:3:2026-05-01``): asking twice to send the same thing finds the row that exists.
+* A row is sent only by the process that moved it ``pending → sending`` with one conditional UPDATE
+  (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, SQLite serialises writers), committed *before* Twilio is called,
+  together with ``attempted_at``.
+* After the call the result is stored: ``sent`` (Twilio has it: never again), a retryable failure (Twilio
+  provably created nothing: back to ``pending`` after a backoff), a final failure, or ``unknown`` (a timeout:
+  never resent blindly). ``unknown`` rows — and ``sending`` rows whose process died mid-call — are reconciled
+  with `SmsSender.lookup` from ``attempted_at``; only a lookup that proves nothing was created sends again.
+
+Decisions about who is due live in `followup.reminders`; this module only moves rows through the outbox.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable, Optional
+
+from flask import Flask, current_app
+from sqlalchemy import or_, select, update
+
+from followup.db import db, utcnow
+from followup.models import OutboundMessage, Patient
+from notifications import OutgoingSms, SendResult, SmsSender, sender_from_config
+
+log = logging.getLogger(__name__)
+
+#: A ``sending`` row older than this belongs to a process that died mid-call: reconcile it, never resend.
+STALE_SENDING = timedelta(minutes=10)
+#: Send attempts (each already retried inside the sender) before a message is given up as failed.
+MAX_ATTEMPTS = 12
+#: Backoff between attempts across sweeps, capped.
+RETRY_BACKOFF_CAP = timedelta(minutes=15)
+BATCH = 200
+
+#: Statuses after which Twilio has the message: nothing may send it again.
+ACCEPTED = ("sent", "delivered")
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What a pre-send guard decides for one claimed row: ``cancel`` it, or ``defer`` it until ``until``."""
+
+    action: str  # cancel | defer
+    detail: str
+    until: Optional[datetime] = None
+
+
+#: Called with the claimed rows (patients loaded) and the sweep's time; answers the rows not to send now.
+Guard = Callable[[list[OutboundMessage], datetime], dict[int, Hold]]
+
+
+def init_app(app: Flask) -> None:
+    """The transport the configuration asks for: Twilio with credentials, else the console (log only)."""
+    app.extensions["sms_sender"] = sender_from_config(app.config)
+
+
+def sender() -> SmsSender:
+    return current_app.extensions["sms_sender"]
+
+
+def is_postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def insert_ignoring_conflicts(model, index_elements: list[str]):
+    """``INSERT … ON CONFLICT DO NOTHING`` for the current backend (SQLite or PostgreSQL)."""
+    if is_postgres():
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def enqueue(*, key: str, clinic_id: int, to: str, body: str, purpose: str, patient_id: Optional[int] = None,
+            user_id: Optional[int] = None) -> Optional[OutboundMessage]:
+    """Add a pending message unless one with ``key`` exists (then None). Part of the caller's transaction.
+
+    The insert runs in a SAVEPOINT, so a concurrent writer of the same key costs this caller nothing.
+    """
+    if db.session.execute(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)).first():
+        return None
+    message = OutboundMessage(idempotency_key=key, clinic_id=clinic_id, patient_id=patient_id, user_id=user_id,
+                              to=to, body=body, purpose=purpose, status="pending", attempts=0)
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+    except Exception as exc:  # noqa: BLE001 - IntegrityError from a concurrent insert of the same key
+        if not db.session.execute(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)).first():
+            raise
+        log.info("outbox: %s already queued by another process (%s)", key, type(exc).__name__)
+        return None
+    return message
+
+
+def deliver_pending(now: Optional[datetime] = None, *, guard: Optional[Guard] = None,
+                    limit: Optional[int] = None) -> Counter:
+    """Send every pending message whose time has come; stop early while Twilio is down.
+
+    ``now`` is the sweep's clock (``--now``) for backoff and guards; ``attempted_at`` is always real time,
+    because reconciliation compares it with Twilio's clock.
+    """
+    now = now or utcnow()
+    summary: Counter = Counter()
+    workers = max(1, int(current_app.config.get("SMS_SEND_CONCURRENCY", 4)))
+    first = True
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sms-send") as pool:
+        while limit is None or summary["attempted"] < limit:
+            # A first message alone: during an outage the sweep learns it from one message, not a batch.
+            size = 1 if first else BATCH
+            if limit is not None:
+                size = min(size, limit - summary["attempted"])
+            claimed = _claim(now, size, guard, summary)
+            if claimed is None:
+                break
+            first = False
+            if not claimed:
+                continue
+            transport = sender()  # worker threads have no app context
+            results = list(pool.map(lambda message: _send_one(transport, message), claimed))
+            batch = _store_results(claimed, results, now)
+            summary.update(batch)
+            summary["attempted"] += len(claimed)
+            if not batch["sent"] and batch["retrying"]:
+                log.warning("outbox: Twilio unavailable (%d retryable failures); the next sweep tries again",
+                            batch["retrying"])
+                summary["stopped_early"] = 1
+                break
+    return summary
+
+
+def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -> Optional[list[OutgoingSms]]:
+    """Claim up to ``size`` due rows and commit them as ``sending``; None when nothing is due."""
+    candidates = (
+        select(OutboundMessage.id)
+        .where(OutboundMessage.status == "pending",
+               or_(OutboundMessage.next_attempt_at.is_(None), OutboundMessage.next_attempt_at <= now))
+        .order_by(OutboundMessage.id)
+        .limit(size)
+    )
+    if db.session.execute(candidates.limit(1)).first() is None:
+        db.session.commit()
+        return None  # nothing due: no write, no lock
+    if is_postgres():
+        candidates = candidates.with_for_update(skip_locked=True)
+    attempted_at = utcnow()
+    ids = list(db.session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id.in_(candidates.scalar_subquery()), OutboundMessage.status == "pending")
+        .values(status="sending", attempted_at=attempted_at, attempts=OutboundMessage.attempts + 1,
+                updated_at=attempted_at)
+        .returning(OutboundMessage.id)
+        .execution_options(synchronize_session=False)
+    ).scalars())
+    if not ids:
+        db.session.commit()
+        return None
+    rows = list(db.session.execute(
+        select(OutboundMessage).where(OutboundMessage.id.in_(ids)).order_by(OutboundMessage.id)
+        .execution_options(populate_existing=True)
+    ).scalars())
+    patients = {p.id: p for p in db.session.execute(
+        select(Patient).where(Patient.id.in_({r.patient_id for r in rows if r.patient_id}))).scalars()}
+    holds: dict[int, Hold] = {}
+    for row in rows:
+        patient = patients.get(row.patient_id) if row.patient_id else None
+        if patient is not None and not patient.can_receive_sms:
+            holds[row.id] = Hold("cancel", "patient opted out" if patient.opted_out_at else "no SMS consent")
+    if guard is not None:
+        holds.update({k: v for k, v in guard([r for r in rows if r.id not in holds], now).items()})
+    to_send = []
+    for row in rows:
+        hold = holds.get(row.id)
+        if hold is None:
+            try:
+                to_send.append(OutgoingSms(to=row.to, body=row.body, idempotency_key=row.idempotency_key))
+                continue
+            except ValueError as exc:
+                row.status, row.error_message = "failed", str(exc)
+                summary["failed"] += 1
+                continue
+        row.attempts -= 1  # nothing was attempted
+        if hold.action == "cancel":
+            row.status, row.error_message = "cancelled", hold.detail
+            summary["cancelled"] += 1
+        else:
+            row.status, row.next_attempt_at, row.error_message = "pending", hold.until, hold.detail
+            summary["deferred"] += 1
+    db.session.commit()  # 'sending' is durable before any request leaves
+    return to_send
+
+
+def _send_one(transport: SmsSender, message: OutgoingSms) -> SendResult:
+    try:
+        return transport.send(message)
+    except Exception as exc:  # noqa: BLE001 - a sender bug must not leave the row claimed forever
+        log.exception("outbox: sender raised for %s", message.idempotency_key)
+        return SendResult(status="unknown", error_message=f"sender raised {type(exc).__name__}: {exc}")
+
+
+def _store_results(messages: list[OutgoingSms], results: list[SendResult], now: datetime) -> Counter:
+    by_key = {m.idempotency_key: r for m, r in zip(messages, results)}
+    rows = db.session.execute(
+        select(OutboundMessage).where(OutboundMessage.idempotency_key.in_(list(by_key)))
+        .execution_options(populate_existing=True)
+    ).scalars()
+    counts: Counter = Counter()
+    opted_out: set[str] = set()
+    for row in rows:
+        outcome = apply_result(row, by_key[row.idempotency_key], now)
+        counts[outcome] += 1
+        if by_key[row.idempotency_key].opted_out:
+            opted_out.add(row.to)
+    for phone in opted_out:
+        from followup.reminders import opt_out
+
+        opt_out(phone, source="twilio 21610", commit=False)
+    db.session.commit()
+    return counts
+
+
+def apply_result(row: OutboundMessage, result: SendResult, now: datetime) -> str:
+    """Store ``result`` on ``row``; answers the summary bucket: sent, not_sent, retrying, failed or unknown."""
+    row.error_code = str(result.error_code) if result.error_code is not None else None
+    row.error_message = result.error_message
+    if result.sid:
+        row.twilio_sid = result.sid
+    if result.status in ("queued", "sent"):
+        row.status, row.sent_at, row.next_attempt_at = "sent", utcnow(), None
+        return "sent"
+    if result.status == "unknown":
+        row.status = "unknown"
+        return "unknown"
+    if result.retryable and row.attempts < MAX_ATTEMPTS:
+        row.status = "pending"
+        row.next_attempt_at = now + min(RETRY_BACKOFF_CAP, timedelta(minutes=2 ** max(0, row.attempts - 1)))
+        return "retrying"
+    if result.status == "not_sent" and not result.retryable:
+        row.status = "not_sent"  # no credentials: logged, deliberately not sent
+        return "not_sent"
+    row.status = "failed"
+    log.warning("outbox: %s failed: %s %s", row.idempotency_key, result.error_code, result.error_message)
+    return "failed"
+
+
+def reconcile(now: Optional[datetime] = None, *, limit: int = 100) -> Counter:
+    """Settle ``unknown`` rows (and ``sending`` rows left by a dead process) by looking them up at Twilio."""
+    now = now or utcnow()
+    stale = (OutboundMessage.status == "sending", OutboundMessage.attempted_at < utcnow() - STALE_SENDING)
+    if db.session.execute(select(OutboundMessage.id).where(*stale).limit(1)).first() is not None:
+        db.session.execute(
+            update(OutboundMessage).where(*stale)
+            .values(status="unknown", error_message="the sending process stopped mid-call")
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+    rows = list(db.session.execute(
+        select(OutboundMessage).where(OutboundMessage.status == "unknown")
+        .order_by(OutboundMessage.attempted_at, OutboundMessage.id).limit(limit)
+    ).scalars())
+    counts: Counter = Counter()
+    if not rows:
+        db.session.commit()
+        return counts
+    for row in rows:
+        try:
+            message = OutgoingSms(to=row.to, body=row.body, idempotency_key=row.idempotency_key)
+        except ValueError:
+            continue
+        attempted_at = row.attempted_at or row.created_at
+        result = sender().lookup(message, attempted_at=attempted_at, sid=row.twilio_sid)
+        if result.status == "unknown":
+            counts["unknown"] += 1
+            continue
+        # Another sweep may have settled it meanwhile: write only over 'unknown'.
+        fresh = db.session.execute(
+            select(OutboundMessage).where(OutboundMessage.id == row.id, OutboundMessage.status == "unknown")
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+        if fresh is None:
+            continue
+        if result.status == "not_sent":
+            fresh.status, fresh.next_attempt_at = "pending", None  # provably nothing at Twilio: send again
+            fresh.error_message = result.error_message
+            counts["resend"] += 1
+        else:
+            counts["reconciled_" + apply_result(fresh, result, now)] += 1
+        db.session.commit()
+    return counts
+
+
+_RANK = {"pending": 0, "sending": 0, "unknown": 0, "not_sent": 0, "sent": 1, "delivered": 2, "failed": 2,
+         "cancelled": 0}
+
+
+def record_delivery(sid: str, twilio_status: str, result: SendResult) -> Optional[OutboundMessage]:
+    """A status callback: move the outbox row on (never backwards: callbacks arrive out of order)."""
+    row = db.session.execute(select(OutboundMessage).where(OutboundMessage.twilio_sid == sid)).scalar_one_or_none()
+    if row is None:
+        return None
+    if result.status == "failed":
+        new = "failed"
+    elif twilio_status in ("delivered", "read"):
+        new = "delivered"
+    elif result.status in ("queued", "sent"):
+        new = "sent"
+    else:
+        return row
+    if _RANK.get(new, 0) >= _RANK.get(row.status, 0) and row.status != new:
+        row.status = new
+        row.sent_at = row.sent_at or utcnow()
+        if new == "failed":
+            row.error_code = str(result.error_code) if result.error_code is not None else row.error_code
+            row.error_message = result.error_message or f"Twilio reports {twilio_status}"
+    if result.opted_out:
+        from followup.reminders import opt_out
+
+        opt_out(row.to, source="twilio 21610", commit=False)
+    return row
+
+
+def cancel_pending(where, detail: str) -> int:
+    """Withdraw pending messages matching ``where`` (a SQL condition); answers how many."""
+    result = db.session.execute(
+        update(OutboundMessage).where(OutboundMessage.status == "pending", where)
+        .values(status="cancelled", error_message=detail, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def failed_messages(clinic_id: int, *, limit: int = 50) -> list[OutboundMessage]:
+    """Messages that did not reach their recipient, newest first (the staff view shows them)."""
+    return list(db.session.execute(
+        select(OutboundMessage)
+        .where(OutboundMessage.clinic_id == clinic_id, OutboundMessage.status.in_(("failed", "unknown")))
+        .order_by(OutboundMessage.updated_at.desc(), OutboundMessage.id.desc()).limit(limit)
+    ).scalars())
+

@@ -1,0 +1,67 @@
+"""Reminder rows the sweep works from, the one-SMS-per-patient-per-day ledger, and the scheduler's lock.
+
+The database is the source of truth: a reminder is sent because its row is due, not because a timer fired.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Optional
+
+from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from followup.db import UTCDateTime, db, utcnow
+
+# In the order the sweep prefers them when two are due for one patient on one day.
+REMINDER_KINDS = (
+    "photo_escalation",  # no photo after the re-reminder: the site goes on the clinic's worklist (no SMS)
+    "photo_due",  # the day's request, with a fresh one-time upload link
+    "photo_again",  # one re-reminder when nothing came
+    "visit_day_before",  # the clinic visit is tomorrow
+    "visit_two_weeks",  # the clinic visit is in two weeks
+    "photo_heads_up",  # a photo will be asked for in a few days
+)
+# pending → queued (its SMS is in the outbox) | escalated | cancelled (nothing more to ask) | expired (too late)
+REMINDER_STATUSES = ("pending", "queued", "escalated", "cancelled", "expired")
+
+
+class Reminder(db.Model):
+    __table_args__ = (
+        UniqueConstraint("plan_item_id", "kind"),  # a plan item's reminders are planned once, even by two sweeps
+        Index("ix_reminder_sweep", "status", "due_at"),  # the sweep: pending rows due by now, oldest first
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_item_id: Mapped[int] = mapped_column(ForeignKey("plan_item.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # earliest send time (UTC)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)  # not sent by then: expired
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    detail: Mapped[Optional[str]] = mapped_column(String(200))
+    outbound_message_id: Mapped[Optional[int]] = mapped_column(ForeignKey("outbound_message.id"), index=True)
+    alert_id: Mapped[Optional[int]] = mapped_column(ForeignKey("alert.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class PatientSmsDay(db.Model):
+    """The patient's one reminder SMS of a local calendar day; the unique key makes a second one impossible."""
+
+    __table_args__ = (UniqueConstraint("patient_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    day: Mapped[date] = mapped_column(Date, index=True)  # in the patient's timezone
+    reminder_id: Mapped[int] = mapped_column(ForeignKey("reminder.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SchedulerLock(db.Model):
+    """A lease: the process whose heartbeat is fresh runs the scheduled jobs; others do nothing."""
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

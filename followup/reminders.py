@@ -1,0 +1,557 @@
+"""Who is due for which SMS, and when: the reminder sweep behind ``flask --app app reminders dispatch``.
+
+For every pending plan item due within the next two weeks the sweep plans reminder rows once (unique per item
+and kind), at the clinic's send time (``REMINDER_LOCAL_TIME``, default 10:00) in the patient's timezone:
+
+========================= ======================== =========================================================
+kind                      when                     what
+========================= ======================== =========================================================
+``photo_heads_up``        2 days before the photo  "we'll text you a link on …"
+``photo_due``             the photo's due day      the request, with a fresh one-time upload link
+``photo_again``           3 days after             one re-reminder, with a new link, when nothing came
+``photo_escalation``      7 days after             no SMS: the site goes on the clinic's worklist (an alert)
+``visit_two_weeks``       14 days before a visit   the visit is due, call the clinic (its phone number)
+``visit_day_before``      the day before a visit   the visit is tomorrow
+========================= ======================== =========================================================
+
+A due row is claimed (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises writers) and decided in one
+transaction: cancelled when a photo came, the site closed, the patient opted out or never consented; expired
+when it is too late to make sense; deferred out of quiet hours (``QUIET_HOURS``, default 20:00–09:00, in the
+patient's timezone) and past a day on which the patient already had a reminder (`PatientSmsDay`, unique per
+patient and day, so two sweeps cannot both use a day); otherwise its text is rendered from
+``followup/templates/sms/<kind>.txt`` into the outbox, which `followup.messaging` sends exactly once.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import Counter
+from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
+from typing import Any, Optional
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import Flask, current_app, render_template
+from sqlalchemy import and_, exists, func, select, update
+
+from followup import messaging
+from followup.db import db, utcnow
+from followup.models import (
+    Alert, Clinic, FollowUpPlan, InboundMessage, OutboundMessage, Patient, PatientSmsDay, Photo, PlanItem,
+    Reminder, Site, UploadLink, User,
+)
+from followup.models.reminders import REMINDER_KINDS
+
+log = logging.getLogger(__name__)
+
+HEADS_UP_DAYS = 2
+AGAIN_AFTER_DAYS = 3
+ESCALATE_AFTER_DAYS = 7
+VISIT_EARLY_DAYS = 14
+#: A photo received up to this many days before its due date answers the request.
+PHOTO_EARLY_DAYS = 3
+#: Plan items this far ahead get their reminder rows (the two-week visit reminder, plus timezones).
+PLAN_AHEAD_DAYS = VISIT_EARLY_DAYS + 2
+#: Pending items further in the past than this are not planned any more (nothing sensible left to send).
+PLAN_BEHIND_DAYS = ESCALATE_AFTER_DAYS + 2
+SMS_KINDS = tuple(k for k in REMINDER_KINDS if k != "photo_escalation")
+PHOTO_KINDS = ("photo_heads_up", "photo_due", "photo_again", "photo_escalation")
+_PRIORITY = {kind: n for n, kind in enumerate(REMINDER_KINDS)}
+BATCH = 500
+
+
+# --- time -----------------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=256)
+def zone(name: Optional[str]) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown timezone %r; using UTC", name)
+        return ZoneInfo("UTC")
+
+
+def _clock(value: str) -> time:
+    hours, _, minutes = value.strip().partition(":")
+    return time(int(hours), int(minutes or 0))
+
+
+def quiet_hours() -> tuple[time, time]:
+    """``QUIET_HOURS`` as (start, end), e.g. ``20:00-09:00``; start == end means no quiet hours."""
+    start, _, end = current_app.config["QUIET_HOURS"].partition("-")
+    return _clock(start), _clock(end)
+
+
+def is_quiet(moment: datetime, tz: ZoneInfo) -> bool:
+    start, end = quiet_hours()
+    now = moment.astimezone(tz).time()
+    if start == end:
+        return False
+    return (now >= start or now < end) if start > end else (start <= now < end)
+
+
+def quiet_ends(moment: datetime, tz: ZoneInfo) -> datetime:
+    """The first moment (UTC) at or after ``moment`` outside quiet hours."""
+    _, end = quiet_hours()
+    local = moment.astimezone(tz)
+    candidate = datetime.combine(local.date(), end, tzinfo=tz)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=tz)
+    return candidate.astimezone(timezone.utc)
+
+
+def at_local(day: date, tz: ZoneInfo, clock: Optional[time] = None) -> datetime:
+    """``day`` at ``clock`` (default ``REMINDER_LOCAL_TIME``) in ``tz``, as UTC."""
+    clock = clock or _clock(current_app.config["REMINDER_LOCAL_TIME"])
+    return datetime.combine(day, clock, tzinfo=tz).astimezone(timezone.utc)
+
+
+def sms_date(value: date) -> str:
+    """``Tuesday 3 March``: unambiguous in every English-speaking country."""
+    return f"{value:%A} {value.day} {value:%B}"
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(sms_date, "sms_date")
+
+
+def render_sms(name: str, **context: Any) -> str:
+    """A text from ``templates/sms/<name>.txt``, whitespace collapsed to single spaces."""
+    return " ".join(render_template(f"sms/{name}.txt", **context).split())
+
+
+# --- planning ---------------------------------------------------------------------------------------------------
+
+def schedule_for(kind: str, due: date, tz: ZoneInfo) -> list[tuple[str, datetime, Optional[datetime]]]:
+    """``(reminder kind, due_at, expires_at)`` for a plan item of ``kind`` due on ``due``."""
+    if kind == "photo":
+        heads_up, on_day = at_local(due - timedelta(days=HEADS_UP_DAYS), tz), at_local(due, tz)
+        again, escalate = at_local(due + timedelta(days=AGAIN_AFTER_DAYS), tz), at_local(
+            due + timedelta(days=ESCALATE_AFTER_DAYS), tz)
+        return [("photo_heads_up", heads_up, at_local(due, tz, time(0))), ("photo_due", on_day, again),
+                ("photo_again", again, escalate), ("photo_escalation", escalate, None)]
+    day_before = at_local(due - timedelta(days=1), tz)
+    return [("visit_two_weeks", at_local(due - timedelta(days=VISIT_EARLY_DAYS), tz), day_before),
+            ("visit_day_before", day_before, at_local(due, tz, time(0)))]
+
+
+def plan_reminders(now: datetime) -> int:
+    """Create the reminder rows of plan items coming due; safe to run concurrently (conflicts are ignored)."""
+    today = now.date()
+    items = db.session.execute(
+        select(PlanItem.id, PlanItem.kind, PlanItem.due_date, Site.id, Site.patient_id, Patient.timezone)
+        .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
+        .join(Site, Site.id == FollowUpPlan.site_id)
+        .join(Patient, Patient.id == Site.patient_id)
+        .where(PlanItem.status == "pending",
+               PlanItem.due_date <= today + timedelta(days=PLAN_AHEAD_DAYS),
+               PlanItem.due_date >= today - timedelta(days=PLAN_BEHIND_DAYS),
+               Site.closed_at.is_(None),
+               ~exists().where(Reminder.plan_item_id == PlanItem.id))
+    ).all()
+    rows = []
+    created = utcnow()
+    for item_id, kind, due, site_id, patient_id, tz_name in items:
+        for reminder_kind, due_at, expires_at in schedule_for(kind, due, zone(tz_name)):
+            stale = expires_at is not None and expires_at <= now
+            rows.append(dict(plan_item_id=item_id, site_id=site_id, patient_id=patient_id, kind=reminder_kind,
+                             due_at=due_at, expires_at=expires_at, status="expired" if stale else "pending",
+                             detail="planned too late to send" if stale else None, created_at=created,
+                             finished_at=created if stale else None))
+    for start in range(0, len(rows), 2000):
+        db.session.execute(messaging.insert_ignoring_conflicts(Reminder, ["plan_item_id", "kind"]),
+                           rows[start:start + 2000])
+    if rows:
+        db.session.commit()
+    return len(rows)
+
+
+# --- the sweep ----------------------------------------------------------------------------------------------------
+
+def dispatch(now: Optional[datetime] = None) -> dict[str, int]:
+    """One pass: plan, decide what is due, escalate, queue digests, send the outbox, reconcile unknowns.
+
+    ``now`` is the sweep's idea of the time (``--now``; default the real time). Returns the summary printed
+    by the CLI: ``sent``, ``escalated``, ``failed`` and the other counts.
+    """
+    now = now or utcnow()
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    summary: Counter = Counter()
+    summary["planned"] = plan_reminders(now)
+    summary.update(process_due(now))
+    summary.update(queue_digests(now))
+    summary.update(messaging.deliver_pending(now, guard=reminder_guard))
+    summary.update(messaging.reconcile(now))
+    result = {key: int(summary.get(key, 0)) for key in ("sent", "escalated", "failed")}
+    result.update({key: int(value) for key, value in sorted(summary.items()) if key not in result})
+    return result
+
+
+def _claim_due(now: datetime) -> list[int]:
+    candidates = (
+        select(Reminder.id).where(Reminder.status == "pending", Reminder.due_at <= now)
+        .order_by(Reminder.due_at, Reminder.id).limit(BATCH)
+    )
+    if db.session.execute(candidates.limit(1)).first() is None:
+        return []  # nothing due: no write, no lock
+    if messaging.is_postgres():
+        candidates = candidates.with_for_update(skip_locked=True)
+    # The first statement writes, so on SQLite this transaction holds the write lock until it commits.
+    return list(db.session.execute(
+        update(Reminder).where(Reminder.id.in_(candidates.scalar_subquery()), Reminder.status == "pending")
+        .values(status="claimed").returning(Reminder.id).execution_options(synchronize_session=False)
+    ).scalars())
+
+
+def process_due(now: datetime) -> Counter:
+    """Decide every due reminder row, a batch per transaction."""
+    summary: Counter = Counter()
+    while True:
+        ids = _claim_due(now)
+        if not ids:
+            db.session.commit()  # ends the (possibly empty) transaction
+            return summary
+        try:
+            summary.update(_decide(ids, now))
+            db.session.commit()
+        except Exception:
+            db.session.rollback()  # the rows are pending again
+            raise
+
+
+def _decide(ids: list[int], now: datetime) -> Counter:
+    counts: Counter = Counter()
+    reminders = list(db.session.execute(
+        select(Reminder).where(Reminder.id.in_(ids)).execution_options(populate_existing=True)).scalars())
+    items = _by_id(PlanItem, {r.plan_item_id for r in reminders})
+    sites = _by_id(Site, {r.site_id for r in reminders})
+    patients = _by_id(Patient, {r.patient_id for r in reminders})
+    clinics = _by_id(Clinic, {p.clinic_id for p in patients.values()})
+    last_photo = dict(db.session.execute(
+        select(Photo.site_id, func.max(Photo.received_at)).where(Photo.site_id.in_(list(sites)))
+        .group_by(Photo.site_id)).all())
+    outgoing: list[tuple[Reminder, dict[str, Any]]] = []
+    # The most important reminder of a patient's day comes first and takes the day.
+    for reminder in sorted(reminders, key=lambda r: (r.patient_id, _PRIORITY[r.kind], r.due_at, r.id)):
+        item, site, patient = items[reminder.plan_item_id], sites[reminder.site_id], patients[reminder.patient_id]
+        tz = zone(patient.timezone)
+        outcome = _cancel_reason(reminder, item, site, patient, last_photo.get(site.id), tz)
+        if outcome is not None:
+            _finish(reminder, "cancelled", outcome)
+            counts["cancelled"] += 1
+            continue
+        if reminder.kind == "photo_escalation":
+            _escalate(reminder, item, site, patient, now)
+            counts["escalated"] += 1
+            continue
+        if reminder.expires_at is not None and now >= reminder.expires_at:
+            _finish(reminder, "expired", "its moment passed before it could be sent")
+            counts["expired"] += 1
+            continue
+        if is_quiet(now, tz):
+            reminder.status, reminder.due_at, reminder.detail = "pending", quiet_ends(now, tz), "quiet hours"
+            counts["deferred"] += 1
+            continue
+        local_day = now.astimezone(tz).date()
+        if not _take_day(patient.id, local_day, reminder.id):
+            reminder.status, reminder.detail = "pending", "one reminder a day"
+            reminder.due_at = at_local(local_day + timedelta(days=1), tz)
+            counts["deferred"] += 1
+            continue
+        outgoing.append((reminder, dict(clinic=clinics[patient.clinic_id], site=site, patient=patient,
+                                        due_date=item.due_date)))
+    _queue_messages(outgoing, now)
+    counts["queued"] += len(outgoing)
+    return counts
+
+
+def _by_id(model, ids) -> dict[int, Any]:
+    if not ids:
+        return {}
+    return {row.id: row for row in db.session.execute(select(model).where(model.id.in_(list(ids)))).scalars()}
+
+
+def _cancel_reason(reminder: Reminder, item: PlanItem, site: Site, patient: Patient,
+                   last_photo: Optional[datetime], tz: ZoneInfo) -> Optional[str]:
+    if item.status != "pending":
+        return f"plan item is {item.status}"
+    if site.closed_at is not None:
+        return "site closed"
+    if reminder.kind in PHOTO_KINDS and last_photo is not None:
+        if last_photo >= at_local(item.due_date - timedelta(days=PHOTO_EARLY_DAYS), tz, time(0)):
+            item.status, item.completed_at = "done", last_photo
+            return "photo received"
+    if reminder.kind != "photo_escalation" and not patient.can_receive_sms:
+        return "patient opted out" if patient.opted_out_at else "no SMS consent"
+    return None
+
+
+def _finish(reminder: Reminder, status: str, detail: str) -> None:
+    reminder.status, reminder.detail, reminder.finished_at = status, detail, utcnow()
+
+
+def _take_day(patient_id: int, day: date, reminder_id: int) -> bool:
+    """Take the patient's reminder for ``day``; False when another reminder already has it."""
+    taken = db.session.execute(
+        messaging.insert_ignoring_conflicts(PatientSmsDay, ["patient_id", "day"])
+        .values(patient_id=patient_id, day=day, reminder_id=reminder_id, created_at=utcnow())
+        .returning(PatientSmsDay.id)
+    ).first()
+    if taken is not None:
+        return True
+    owner = db.session.execute(
+        select(PatientSmsDay.reminder_id).where(PatientSmsDay.patient_id == patient_id, PatientSmsDay.day == day)
+    ).scalar_one_or_none()
+    return owner == reminder_id
+
+
+def _escalate(reminder: Reminder, item: PlanItem, site: Site, patient: Patient, now: datetime) -> None:
+    from followup.alerts import raise_alert
+
+    sent = db.session.execute(
+        select(Reminder.kind).join(OutboundMessage, OutboundMessage.id == Reminder.outbound_message_id)
+        .where(Reminder.plan_item_id == item.id, OutboundMessage.status.in_(("sent", "delivered")))
+    ).scalars().all()
+    reasons = [f"No photo received for the photo due on {item.due_date.isoformat()}."]
+    reasons.append(f"Reminded by SMS {len(sent)} time(s)." if sent else "No reminder SMS reached the patient.")
+    if not patient.can_receive_sms:
+        reasons.append("The patient does not receive SMS (opted out or no consent): please contact them.")
+    alert = raise_alert(clinic_id=patient.clinic_id, site_id=site.id, photo_id=None, kind="no_photo",
+                        priority=2 if site.diagnosis == "melanoma" else 3, score=0.0, reasons=reasons)
+    item.status = "missed"
+    reminder.alert_id = alert.id
+    _finish(reminder, "escalated", "on the clinic's worklist")
+
+
+def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: datetime) -> None:
+    """Render each reminder's text (with a fresh upload link where it asks for a photo) into the outbox."""
+    from followup.links import _hash, link_url, _serializer  # one place mints link tokens
+
+    needs_link = [(r, ctx) for r, ctx in outgoing if r.kind in ("photo_due", "photo_again")]
+    expires = utcnow() + timedelta(days=current_app.config["UPLOAD_LINK_DAYS"])
+    nonces = [secrets.token_urlsafe(16) for _ in needs_link]
+    links = [UploadLink(site_id=ctx["site"].id, nonce_hash=_hash(n), expires_at=expires, uploads=0)
+             for (_, ctx), n in zip(needs_link, nonces)]
+    db.session.add_all(links)
+    db.session.flush()
+    serializer = _serializer()
+    for (_, ctx), link, nonce in zip(needs_link, links, nonces):
+        ctx["link"] = link_url(serializer.dumps([link.id, nonce]))
+    messages = []
+    for reminder, ctx in outgoing:
+        patient = ctx["patient"]
+        messages.append(OutboundMessage(
+            idempotency_key=f"reminder:{reminder.id}", clinic_id=patient.clinic_id, patient_id=patient.id,
+            to=patient.phone, body=render_sms(reminder.kind, **ctx), purpose=reminder.kind, status="pending",
+            attempts=0))
+    db.session.add_all(messages)
+    db.session.flush()
+    for (reminder, _), message in zip(outgoing, messages):
+        reminder.outbound_message_id = message.id
+        _finish(reminder, "queued", "in the outbox")
+
+
+def reminder_guard(rows: list[OutboundMessage], now: datetime) -> dict[int, messaging.Hold]:
+    """Checked again right before a reminder SMS leaves (a retry may come hours later)."""
+    reminders = {r.outbound_message_id: r for r in db.session.execute(
+        select(Reminder).where(Reminder.outbound_message_id.in_([row.id for row in rows]))).scalars()}
+    if not reminders:
+        return {}
+    patients = _by_id(Patient, {r.patient_id for r in reminders.values()})
+    holds: dict[int, messaging.Hold] = {}
+    for row in rows:
+        reminder = reminders.get(row.id)
+        if reminder is None:
+            continue
+        tz = zone(patients[reminder.patient_id].timezone)
+        if reminder.status == "cancelled":
+            holds[row.id] = messaging.Hold("cancel", reminder.detail or "reminder cancelled")
+        elif reminder.expires_at is not None and now >= reminder.expires_at:
+            reminder.status, reminder.detail = "expired", "Twilio could not take it in time"
+            holds[row.id] = messaging.Hold("cancel", "too late to be useful")
+        elif is_quiet(now, tz):
+            holds[row.id] = messaging.Hold("defer", "quiet hours", quiet_ends(now, tz))
+        else:
+            day = now.astimezone(tz).date()
+            if not _take_day(reminder.patient_id, day, reminder.id):
+                holds[row.id] = messaging.Hold("defer", "one reminder a day",
+                                               at_local(day + timedelta(days=1), tz))
+    return holds
+
+
+# --- what cancels reminders ------------------------------------------------------------------------------------
+
+def _cancel_reminders(where, detail: str) -> int:
+    """Cancel pending reminders matching ``where`` and withdraw their messages not yet sent."""
+    ids = list(db.session.execute(select(Reminder.id).where(Reminder.status.in_(("pending", "queued")), where))
+               .scalars())
+    if not ids:
+        return 0
+    db.session.execute(
+        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == "pending")
+        .values(status="cancelled", detail=detail, finished_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    queued = select(Reminder.outbound_message_id).where(Reminder.id.in_(ids), Reminder.status == "queued")
+    messaging.cancel_pending(OutboundMessage.id.in_(queued), detail)
+    db.session.execute(
+        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == "queued",
+                               Reminder.outbound_message_id.in_(
+                                   select(OutboundMessage.id).where(OutboundMessage.status == "cancelled")))
+        .values(status="cancelled", detail=detail, finished_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    return len(ids)
+
+
+def on_photo_received(photo: Photo, *, commit: bool = True) -> int:
+    """A photo came: its site's photo requests now due (or due within a few days) are done, their reminders
+    cancelled. Called by `followup.photos.receive_photo` after the photo is committed; never raises there."""
+    try:
+        site = db.session.get(Site, photo.site_id)
+        tz = zone(site.patient.timezone)
+        received_day = photo.received_at.astimezone(tz).date()
+        items = list(db.session.execute(
+            select(PlanItem).join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
+            .where(FollowUpPlan.site_id == site.id, PlanItem.kind == "photo", PlanItem.status == "pending",
+                   PlanItem.due_date <= received_day + timedelta(days=PHOTO_EARLY_DAYS),
+                   PlanItem.due_date >= received_day - timedelta(days=PLAN_BEHIND_DAYS))
+        ).scalars())
+        for item in items:
+            item.status, item.completed_at = "done", photo.received_at
+        cancelled = _cancel_reminders(Reminder.plan_item_id.in_([i.id for i in items]), "photo received") \
+            if items else 0
+        if commit:
+            db.session.commit()
+        return cancelled
+    except Exception:  # noqa: BLE001 - the photo is stored; the sweep notices it anyway
+        log.exception("reminders: could not cancel reminders after photo %s", photo.id)
+        db.session.rollback()
+        return 0
+
+
+def cancel_for_site(site_id: int, detail: str = "site closed", *, commit: bool = True) -> int:
+    """Withdraw every pending reminder of a site (call when it is closed)."""
+    cancelled = _cancel_reminders(Reminder.site_id == site_id, detail)
+    if commit:
+        db.session.commit()
+    return cancelled
+
+
+def opt_out(phone: str, *, source: str = "STOP", at: Optional[datetime] = None, commit: bool = True) -> list[Patient]:
+    """Every patient with this number stops getting SMS; their pending reminders and messages are withdrawn."""
+    patients = list(db.session.execute(select(Patient).where(Patient.phone == phone)).scalars())
+    for patient in patients:
+        if patient.opted_out_at is None:
+            patient.opted_out_at = at or utcnow()
+    if patients:
+        ids = [p.id for p in patients]
+        _cancel_reminders(and_(Reminder.patient_id.in_(ids), Reminder.kind.in_(SMS_KINDS)), f"opted out ({source})")
+        messaging.cancel_pending(OutboundMessage.patient_id.in_(ids), f"opted out ({source})")
+        log.info("reminders: %d patient(s) opted out (%s)", len(patients), source)
+    if commit:
+        db.session.commit()
+    return patients
+
+
+def opt_in(phone: str, *, commit: bool = True) -> list[Patient]:
+    """START/UNSTOP: the number gets reminders again (from the next ones planned)."""
+    patients = list(db.session.execute(select(Patient).where(Patient.phone == phone)).scalars())
+    for patient in patients:
+        patient.opted_out_at = None
+    if commit:
+        db.session.commit()
+    return patients
+
+
+# --- dermatologists ------------------------------------------------------------------------------------------
+
+def _alert_link(alert_id: Optional[int] = None) -> str:
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    return f"{base}/alerts/{alert_id}" if alert_id else f"{base}/alerts"
+
+
+def notify_alert(alert: Alert) -> Optional[OutboundMessage]:
+    """An alert of priority 1 texts the site's dermatologist now (a link only, no patient details); others wait
+    for the daily digest. Idempotent (one SMS per alert); part of the caller's transaction."""
+    if alert.priority != 1:
+        return None
+    site = db.session.get(Site, alert.site_id)
+    derm = db.session.get(User, site.dermatologist_id) if site and site.dermatologist_id else None
+    if derm is None or not derm.active or not derm.phone:
+        log.warning("alert %s: no dermatologist with a phone for site %s; it waits in the queue", alert.id,
+                    alert.site_id)
+        return None
+    message = messaging.enqueue(key=f"alert:{alert.id}", clinic_id=alert.clinic_id, user_id=derm.id, to=derm.phone,
+                                body=render_sms("alert_urgent", link=_alert_link(alert.id)), purpose="alert_urgent")
+    if message is not None:
+        from followup import scheduler
+
+        scheduler.wake_soon(current_app._get_current_object())
+    return message
+
+
+def queue_digests(now: datetime) -> Counter:
+    """Once a day (``DIGEST_LOCAL_TIME`` in the clinic's timezone) each dermatologist with new alerts of
+    priority 2 and 3 on their sites gets one SMS: how many, and a link."""
+    counts: Counter = Counter()
+    clock = _clock(current_app.config["DIGEST_LOCAL_TIME"])
+    rows = db.session.execute(
+        select(User, Clinic).join(Clinic, Clinic.id == User.clinic_id)
+        .where(User.role == "dermatologist", User.active.is_(True), User.phone.is_not(None))
+    ).all()
+    for derm, clinic in rows:
+        tz = zone(clinic.timezone)
+        day = now.astimezone(tz).date()
+        window_end = at_local(day, tz, clock)
+        if now < window_end or is_quiet(now, tz):
+            continue
+        key = f"digest:{derm.id}:{day.isoformat()}"
+        if db.session.execute(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)).first():
+            continue
+        new = db.session.execute(
+            select(func.count(Alert.id)).join(Site, Site.id == Alert.site_id)
+            .where(Site.dermatologist_id == derm.id, Alert.priority > 1, Alert.status.in_(("open", "claimed")),
+                   Alert.created_at >= window_end - timedelta(days=1), Alert.created_at < window_end)
+        ).scalar_one()
+        if not new:
+            continue
+        body = render_sms("alert_digest", count=new, day=day, link=_alert_link())
+        if messaging.enqueue(key=key, clinic_id=clinic.id, user_id=derm.id, to=derm.phone, body=body,
+                             purpose="alert_digest"):
+            counts["digests"] += 1
+    if counts:
+        db.session.commit()
+    return counts
+
+
+# --- what staff see --------------------------------------------------------------------------------------------
+
+def visits_due(clinic_id: int, today: date, *, within_days: int = VISIT_EARLY_DAYS) -> list[dict[str, Any]]:
+    """Clinic visits due within ``within_days`` and those overdue, oldest first."""
+    rows = db.session.execute(
+        select(PlanItem, Site, Patient)
+        .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
+        .join(Site, Site.id == FollowUpPlan.site_id)
+        .join(Patient, Patient.id == Site.patient_id)
+        .where(Patient.clinic_id == clinic_id, PlanItem.kind == "visit", PlanItem.status == "pending",
+               Site.closed_at.is_(None), PlanItem.due_date <= today + timedelta(days=within_days))
+        .order_by(PlanItem.due_date, PlanItem.id)
+    ).all()
+    return [dict(item=item, site=site, patient=patient, due_date=item.due_date, overdue=item.due_date < today)
+            for item, site, patient in rows]
+
+
+def inbox(clinic_id: int, *, limit: int = 100) -> list[InboundMessage]:
+    """Texts from patients that are not keywords, waiting for staff (``handled_at`` empty), oldest first."""
+    return list(db.session.execute(
+        select(InboundMessage)
+        .where(InboundMessage.clinic_id == clinic_id, InboundMessage.intent == "text",
+               InboundMessage.handled_at.is_(None))
+        .order_by(InboundMessage.received_at, InboundMessage.id).limit(limit)
+    ).scalars())
+
+
+__all__ = [
+    "cancel_for_site", "dispatch", "inbox", "notify_alert", "on_photo_received", "opt_in", "opt_out",
+    "plan_reminders", "process_due", "queue_digests", "visits_due",
+]

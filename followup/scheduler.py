@@ -1,0 +1,174 @@
+"""APScheduler running the reminder sweep every minute, in exactly one process.
+
+``make run`` embeds it in its single serving process (``SCHEDULER_ENABLED``, default on); production runs
+``flask --app app scheduler`` next to the web servers (which then set ``SCHEDULER_ENABLED=0``). Either way a
+lease in the database (`SchedulerLock`, renewed every 20 s, lost after 2 minutes of silence) decides which
+process works: a second scheduler stands by and does nothing until the first one stops. The sweep itself is
+safe to run concurrently (rows are claimed), so the lease saves work; it is not what prevents duplicates.
+
+Jobs run in UTC with ``coalesce`` (missed runs collapse into one), ``max_instances=1`` (a slow sweep is never
+overlapped by the next) and a misfire grace of 30 s (a run more than that late is skipped: the next is due
+within the minute anyway).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta, timezone
+from typing import Optional
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask
+from sqlalchemy import delete, or_, select, update
+
+from followup.db import db, utcnow
+from followup.models import SchedulerLock
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "reminders"
+LEASE = timedelta(minutes=2)
+HEARTBEAT_SECONDS = 20
+SWEEP_SECONDS = 60
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+
+
+def new_holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def acquire_lease(holder: str) -> bool:
+    """Take or renew the lease; False while another process holds a fresh one."""
+    from followup.messaging import insert_ignoring_conflicts
+
+    now = utcnow()
+    renewed = db.session.execute(
+        update(SchedulerLock)
+        .where(SchedulerLock.name == LOCK_NAME,
+               or_(SchedulerLock.holder == holder, SchedulerLock.heartbeat_at < now - LEASE))
+        .values(holder=holder, heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not renewed:
+        renewed = db.session.execute(
+            insert_ignoring_conflicts(SchedulerLock, ["name"])
+            .values(name=LOCK_NAME, holder=holder, heartbeat_at=now, acquired_at=now)
+            .returning(SchedulerLock.name)
+        ).first() is not None
+    db.session.commit()
+    return bool(renewed)
+
+
+def release_lease(holder: str) -> None:
+    db.session.execute(delete(SchedulerLock).where(SchedulerLock.name == LOCK_NAME, SchedulerLock.holder == holder))
+    db.session.commit()
+
+
+def lease_holder() -> Optional[SchedulerLock]:
+    return db.session.execute(select(SchedulerLock).where(SchedulerLock.name == LOCK_NAME)).scalar_one_or_none()
+
+
+class ReminderScheduler:
+    """The sweep every minute and the lease heartbeat; `blocking` for the foreground command."""
+
+    def __init__(self, app: Flask, *, blocking: bool = False) -> None:
+        self.app = app
+        self.holder = new_holder_id()
+        scheduler_class = BlockingScheduler if blocking else BackgroundScheduler
+        self.scheduler = scheduler_class(timezone=timezone.utc, job_defaults=dict(JOB_DEFAULTS))
+        self.scheduler.add_job(self.heartbeat, "interval", seconds=HEARTBEAT_SECONDS, id="scheduler-lease",
+                               next_run_time=utcnow())
+        self.scheduler.add_job(self.sweep, "interval", seconds=SWEEP_SECONDS, id="reminders-sweep",
+                               next_run_time=utcnow() + timedelta(seconds=2))
+
+    def heartbeat(self) -> bool:
+        with self.app.app_context():
+            try:
+                return acquire_lease(self.holder)
+            except Exception:  # noqa: BLE001 - a database hiccup must not kill the scheduler thread
+                log.exception("scheduler: lease heartbeat failed")
+                db.session.rollback()
+                return False
+            finally:
+                db.session.remove()
+
+    def sweep(self) -> Optional[dict[str, int]]:
+        """One reminder sweep, if this process holds the lease."""
+        from followup.reminders import dispatch
+
+        if not self.heartbeat():
+            log.debug("scheduler: another process holds the lease; standing by")
+            return None
+        with self.app.app_context():
+            try:
+                summary = dispatch()
+                if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown")):
+                    log.info("reminder sweep: %s", summary)
+                return summary
+            except Exception:  # noqa: BLE001 - the next minute tries again
+                log.exception("reminder sweep failed")
+                db.session.rollback()
+                return None
+            finally:
+                db.session.remove()
+
+    def deliver_now(self) -> None:
+        """Send the outbox at once (an urgent alert was queued); claims keep this safe next to a sweep."""
+        from followup.messaging import deliver_pending
+        from followup.reminders import reminder_guard
+
+        with self.app.app_context():
+            try:
+                deliver_pending(guard=reminder_guard)
+            except Exception:  # noqa: BLE001
+                log.exception("outbox delivery failed")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    def wake_soon(self, seconds: float = 2.0) -> None:
+        if self.scheduler.running:
+            self.scheduler.add_job(self.deliver_now, "date", run_date=utcnow() + timedelta(seconds=seconds),
+                                   id="outbox-now", replace_existing=True)
+
+    def start(self) -> None:
+        log.info("scheduler %s starting (reminder sweep every %d s)", self.holder, SWEEP_SECONDS)
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        with self.app.app_context():
+            try:
+                release_lease(self.holder)
+            except Exception:  # noqa: BLE001 - at exit the database may be gone; the lease then just expires
+                log.warning("scheduler: could not release the lease")
+            finally:
+                db.session.remove()
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["reminder_scheduler"] = None
+
+
+def start_embedded(app: Flask) -> Optional[ReminderScheduler]:
+    """Start the background scheduler in this process when ``SCHEDULER_ENABLED`` (``make run``)."""
+    if not app.config["SCHEDULER_ENABLED"]:
+        return None
+    if app.extensions.get("reminder_scheduler") is None:
+        embedded = ReminderScheduler(app)
+        embedded.start()
+        atexit.register(embedded.shutdown)
+        app.extensions["reminder_scheduler"] = embedded
+    return app.extensions["reminder_scheduler"]
+
+
+def wake_soon(app: Flask) -> None:
+    """Ask this process's scheduler, if it runs one, to send the outbox within seconds."""
+    embedded: Optional[ReminderScheduler] = app.extensions.get("reminder_scheduler")
+    if embedded is not None:
+        embedded.wake_soon()

@@ -1,0 +1,91 @@
+"""Twilio's webhooks: ``POST /twilio/sms`` (a text to us) and ``POST /twilio/status`` (delivery status).
+
+Both check ``X-Twilio-Signature`` against ``PUBLIC_BASE_URL`` + the path — never against the URL of the
+request as it arrived, which a proxy rewrites and a forger controls (Host header) — and answer 403 otherwise.
+Twilio delivers at least once: an inbound MessageSid already stored is acknowledged and ignored; status
+callbacks only ever move a message forwards.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, abort, current_app, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from twilio.twiml.messaging_response import MessagingResponse
+
+from followup import messaging, reminders
+from followup.db import db, utcnow
+from followup.models import Clinic, InboundMessage, Patient
+from notifications.webhooks import (
+    InboundIntent, parse_inbound_sms, parse_status_callback, verify_twilio_signature, webhook_url,
+)
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+
+
+@bp.before_request
+def _check_signature() -> None:
+    url = webhook_url(current_app.config["PUBLIC_BASE_URL"], request.path, request.query_string)
+    if not verify_twilio_signature(current_app.config["TWILIO_AUTH_TOKEN"], url, request.form,
+                                   request.headers.get("X-Twilio-Signature")):
+        log.warning("twilio webhook %s: bad or missing signature", request.path)
+        abort(403, "This request is not signed by Twilio.")
+
+
+def _twiml(reply: str | None = None) -> Response:
+    answer = MessagingResponse()
+    if reply:
+        answer.message(reply)
+    return Response(str(answer), mimetype="text/xml")
+
+
+@bp.post("/sms")
+def inbound_sms():
+    try:
+        sms = parse_inbound_sms(request.form)
+    except ValueError as exc:
+        abort(400, str(exc))
+    if db.session.execute(select(InboundMessage.id).where(InboundMessage.twilio_sid == sms.message_sid)).first():
+        return _twiml()  # a repeated delivery: handled the first time
+    patients = list(db.session.execute(
+        select(Patient).where(Patient.phone == sms.from_number).order_by(Patient.id)).scalars())
+    patient = patients[0] if patients else None
+    clinic = db.session.get(Clinic, patient.clinic_id) if patient else None
+    keyword = sms.intent != InboundIntent.TEXT
+    db.session.add(InboundMessage(
+        clinic_id=clinic.id if clinic else None, patient_id=patient.id if patient else None,
+        twilio_sid=sms.message_sid, from_number=sms.from_number, body=sms.body, intent=str(sms.intent),
+        handled_at=utcnow() if keyword else None,
+    ))
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()  # the same MessageSid, delivered twice at once
+        return _twiml()
+    reply = None
+    if sms.intent == InboundIntent.OPT_OUT:
+        reminders.opt_out(sms.from_number, source=f"SMS {sms.body.strip()[:20]!r}", commit=False)
+    elif sms.intent == InboundIntent.OPT_IN:
+        reminders.opt_in(sms.from_number, commit=False)
+    elif sms.intent == InboundIntent.HELP:
+        reply = reminders.render_sms("help", clinic_name=clinic.name if clinic else "Scar Watch",
+                                     clinic_phone=clinic.phone if clinic else None)
+    db.session.commit()
+    # STOP/START: Twilio's Advanced Opt-Out already answers the patient; a second text would be noise.
+    return _twiml(reply)
+
+
+@bp.post("/status")
+def delivery_status():
+    try:
+        result = parse_status_callback(request.form)
+    except ValueError as exc:
+        abort(400, str(exc))
+    row = messaging.record_delivery(result.sid, request.form.get("MessageStatus", ""), result)
+    if row is None:
+        log.info("twilio status for unknown message %s (%s)", result.sid, request.form.get("MessageStatus"))
+    db.session.commit()
+    return Response(status=204)
