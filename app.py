@@ -40,15 +40,16 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     security.init_app(app)
 
     from followup import api, cli
-    from followup.web import patient, staff
+    from followup.web import clinic, common, patient, staff, triage
 
     api.init_app(app)
     for name, blueprint in app.blueprints.items():
         if name.startswith("api_"):
             # Bearer tokens carry no ambient authority; a cookie-authenticated API call is checked in auth.api_user.
             csrf.exempt(blueprint)
-    app.register_blueprint(staff.bp)
-    app.register_blueprint(patient.bp)
+    common.init_app(app)
+    for module in (staff, triage, clinic, patient):
+        app.register_blueprint(module.bp)
     cli.init_app(app)
     _init_sms(app)
 

@@ -1,4 +1,4 @@
-"""Staff sign-in, sign-out and home."""
+"""Staff sign-in, sign-out and home (the triage queue)."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired, Email
+from wtforms.validators import DataRequired
 
 from followup import audit
 from followup.auth import authenticate, limiter
@@ -16,7 +16,7 @@ bp = Blueprint("web", __name__)
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("E-mail", validators=[DataRequired(), Email()])
+    email = EmailField("E-mail", validators=[DataRequired()])
     password = PasswordField("Password", validators=[DataRequired()])
 
 
@@ -40,7 +40,8 @@ def login():
             audit.record("login", "user", user.id, user=user)
             return redirect(_safe_next(request.args.get("next")))
         flash("Wrong e-mail or password.", "error")
-    return render_template("login.html", form=form), 200 if request.method == "GET" or form.errors == {} else 400
+        return render_template("login.html", form=form), 401
+    return render_template("login.html", form=form), 400 if form.errors else 200
 
 
 @bp.post("/logout")
@@ -53,6 +54,9 @@ def logout():
 
 @bp.get("/")
 def home():
+    """Staff land on the triage queue."""
     if not current_user.is_authenticated:
         return redirect(url_for("web.login"))
-    return render_template("home.html")
+    from followup.web.triage import queue
+
+    return queue()

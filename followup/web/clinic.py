@@ -1,0 +1,386 @@
+"""Clinic pages for staff: patients and their sites and plans, messages, inbox, overdue patients,
+model performance, and (admins) the clinic's users."""
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import case, func, select
+
+from followup import audit, links
+from followup.accounts import AccountError, create_user
+from followup.db import db, utcnow
+from followup.intake import IntakeError
+from followup.models import (Alert, Clinic, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site,
+                             User)
+from followup.models.accounts import ROLES
+from followup.models.patients import DIAGNOSES
+from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
+from followup.patients import create_patient, create_site, patient_for, site_for, site_plan
+from followup.photos import receive_photo
+from followup.web.common import staff_required
+
+bp = Blueprint("clinic", __name__)
+
+PAGE_SIZE = 50
+_LINK = re.compile(r"(/u/)[A-Za-z0-9_.\-]+")
+# Outcomes that mean the alert pointed at something real (a visit or a biopsy was needed).
+ACTIONABLE = ("visit", "biopsy")
+SCORE_BANDS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
+
+
+def mask_links(text: str) -> str:
+    """Message bodies with upload-link tokens hidden: a token in the log would be a live key."""
+    return _LINK.sub(r"\1…", text)
+
+
+def _page() -> int:
+    try:
+        return max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        return 1
+
+
+def _dermatologists():
+    return db.session.execute(
+        select(User).where(User.clinic_id == current_user.clinic_id, User.role == "dermatologist", User.active)
+        .order_by(User.name, User.email)
+    ).scalars().all()
+
+
+@bp.route("/patients", methods=["GET", "POST"])
+@staff_required()
+def patients():
+    """The clinic's patients by name; the search is a POST so a name never lands in a URL or a log."""
+    page = _page()
+    stmt = select(Patient).where(Patient.clinic_id == current_user.clinic_id)
+    search = (request.form.get("q") or "").strip() if request.method == "POST" else ""
+    if search:
+        stmt = stmt.where(func.lower(Patient.name).contains(search.lower(), autoescape=True))
+    rows = db.session.execute(
+        stmt.order_by(Patient.name, Patient.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    ).scalars().all()
+    audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search))
+    return render_template("clinic/patients.html", patients=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
+                           page=page, search=search)
+
+
+def _parse_date(value: str, field: str, errors: dict, *, required: bool = True):
+    if not value:
+        if required:
+            errors[field] = "Enter a date."
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        errors[field] = "Enter a date as YYYY-MM-DD."
+        return None
+
+
+@bp.route("/patients/new", methods=["GET", "POST"])
+@staff_required()
+def enrol():
+    """A new patient with their first site and its baseline photo."""
+    form, errors = request.form, {}
+    if request.method == "POST":
+        name = form.get("name", "").strip()
+        if not name:
+            errors["name"] = "Enter the patient's name."
+        dob = _parse_date(form.get("date_of_birth", ""), "date_of_birth", errors, required=False)
+        body_site = form.get("body_site", "").strip()
+        if not body_site:
+            errors["body_site"] = "Say where the scar is, e.g. left shoulder."
+        diagnosis = form.get("diagnosis", "")
+        if diagnosis not in DIAGNOSES:
+            errors["diagnosis"] = "Choose a diagnosis."
+        excision = _parse_date(form.get("excision_date", ""), "excision_date", errors)
+        derm = None
+        if form.get("dermatologist"):
+            derm = next((d for d in _dermatologists() if str(d.id) == form["dermatologist"]), None)
+        upload = request.files.get("baseline")
+        data = upload.read() if upload else b""
+        if not data:
+            errors["baseline"] = "Add the baseline photo of the scar."
+        if not errors:
+            clinic = db.session.get(Clinic, current_user.clinic_id)
+            try:
+                patient = create_patient(clinic, name=name, phone=form.get("phone", "").strip(), date_of_birth=dob,
+                                         sms_consent=form.get("sms_consent") == "on")
+            except ValueError as exc:
+                errors["phone"] = f"The phone number {exc}."
+            else:
+                site = create_site(patient, body_site=body_site, diagnosis=diagnosis, excision_date=excision,
+                                   stage=form.get("stage", "").strip() or None, dermatologist=derm)
+                db.session.commit()
+                try:
+                    photo = receive_photo(site, data, kind="baseline", user=current_user)
+                except IntakeError as exc:
+                    flash(f"Patient enrolled, but the baseline photo was not accepted: {exc.message} "
+                          "Upload it again from the patient's page.", "error")
+                else:
+                    audit.record("upload_photo", "photo", photo.id, commit=False)
+                    flash("Patient enrolled.", "info")
+                audit.record("enrol_patient", "patient", patient.id)
+                return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
+        db.session.rollback()
+    return render_template("clinic/enrol.html", form=form, errors=errors, diagnoses=DIAGNOSES,
+                           dermatologists=_dermatologists()), 400 if errors else 200
+
+
+@bp.get("/patients/<int:patient_id>")
+@staff_required()
+def patient_page(patient_id: int):
+    patient = patient_for(current_user, patient_id)
+    sites = []
+    for site in patient.sites:
+        photos = db.session.execute(
+            select(Photo).where(Photo.site_id == site.id).order_by(Photo.received_at.desc()).limit(12)
+        ).scalars().all()
+        site_alerts = db.session.execute(
+            select(Alert).where(Alert.site_id == site.id).order_by(Alert.created_at.desc()).limit(10)
+        ).scalars().all()
+        sites.append({"site": site, "plan": site_plan(site), "photos": photos, "alerts": site_alerts})
+    outbound = db.session.execute(
+        select(OutboundMessage).where(OutboundMessage.patient_id == patient.id)
+        .order_by(OutboundMessage.created_at.desc()).limit(20)
+    ).scalars().all()
+    inbound = db.session.execute(
+        select(InboundMessage).where(InboundMessage.patient_id == patient.id)
+        .order_by(InboundMessage.received_at.desc()).limit(20)
+    ).scalars().all()
+    audit.record("view_patient", "patient", patient.id)
+    return render_template("clinic/patient.html", patient=patient, sites=sites, outbound=outbound,
+                           inbound=inbound, mask_links=mask_links, diagnoses=DIAGNOSES,
+                           dermatologists=_dermatologists(), today=date.today())
+
+
+@bp.post("/patients/<int:patient_id>/sites")
+@staff_required()
+def add_site(patient_id: int):
+    patient = patient_for(current_user, patient_id)
+    errors: dict = {}
+    excision = _parse_date(request.form.get("excision_date", ""), "excision_date", errors)
+    diagnosis = request.form.get("diagnosis", "")
+    body_site = request.form.get("body_site", "").strip()
+    if errors or diagnosis not in DIAGNOSES or not body_site:
+        flash("A new site needs where it is, the diagnosis and the excision date.", "error")
+        return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
+    derm = next((d for d in _dermatologists() if str(d.id) == request.form.get("dermatologist")), None)
+    site = create_site(patient, body_site=body_site, diagnosis=diagnosis, excision_date=excision,
+                       stage=request.form.get("stage", "").strip() or None, dermatologist=derm)
+    audit.record("create_site", "site", site.id, commit=False)
+    db.session.commit()
+    upload = request.files.get("baseline")
+    data = upload.read() if upload else b""
+    if data:
+        try:
+            photo = receive_photo(site, data, kind="baseline", user=current_user)
+            audit.record("upload_photo", "photo", photo.id)
+        except IntakeError as exc:
+            flash(f"Site added, but the baseline photo was not accepted: {exc.message}", "error")
+            return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
+    flash("Site added.", "info")
+    return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
+
+
+@bp.post("/sites/<int:site_id>/photos")
+@staff_required()
+def upload_photo(site_id: int):
+    site = site_for(current_user, site_id)
+    kind = request.form.get("kind") if request.form.get("kind") in ("baseline", "followup") else "baseline"
+    upload = request.files.get("photo")
+    try:
+        photo = receive_photo(site, upload.read() if upload else b"", kind=kind, user=current_user)
+    except IntakeError as exc:
+        flash(f"The photo was not accepted: {exc.message}", "error")
+    else:
+        audit.record("upload_photo", "photo", photo.id)
+        flash("Photo received.", "info")
+    return redirect(url_for("clinic.patient_page", patient_id=site.patient_id), 303)
+
+
+@bp.post("/sites/<int:site_id>/plan")
+@staff_required()
+def edit_plan(site_id: int):
+    """Change due dates and states of plan items, or add one."""
+    site = site_for(current_user, site_id)
+    plan = site_plan(site)
+    if plan is None:
+        abort(404, f"Site {site_id} has no plan.")
+    changed = 0
+    for item in plan.items:
+        status = request.form.get(f"status-{item.id}")
+        due = request.form.get(f"due-{item.id}")
+        if status in ITEM_STATUSES and status != item.status:
+            item.status = status
+            item.completed_at = utcnow() if status == "done" else None
+            changed += 1
+        if due:
+            try:
+                new_due = date.fromisoformat(due)
+            except ValueError:
+                flash(f"{due!r} is not a date (YYYY-MM-DD).", "error")
+                continue
+            if new_due != item.due_date:
+                item.due_date = new_due
+                changed += 1
+    new_kind, new_due = request.form.get("new_kind"), request.form.get("new_due")
+    if new_kind in ITEM_KINDS and new_due:
+        try:
+            db.session.add(PlanItem(plan_id=plan.id, kind=new_kind, due_date=date.fromisoformat(new_due)))
+            changed += 1
+        except ValueError:
+            flash(f"{new_due!r} is not a date (YYYY-MM-DD).", "error")
+    audit.record("edit_plan", "site", site.id, commit=False, changes=changed)
+    db.session.commit()
+    flash(f"Plan saved ({changed} change{'s' if changed != 1 else ''}).", "info")
+    return redirect(url_for("clinic.patient_page", patient_id=site.patient_id, _anchor=f"site-{site.id}"), 303)
+
+
+@bp.post("/sites/<int:site_id>/link")
+@staff_required()
+def new_link(site_id: int):
+    """A fresh upload link for the patient (older ones are revoked), shown once to read out or copy."""
+    site = site_for(current_user, site_id)
+    links.revoke_site_links(site.id)
+    token, link = links.create_link(site)
+    audit.record("create_upload_link", "site", site.id, commit=False, link_id=link.id)
+    db.session.commit()
+    response = render_template("clinic/link.html", site=site, url=links.link_url(token), link=link)
+    return response, 200, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+@bp.get("/messages")
+@staff_required()
+def messages():
+    page = _page()
+    status = request.args.get("status") or None
+    stmt = (select(OutboundMessage, Patient.name).outerjoin(Patient, Patient.id == OutboundMessage.patient_id)
+            .where(OutboundMessage.clinic_id == current_user.clinic_id))
+    if status:
+        stmt = stmt.where(OutboundMessage.status == status)
+    rows = db.session.execute(
+        stmt.order_by(OutboundMessage.created_at.desc(), OutboundMessage.id.desc())
+        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    ).all()
+    counts = dict(db.session.execute(
+        select(OutboundMessage.status, func.count()).where(OutboundMessage.clinic_id == current_user.clinic_id)
+        .group_by(OutboundMessage.status)
+    ).all())
+    audit.record("view_messages", "clinic", current_user.clinic_id)
+    return render_template("clinic/messages.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
+                           status=status, counts=counts, mask_links=mask_links)
+
+
+@bp.get("/inbox")
+@staff_required()
+def inbox():
+    rows = db.session.execute(
+        select(InboundMessage, Patient.name).outerjoin(Patient, Patient.id == InboundMessage.patient_id)
+        .where(InboundMessage.clinic_id == current_user.clinic_id, InboundMessage.intent == "text")
+        .order_by(InboundMessage.handled_at.is_not(None), InboundMessage.received_at.desc()).limit(200)
+    ).all()
+    audit.record("view_inbox", "clinic", current_user.clinic_id)
+    return render_template("clinic/inbox.html", rows=rows)
+
+
+@bp.post("/inbox/<int:message_id>/handled")
+@staff_required()
+def mark_handled(message_id: int):
+    message = db.session.get(InboundMessage, message_id)
+    if message is None or message.clinic_id != current_user.clinic_id:
+        abort(404, f"Message {message_id} doesn't exist.")
+    message.handled_at = None if request.form.get("undo") == "1" else utcnow()
+    audit.record("handle_message", "inbound_message", message.id, commit=False)
+    db.session.commit()
+    return redirect(url_for("clinic.inbox"), 303)
+
+
+@bp.get("/overdue")
+@staff_required()
+def overdue():
+    """Patients with a photo or visit past its due date and still pending, longest overdue first."""
+    today = date.today()
+    last_photo = (select(Photo.site_id, func.max(Photo.received_at).label("last_at"))
+                  .group_by(Photo.site_id).subquery())
+    rows = db.session.execute(
+        select(PlanItem, Site, Patient, last_photo.c.last_at)
+        .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
+        .join(Site, Site.id == FollowUpPlan.site_id)
+        .join(Patient, Patient.id == Site.patient_id)
+        .outerjoin(last_photo, last_photo.c.site_id == Site.id)
+        .where(Patient.clinic_id == current_user.clinic_id, PlanItem.status == "pending",
+               PlanItem.due_date < today, Site.closed_at.is_(None))
+        .order_by(PlanItem.due_date, PlanItem.id).limit(500)
+    ).all()
+    audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows))
+    return render_template("clinic/overdue.html", rows=rows, today=today)
+
+
+@bp.get("/performance")
+@staff_required()
+def performance():
+    """Resolved alerts' outcomes against their scores: how often a flag pointed at something real."""
+    clinic_id = current_user.clinic_id
+    band = case(*[(Alert.recurrence_score < hi, i) for i, (_lo, hi) in enumerate(SCORE_BANDS)], else_=len(SCORE_BANDS) - 1)
+    actionable = func.sum(case((Alert.outcome.in_(ACTIONABLE), 1), else_=0))
+    resolved = Alert.status == "resolved"
+    by_band = {b: (n, a) for b, n, a in db.session.execute(
+        select(band, func.count(), actionable).where(Alert.clinic_id == clinic_id, resolved).group_by(band)
+    ).all()}
+    by_priority = {p: (n, a) for p, n, a in db.session.execute(
+        select(Alert.priority, func.count(), actionable).where(Alert.clinic_id == clinic_id, resolved)
+        .group_by(Alert.priority)
+    ).all()}
+    by_outcome = dict(db.session.execute(
+        select(Alert.outcome, func.count()).where(Alert.clinic_id == clinic_id, resolved).group_by(Alert.outcome)
+    ).all())
+    bands = [{"label": f"{lo:.2f}–{min(hi, 1.0):.2f}", "n": by_band.get(i, (0, 0))[0],
+              "real": int(by_band.get(i, (0, 0))[1] or 0)} for i, (lo, hi) in enumerate(SCORE_BANDS)]
+    priorities = [{"priority": p, "n": n, "real": int(a or 0)} for p, (n, a) in sorted(by_priority.items())]
+    total = sum(b["n"] for b in bands)
+    real = sum(b["real"] for b in bands)
+    return render_template("clinic/performance.html", bands=bands, priorities=priorities, by_outcome=by_outcome,
+                           total=total, real=real, actionable=ACTIONABLE)
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@staff_required("admin")
+def users():
+    errors: dict = {}
+    if request.method == "POST":
+        clinic = db.session.get(Clinic, current_user.clinic_id)
+        try:
+            user = create_user(clinic, email=request.form.get("email", ""), password=request.form.get("password", ""),
+                               role=request.form.get("role", ""), name=request.form.get("name", "").strip())
+        except AccountError as exc:
+            db.session.rollback()
+            errors["form"] = str(exc).capitalize() + "."
+        else:
+            audit.record("create_user", "user", user.id, commit=False)
+            db.session.commit()
+            flash(f"Account created for {user.email}.", "info")
+            return redirect(url_for("clinic.users"), 303)
+    rows = db.session.execute(
+        select(User).where(User.clinic_id == current_user.clinic_id).order_by(User.active.desc(), User.email)
+    ).scalars().all()
+    return render_template("clinic/users.html", users=rows, roles=ROLES, errors=errors,
+                           form=request.form), 400 if errors else 200
+
+
+@bp.post("/users/<int:user_id>/active")
+@staff_required("admin")
+def set_active(user_id: int):
+    user = db.session.get(User, user_id)
+    if user is None or user.clinic_id != current_user.clinic_id:
+        abort(404, f"User {user_id} doesn't exist.")
+    if user.id == current_user.id:
+        flash("You cannot deactivate your own account.", "error")
+        return redirect(url_for("clinic.users"), 303)
+    user.active = request.form.get("active") == "1"
+    audit.record("activate_user" if user.active else "deactivate_user", "user", user.id, commit=False)
+    db.session.commit()
+    return redirect(url_for("clinic.users"), 303)
+

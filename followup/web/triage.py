@@ -1,0 +1,348 @@
+"""The dermatologist's triage workspace: the queue, an alert's page, its actions, and the images they show.
+
+Images of patients leave the server only through the views here (and the API): each checks the clinic,
+writes an audit event and forbids caching.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Optional
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import aliased
+
+from followup import alerts, audit, links
+from followup.db import db, utcnow
+from followup.models import Alert, Analysis, Clinic, OutboundMessage, Patient, Photo, PlanItem, Site, User
+from followup.models.alerts import OUTCOMES
+from followup.models.patients import DIAGNOSES
+from followup.patients import photo_for, site_plan
+from followup.photos import baseline_of
+from followup.storage import storage
+from followup.web.charts import timeline_chart
+from followup.web.common import image_mimetype, passive, private_image, staff_required, thumbnail
+
+bp = Blueprint("triage", __name__)
+
+PAGE_SIZE = 50
+# How long an alert may wait before it counts as overdue, by priority (1 = most urgent).
+RESPONSE_TARGET = {1: timedelta(days=2), 2: timedelta(days=7), 3: timedelta(days=14)}
+OVERLAYS = ("aligned", "outline", "heatmap", "saliency")
+OUTCOME_LABELS = {
+    "no_change": "No change", "benign_change": "Benign change", "rephoto": "Request retake",
+    "visit": "Book a visit", "biopsy": "Biopsy",
+}
+# Patient-facing reasons for a retake the dermatologist asks for (never a finding, never a diagnosis).
+RETAKE_REASONS = {
+    "blur": "the photo was not sharp enough",
+    "light": "the light was not good enough",
+    "distance": "the scar was too far away or not fully in the photo",
+    "site": "we need the photo to show the same spot as your first photo",
+    "again": "we would like a new photo to compare",
+}
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    priority: Optional[int] = None
+    member: Optional[int] = None
+    diagnosis: Optional[str] = None
+    claimed: str = "any"  # any | unclaimed | mine
+    overdue: bool = False
+    page: int = 1
+
+    @classmethod
+    def from_args(cls, args) -> "QueueFilters":
+        def integer(name: str, choices=None) -> Optional[int]:
+            try:
+                value = int(args.get(name, ""))
+            except ValueError:
+                return None
+            return value if choices is None or value in choices else None
+
+        diagnosis = args.get("diagnosis") or None
+        claimed = args.get("claimed", "any")
+        return cls(
+            priority=integer("priority", (1, 2, 3)), member=integer("member"),
+            diagnosis=diagnosis if diagnosis in DIAGNOSES else None,
+            claimed=claimed if claimed in ("any", "unclaimed", "mine") else "any",
+            overdue=args.get("overdue") == "1", page=max(1, integer("page") or 1),
+        )
+
+    def args(self, **changes: Any) -> dict[str, Any]:
+        """Query arguments for a link to these filters with ``changes`` (the defaults left out)."""
+        values = {"priority": self.priority, "member": self.member, "diagnosis": self.diagnosis,
+                  "claimed": None if self.claimed == "any" else self.claimed,
+                  "overdue": "1" if self.overdue else None, "page": None if self.page == 1 else self.page}
+        values.update(changes)
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def _overdue_condition(now):
+    return or_(*(and_(Alert.priority == p, Alert.created_at < now - target) for p, target in RESPONSE_TARGET.items()))
+
+
+def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
+    """One page of the active queue (open and claimed alerts), most urgent first, with what the row shows."""
+    claimer = aliased(User)
+    conditions = [Alert.clinic_id == clinic_id, Alert.status.in_(("open", "claimed"))]
+    if filters.priority:
+        conditions.append(Alert.priority == filters.priority)
+    if filters.member:
+        conditions.append(Site.dermatologist_id == filters.member)
+    if filters.diagnosis:
+        conditions.append(Site.diagnosis == filters.diagnosis)
+    if filters.claimed == "unclaimed":
+        conditions.append(Alert.status == "open")
+    elif filters.claimed == "mine":
+        conditions.append(Alert.claimed_by_id == user_id)
+    if filters.overdue:
+        conditions.append(_overdue_condition(utcnow()))
+    needs_site = bool(filters.member or filters.diagnosis)
+    count_stmt = select(func.count(Alert.id)).where(*conditions)
+    if needs_site:
+        count_stmt = count_stmt.join(Site, Site.id == Alert.site_id)
+    total = db.session.execute(count_stmt).scalar_one()
+    rows = db.session.execute(
+        select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id, Patient.name,
+               claimer.name, claimer.email)
+        .join(Site, Site.id == Alert.site_id)
+        .join(Patient, Patient.id == Site.patient_id)
+        .outerjoin(claimer, claimer.id == Alert.claimed_by_id)
+        .where(*conditions)
+        .order_by(*alerts.QUEUE_ORDER)
+        .offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    ).all()
+    return rows, total
+
+
+def is_overdue(alert: Alert) -> bool:
+    return alert.created_at < utcnow() - RESPONSE_TARGET.get(alert.priority, timedelta(days=14))
+
+
+def _queue_context():
+    filters = QueueFilters.from_args(request.args)
+    rows, total = queue_rows(current_user.clinic_id, filters, current_user.id)
+    return {"filters": filters, "rows": rows, "total": total, "page_size": PAGE_SIZE, "is_overdue": is_overdue}
+
+
+@bp.get("/queue")
+@staff_required()
+def queue():
+    context = _queue_context()
+    members = db.session.execute(
+        select(User).where(User.clinic_id == current_user.clinic_id, User.role == "dermatologist")
+        .order_by(User.name, User.email)
+    ).scalars().all()
+    audit.record("view_queue", "clinic", current_user.clinic_id, count=len(context["rows"]))
+    return render_template("triage/queue.html", members=members, diagnoses=DIAGNOSES, **context)
+
+
+@bp.get("/queue/rows")
+@passive
+@staff_required()
+def queue_rows_fragment():
+    """The queue's rows alone: what the page's script fetches to refresh itself."""
+    context = _queue_context()
+    response = render_template("triage/_queue_rows.html", **context)
+    return response, 200, {"Cache-Control": "no-store"}
+
+
+def _analysis_for(photo: Photo, comparison: str) -> Optional[Analysis]:
+    matches = [a for a in photo.analyses if a.comparison == comparison]
+    return matches[-1] if matches else None
+
+
+def _timeline(site: Site) -> list[dict[str, Any]]:
+    """Every photo of the site, oldest first, with its baseline analysis' figures."""
+    photos = db.session.execute(
+        select(Photo).where(Photo.site_id == site.id).order_by(Photo.received_at, Photo.id)
+    ).scalars().all()
+    analyses = {}
+    if photos:
+        for analysis in db.session.execute(
+            select(Analysis).where(Analysis.photo_id.in_([p.id for p in photos])).order_by(Analysis.id)
+        ).scalars():
+            if analysis.comparison == "baseline" or analysis.photo_id not in analyses:
+                analyses[analysis.photo_id] = analysis
+    timeline = []
+    for photo in photos:
+        analysis = analyses.get(photo.id)
+        regions = (analysis.regions or []) if analysis else []
+        timeline.append({
+            "photo": photo, "analysis": analysis,
+            "changed_area": sum(int(r.get("area_px") or 0) for r in regions) if analysis else None,
+            "change_score": analysis.change_score if analysis else None,
+            "recurrence_score": analysis.recurrence_score if analysis else None,
+        })
+    return timeline
+
+
+def describe_region(region: dict[str, Any]) -> str:
+    """A changed region in words, for the clinician."""
+    kind = str(region.get("kind") or "changed").replace("_", " ")
+    parts = [f"{kind} area of {int(region.get('area_px') or 0):,} px"]
+    if region.get("growth_pct") is not None:
+        parts.append(f"{float(region['growth_pct']):+.0f} % in size")
+    if region.get("delta_e") is not None:
+        parts.append(f"colour difference ΔE {float(region['delta_e']):.1f}")
+    if region.get("distance_to_lesion_px") is not None:
+        distance = float(region["distance_to_lesion_px"])
+        parts.append("on the scar" if distance <= 0 else f"{distance:.0f} px from the scar")
+    if region.get("score") is not None:
+        parts.append(f"score {float(region['score']):.2f}")
+    return ", ".join(parts)
+
+
+@bp.get("/alerts/<int:alert_id>")
+@staff_required()
+def alert_page(alert_id: int):
+    alert = alerts.alert_for(current_user, alert_id)
+    site = alert.site
+    patient = site.patient
+    photo = db.session.get(Photo, alert.photo_id) if alert.photo_id else None
+    comparison = "previous" if request.args.get("vs") == "previous" else "baseline"
+    analysis = _analysis_for(photo, comparison) if photo else None
+    if analysis is None and photo is not None:
+        analysis = _analysis_for(photo, "baseline") or (photo.analyses[-1] if photo.analyses else None)
+        comparison = analysis.comparison if analysis else "baseline"
+    reference = None
+    if analysis is not None and analysis.reference_photo_id:
+        reference = db.session.get(Photo, analysis.reference_photo_id)
+    reference = reference or baseline_of(site.id)
+    has_previous = bool(photo and _analysis_for(photo, "previous"))
+    overlays = [name for name in OVERLAYS if analysis and name in (analysis.overlays or {})]
+    timeline = _timeline(site)
+    claimer = db.session.get(User, alert.claimed_by_id) if alert.claimed_by_id else None
+    resolver = db.session.get(User, alert.resolved_by_id) if alert.resolved_by_id else None
+    audit.record("view_alert", "alert", alert.id, patient_id=patient.id)
+    return render_template(
+        "triage/alert.html", alert=alert, site=site, patient=patient, photo=photo, analysis=analysis,
+        comparison=comparison, has_previous=has_previous, reference=reference, overlays=overlays,
+        timeline=timeline, chart=timeline_chart(timeline), claimer=claimer, resolver=resolver,
+        regions=[describe_region(r) for r in (analysis.regions if analysis else [])],
+        outcome_labels=OUTCOME_LABELS, retake_reasons=RETAKE_REASONS, overdue=is_overdue(alert),
+        plan=site_plan(site), visit_default=date.today() + timedelta(days=14), clinic=db.session.get(Clinic, alert.clinic_id),
+    )
+
+
+@bp.post("/alerts/<int:alert_id>/claim")
+@staff_required("dermatologist")
+def claim(alert_id: int):
+    alert = alerts.alert_for(current_user, alert_id)
+    release = request.form.get("release") == "1"
+    if release:
+        if alert.status == "claimed" and alert.claimed_by_id == current_user.id:
+            alert.status, alert.claimed_by_id, alert.claimed_at = "open", None, None
+            audit.record("release_alert", "alert", alert.id)
+            flash("Released: colleagues can take this case.", "info")
+    else:
+        if alert.status == "claimed" and alert.claimed_by_id != current_user.id:
+            holder = db.session.get(User, alert.claimed_by_id)
+            flash(f"{holder.name or holder.email} has already claimed this case.", "error")
+        elif alert.status == "resolved":
+            flash("This alert is already resolved.", "error")
+        else:
+            alerts.claim(alert, current_user)
+            audit.record("claim_alert", "alert", alert.id)
+    target = request.form.get("next")
+    if target == "queue":
+        return redirect(url_for("triage.queue"), 303)
+    return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
+
+
+def request_retake(site: Site, reason: str, *, alert: Alert, user: User) -> None:
+    """Ask the patient for a new photo: the reminders module's function when it exists, else an outbox row."""
+    try:
+        from followup.reminders import request_retake as reminders_request_retake
+    except ImportError:
+        reminders_request_retake = None
+    if reminders_request_retake is not None:
+        reminders_request_retake(site, reason)
+        return
+    record_retake_message(site, reason, alert=alert, user=user)
+
+
+def record_retake_message(site: Site, reason: str, *, alert: Alert, user: User) -> OutboundMessage:
+    """A pending outbox message with a fresh upload link; the SMS transport sends pending rows."""
+    patient = site.patient
+    clinic = db.session.get(Clinic, patient.clinic_id)
+    links.revoke_site_links(site.id)
+    token, _ = links.create_link(site)
+    body = (f"{clinic.name}: thank you for your photo. Please take a new photo of the scar on your "
+            f"{site.body_site}: {reason}. {links.link_url(token)}")
+    message = OutboundMessage(
+        clinic_id=clinic.id, patient_id=patient.id, user_id=user.id, idempotency_key=f"retake:alert:{alert.id}",
+        to=patient.phone, body=body, purpose="retake",
+        status="pending" if patient.can_receive_sms else "not_sent",
+        error_message=None if patient.can_receive_sms else "The patient has not agreed to text messages.",
+    )
+    db.session.add(message)
+    return message
+
+
+@bp.post("/alerts/<int:alert_id>/resolve")
+@staff_required("dermatologist")
+def resolve(alert_id: int):
+    alert = alerts.alert_for(current_user, alert_id)
+    outcome = request.form.get("outcome", "")
+    note = (request.form.get("note") or "").strip()[:5000] or None
+    if outcome not in OUTCOMES:
+        flash("Choose an outcome.", "error")
+        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
+    if alert.status == "resolved":
+        flash("This alert was already resolved.", "error")
+        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
+    if alert.status == "claimed" and alert.claimed_by_id != current_user.id:
+        holder = db.session.get(User, alert.claimed_by_id)
+        flash(f"{holder.name or holder.email} has claimed this case; ask them before resolving it.", "error")
+        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
+    site = alert.site
+    if outcome == "rephoto":
+        reason = RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"])
+        request_retake(site, reason, alert=alert, user=current_user)
+    if outcome == "visit":
+        try:
+            visit_date = date.fromisoformat(request.form.get("visit_date", ""))
+        except ValueError:
+            visit_date = date.today() + timedelta(days=14)
+        plan = site_plan(site)
+        if plan is not None:
+            db.session.add(PlanItem(plan_id=plan.id, kind="visit", due_date=visit_date))
+    alerts.resolve(alert, current_user, outcome=outcome, note=note)
+    flash(f"Alert resolved: {OUTCOME_LABELS[outcome].lower()}.", "info")
+    return redirect(url_for("triage.queue"), 303)
+
+
+# Images: authorised by clinic, audited, never cached.
+@bp.get("/photos/<int:photo_id>/image")
+@staff_required()
+def photo_image(photo_id: int):
+    photo = photo_for(current_user, photo_id)
+    audit.record("view_photo_image", "photo", photo.id)
+    return private_image(storage().get(photo.storage_key))
+
+
+@bp.get("/photos/<int:photo_id>/thumb")
+@staff_required()
+def photo_thumb(photo_id: int):
+    photo = photo_for(current_user, photo_id)
+    audit.record("view_photo_thumb", "photo", photo.id)
+    return private_image(thumbnail(photo.storage_key, storage().get))
+
+
+@bp.get("/analyses/<int:analysis_id>/overlay/<name>")
+@staff_required()
+def overlay_image(analysis_id: int, name: str):
+    analysis = db.session.get(Analysis, analysis_id)
+    if analysis is None:
+        abort(404, f"Analysis {analysis_id} doesn't exist.")
+    photo_for(current_user, analysis.photo_id)  # 404 for another clinic's analysis
+    key = (analysis.overlays or {}).get(name)
+    if name not in OVERLAYS or not key:
+        abort(404, f"Analysis {analysis_id} has no {name} image.")
+    audit.record("view_overlay", "analysis", analysis.id, overlay=name)
+    return private_image(storage().get(key), image_mimetype(key))

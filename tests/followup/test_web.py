@@ -1,0 +1,311 @@
+"""The staff pages: triage queue, alert page and its actions, images, clinic pages; their security."""
+from __future__ import annotations
+
+import io
+import re
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from followup.db import db, utcnow
+from followup.models import Alert, AuditEvent, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site
+from followup.patients import create_patient, create_site
+from tests.conftest import PASSWORD, jpeg_bytes
+from tests.followup.test_web_cases import flagged_case
+
+
+def login(client, email="derm@north.test"):
+    response = client.post("/login", data={"email": email, "password": PASSWORD})
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    return response
+
+
+@pytest.fixture
+def case(world, site_id):
+    site = db.session.get(Site, site_id)
+    baseline, photo, analysis = flagged_case(site)
+    alert = db.session.execute(select(Alert).where(Alert.photo_id == photo.id)).scalar_one()
+    return {"site": site, "baseline": baseline, "photo": photo, "analysis": analysis, "alert": alert}
+
+
+def audits(action: str) -> int:
+    return db.session.execute(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)).scalar_one()
+
+
+def test_dermatologist_lands_on_the_queue_with_patient_names(client, case):
+    response = login(client)
+    assert response.headers["Location"] == "/"
+    page = client.get("/")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Triage queue" in text
+    assert "Grace Hopper" in text and "left shoulder" in text and "new dark area next to the scar" in text
+    assert f'/photos/{case["photo"].id}/thumb' in text
+    assert f'/alerts/{case["alert"].id}' in text
+
+
+def test_queue_orders_and_filters(client, world, case):
+    other = create_patient(world.clinic, name="Ada Lovelace", phone="+447700900111", sms_consent=True)
+    site = create_site(other, body_site="scalp", diagnosis="melanoma", excision_date=date.today() - timedelta(days=90))
+    db.session.commit()
+    _, photo, _ = flagged_case(site, priority=2, score=0.5)
+    late = db.session.execute(select(Alert).where(Alert.photo_id == photo.id)).scalar_one()
+    late.created_at = utcnow() - timedelta(days=10)
+    db.session.commit()
+    login(client)
+    text = client.get("/queue").get_data(as_text=True)
+    assert text.index("Grace Hopper") < text.index("Ada Lovelace")  # priority 1 first
+    assert "Ada Lovelace" not in client.get("/queue?priority=1").get_data(as_text=True)
+    assert "Grace Hopper" not in client.get("/queue?diagnosis=melanoma").get_data(as_text=True)
+    overdue = client.get("/queue?overdue=1").get_data(as_text=True)
+    assert "Ada Lovelace" in overdue and "Grace Hopper" not in overdue
+    mine = client.get(f"/queue?member={world.derm.id}").get_data(as_text=True)
+    assert "Grace Hopper" in mine and "Ada Lovelace" not in mine
+    assert client.get("/queue?priority=x&page=-3&claimed=bogus").status_code == 200  # bad filters are ignored
+
+
+def test_queue_rows_fragment_does_not_extend_the_idle_session(client, case):
+    login(client)
+    assert "Set-Cookie" in client.get("/queue").headers  # a person's request moves the expiry on
+    response = client.get("/queue/rows")
+    assert response.status_code == 200 and "Grace Hopper" in response.get_data(as_text=True)
+    assert "Set-Cookie" not in response.headers, "an auto-refresh must not keep an idle session alive"
+
+
+def test_claim_keeps_colleagues_apart(app, client, world, case):
+    from followup.accounts import create_user
+
+    create_user(world.clinic, email="derm2@north.test", password=PASSWORD, role="dermatologist", name="Dr Two")
+    db.session.commit()
+    alert_id = case["alert"].id
+    login(client)
+    assert client.post(f"/alerts/{alert_id}/claim", data={"next": "queue"}).status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Alert, alert_id).status == "claimed"
+    other = app.test_client()
+    login(other, "derm2@north.test")
+    assert "has already claimed" in other.post(f"/alerts/{alert_id}/claim", follow_redirects=True).get_data(as_text=True)
+    response = other.post(f"/alerts/{alert_id}/resolve", data={"outcome": "no_change"}, follow_redirects=True)
+    assert "has claimed this case" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Alert, alert_id).status == "claimed"
+    client.post(f"/alerts/{alert_id}/claim", data={"release": "1"})
+    db.session.expire_all()
+    assert db.session.get(Alert, alert_id).status == "open"
+
+
+def test_alert_page_shows_both_photos_overlays_answers_and_timeline(client, case):
+    login(client)
+    before = audits("view_alert")
+    response = client.get(f"/alerts/{case['alert'].id}")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert f'id="img-baseline" src="/photos/{case["baseline"].id}/image"' in text
+    analysis_id = case["analysis"].id
+    for name in ("aligned", "outline", "heatmap", "saliency"):
+        assert f"/analyses/{analysis_id}/overlay/{name}" in text
+    assert re.search(r'id="view-outline"[^>]*checked', text), "the outline is shown first"
+    assert "new pigment area of" in text and "+35 % in size" in text  # measurements in words
+    assert "Has it grown?" in text and "Yes" in text
+    assert '<svg class="chart"' in text and "Timeline of this site" in text
+    assert 'id="resolve-form"' in text and 'name="csrf_token"' in text
+    assert audits("view_alert") == before + 1
+
+
+def test_images_are_private_audited_and_clinic_scoped(app, client, world, case):
+    login(client)
+    for url, action, mimetype in (
+        (f"/photos/{case['baseline'].id}/image", "view_photo_image", "image/jpeg"),
+        (f"/photos/{case['photo'].id}/thumb", "view_photo_thumb", "image/jpeg"),
+        (f"/analyses/{case['analysis'].id}/overlay/outline", "view_overlay", "image/jpeg"),
+        (f"/analyses/{case['analysis'].id}/overlay/heatmap", "view_overlay", "image/png"),
+    ):
+        before = audits(action)
+        response = client.get(url)
+        assert response.status_code == 200 and response.mimetype == mimetype, url
+        assert response.headers["Cache-Control"] == "private, no-store"
+        assert audits(action) == before + 1
+    assert client.get(f"/analyses/{case['analysis'].id}/overlay/nope").status_code == 404
+    stranger = app.test_client()
+    assert stranger.get(f"/photos/{case['baseline'].id}/image").status_code == 302  # to the sign-in page
+    login(stranger, "derm@south.test")
+    for url in (f"/photos/{case['baseline'].id}/image", f"/analyses/{case['analysis'].id}/overlay/aligned",
+                f"/alerts/{case['alert'].id}", f"/patients/{case['site'].patient_id}"):
+        response = stranger.get(url)
+        assert response.status_code == 404 and "Grace Hopper" not in response.get_data(as_text=True), url
+    assert "Grace Hopper" not in stranger.get("/queue").get_data(as_text=True)
+
+
+def test_resolving_takes_the_alert_off_the_queue(client, case):
+    login(client)
+    response = client.post(f"/alerts/{case['alert'].id}/resolve", data={"outcome": "benign_change", "note": "seb K"})
+    assert response.status_code == 303 and response.headers["Location"] == "/queue"
+    db.session.expire_all()
+    alert = db.session.get(Alert, case["alert"].id)
+    assert (alert.status, alert.outcome, alert.note) == ("resolved", "benign_change", "seb K")
+    assert "Grace Hopper" not in client.get("/queue").get_data(as_text=True)
+    assert audits("resolve_alert") == 1
+    page = client.get(f"/alerts/{alert.id}").get_data(as_text=True)
+    assert "Resolved as <strong>Benign change</strong>" in page
+
+
+def test_request_retake_messages_the_patient(client, case):
+    login(client)
+    client.post(f"/alerts/{case['alert'].id}/resolve", data={"outcome": "rephoto", "retake_reason": "blur"})
+    db.session.expire_all()
+    assert db.session.get(Alert, case["alert"].id).outcome == "rephoto"
+    try:
+        import followup.reminders as reminders  # noqa: F401
+        has_reminders = hasattr(reminders, "request_retake")
+    except ImportError:
+        has_reminders = False
+    if not has_reminders:
+        message = db.session.execute(select(OutboundMessage)).scalar_one()
+        assert message.purpose == "retake" and message.to == "+447700900456" and message.status == "pending"
+        assert "not sharp enough" in message.body and "https://scarwatch.test/u/" in message.body
+        assert "melanoma" not in message.body and "bcc" not in message.body.lower()
+
+
+def test_book_a_visit_adds_it_to_the_plan(client, case):
+    login(client)
+    when = date.today() + timedelta(days=9)
+    client.post(f"/alerts/{case['alert'].id}/resolve", data={"outcome": "visit", "visit_date": when.isoformat()})
+    visits = db.session.execute(select(PlanItem).where(PlanItem.kind == "visit", PlanItem.due_date == when)).scalars().all()
+    assert len(visits) == 1
+
+
+def test_admin_sees_but_cannot_resolve(client, case):
+    login(client, "admin@north.test")
+    text = client.get(f"/alerts/{case['alert'].id}").get_data(as_text=True)
+    assert "Only dermatologists resolve alerts" in text
+    assert client.post(f"/alerts/{case['alert'].id}/resolve", data={"outcome": "no_change"}).status_code == 403
+    assert client.post(f"/alerts/{case['alert'].id}/claim").status_code == 403
+
+
+def test_forms_need_the_csrf_token(app, client, case):
+    login(client)
+    app.config["WTF_CSRF_ENABLED"] = True
+    assert client.post(f"/alerts/{case['alert'].id}/resolve", data={"outcome": "no_change"}).status_code == 400
+    page = client.get(f"/alerts/{case['alert'].id}").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post(f"/alerts/{case['alert'].id}/resolve", data={"outcome": "no_change", "csrf_token": token})
+    assert response.status_code == 303
+
+
+STAFF_PAGES = ["/queue", "/patients", "/patients/new", "/patients/{patient}", "/overdue", "/messages", "/inbox",
+               "/performance"]
+
+
+@pytest.mark.parametrize("path", STAFF_PAGES + ["/users"])
+def test_staff_pages_need_sign_in(client, case, path):
+    response = client.get(path.format(patient=case["site"].patient_id))
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+@pytest.mark.parametrize("path", STAFF_PAGES)
+def test_staff_pages_render_with_csp_and_no_inline_code(client, case, path):
+    login(client)
+    response = client.get(path.format(patient=case["site"].patient_id))
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert not re.search(r"<script(?![^>]*\bsrc=)", text), "inline script"
+    assert not re.search(r"<style|\sstyle=|\son[a-z]+=", text), "inline style or event handler"
+
+
+def test_users_page_is_for_admins(client, world):
+    login(client)
+    assert client.get("/users").status_code == 403
+    client.post("/logout")
+    login(client, "admin@north.test")
+    assert "derm@north.test" in client.get("/users").get_data(as_text=True)
+    response = client.post("/users", data={"email": "new@north.test", "password": "short", "role": "dermatologist"})
+    assert response.status_code == 400 and "12 characters" in response.get_data(as_text=True)
+    client.post("/users", data={"email": "new@north.test", "password": "a-long-enough-password", "role": "dermatologist"})
+    from followup.models import User
+
+    new = db.session.execute(select(User).where(User.email == "new@north.test")).scalar_one()
+    assert new.clinic_id == world.clinic.id
+    client.post(f"/users/{new.id}/active", data={"active": "0"})
+    db.session.expire_all()
+    assert db.session.get(User, new.id).active is False
+    assert client.post(f"/users/{world.other_derm.id}/active", data={"active": "0"}).status_code == 404
+
+
+def test_enrol_a_patient_with_a_baseline_photo(client, world):
+    login(client)
+    response = client.post("/patients/new", content_type="multipart/form-data", data={
+        "name": "Alan Turing", "phone": "+447700900777", "sms_consent": "on", "body_site": "right forearm",
+        "diagnosis": "scc", "excision_date": (date.today() - timedelta(days=7)).isoformat(),
+        "dermatologist": str(world.derm.id), "baseline": (io.BytesIO(jpeg_bytes()), "b.jpg"),
+    })
+    assert response.status_code == 303
+    patient = db.session.execute(select(Patient).where(Patient.name == "Alan Turing")).scalar_one()
+    site = patient.sites[0]
+    assert site.dermatologist_id == world.derm.id
+    assert db.session.execute(select(Photo).where(Photo.site_id == site.id)).scalar_one().kind == "baseline"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "right forearm" in page and "Save plan" in page
+    bad = client.post("/patients/new", data={"name": "", "phone": "07700", "diagnosis": "x"})
+    assert bad.status_code == 400 and "Enter the patient" in bad.get_data(as_text=True)
+
+
+def test_patient_search_is_a_post_so_names_stay_out_of_urls(client, case):
+    login(client)
+    text = client.post("/patients", data={"q": "hopper"}).get_data(as_text=True)
+    assert "Grace Hopper" in text
+    assert "Grace Hopper" not in client.post("/patients", data={"q": "zzz"}).get_data(as_text=True)
+
+
+def test_plan_can_be_edited(client, case):
+    login(client)
+    site = case["site"]
+    item = site_plan_items(site)[0]
+    new_due = item.due_date + timedelta(days=3)
+    client.post(f"/sites/{site.id}/plan", data={f"due-{item.id}": new_due.isoformat(), f"status-{item.id}": "done",
+                                                "new_kind": "visit", "new_due": "2031-01-02"})
+    db.session.expire_all()
+    item = db.session.get(PlanItem, item.id)
+    assert item.due_date == new_due and item.status == "done"
+    assert any(i.due_date == date(2031, 1, 2) for i in site_plan_items(site))
+
+
+def site_plan_items(site):
+    from followup.patients import site_plan
+
+    return site_plan(site).items
+
+
+def test_messages_inbox_overdue_and_performance(client, world, case):
+    patient_id = case["site"].patient_id
+    db.session.add(OutboundMessage(clinic_id=world.clinic.id, patient_id=patient_id, idempotency_key="k1",
+                                   to="+447700900456", body="Photo please: https://scarwatch.test/u/SECRETTOKEN",
+                                   purpose="reminder", status="delivered"))
+    db.session.add(InboundMessage(clinic_id=world.clinic.id, patient_id=patient_id, twilio_sid="SM1",
+                                  from_number="+447700900456", body="It itches since Monday", intent="text"))
+    item = site_plan_items(case["site"])[0]
+    item.due_date = date.today() - timedelta(days=5)
+    resolved = Alert(clinic_id=world.clinic.id, site_id=case["site"].id, priority=2, recurrence_score=0.9,
+                     status="resolved", outcome="biopsy")
+    db.session.add(resolved)
+    db.session.commit()
+    login(client)
+    messages = client.get("/messages").get_data(as_text=True)
+    assert "delivered" in messages and "SECRETTOKEN" not in messages and "Grace Hopper" in messages
+    inbox = client.get("/inbox").get_data(as_text=True)
+    assert "It itches since Monday" in inbox
+    message_id = db.session.execute(select(InboundMessage.id)).scalar_one()
+    client.post(f"/inbox/{message_id}/handled")
+    db.session.expire_all()
+    assert db.session.get(InboundMessage, message_id).handled_at is not None
+    overdue = client.get("/overdue").get_data(as_text=True)
+    assert "Grace Hopper" in overdue and "5 days" in overdue
+    performance = client.get("/performance").get_data(as_text=True)
+    assert "1 resolved alert;" in performance and "100 %" in performance
+
+
+def test_new_upload_link_is_shown_once_and_revokes_older_ones(client, case):
+    login(client)
+    response = client.post(f"/sites/{case['site'].id}/link")
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    assert "https://scarwatch.test/u/" in response.get_data(as_text=True)
