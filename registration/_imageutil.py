@@ -1,0 +1,96 @@
+"""Small shared helpers: input checks, analysis-resolution scaling, field masks."""
+
+import cv2
+import numpy as np
+
+#: Long side, in pixels, of the working copy every analysis stage uses.
+ANALYSIS_LONG_SIDE = 640
+
+#: Below this value (0-255, max over channels) a pixel is outside the photographed field.
+_FIELD_LEVEL = 18
+
+
+def _check_rgb(image, name):
+    """Return `image` as a C-contiguous uint8 RGB array or raise ValueError."""
+    if image is None:
+        raise ValueError(f"{name} is None; pass the photo as an RGB uint8 array.")
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(
+            f"{name} has dtype {image.dtype}; pass an 8-bit RGB photo (uint8)."
+        )
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"{name} has shape {image.shape}; pass an RGB photo of shape (M, N, 3)."
+        )
+    if min(image.shape[:2]) < 16:
+        raise ValueError(
+            f"{name} is only {image.shape[1]}x{image.shape[0]} pixels; "
+            "take the photo at full camera resolution."
+        )
+    return np.ascontiguousarray(image)
+
+
+def _analysis_scale(shape, long_side=ANALYSIS_LONG_SIDE):
+    """Scale factor (<= 1) that brings `shape` to the analysis resolution."""
+    return min(1.0, long_side / max(shape[:2]))
+
+
+def _resize(image, scale, interpolation=cv2.INTER_AREA):
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def _scale_matrix(scale_x, scale_y=None):
+    """Pixel-centre-exact map from full-resolution to resized coordinates.
+
+    With the origin at the top-left pixel's centre, resizing by `s` sends x to
+    (x + 0.5) * s - 0.5.
+    """
+    scale_y = scale_x if scale_y is None else scale_y
+    return np.array(
+        [
+            [scale_x, 0.0, 0.5 * scale_x - 0.5],
+            [0.0, scale_y, 0.5 * scale_y - 0.5],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+
+
+def _resize_matrix(full_shape, small_shape):
+    """Matrix mapping full-resolution pixel coordinates to a resized copy's."""
+    return _scale_matrix(
+        small_shape[1] / full_shape[1], small_shape[0] / full_shape[0]
+    )
+
+
+def _field_mask(image):
+    """Bool mask of the photographed field (excludes the black dermoscope surround).
+
+    Only dark areas connected to the image border count as outside, so a dark
+    lesion in the middle of the photo stays inside the field.
+    """
+    level = image.max(axis=2) if image.ndim == 3 else image
+    level = cv2.blur(level, (5, 5))
+    dark = (level < _FIELD_LEVEL).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=4)
+    h, w = dark.shape
+    outside = np.zeros(n, bool)
+    for i in range(1, n):
+        x, y, bw, bh, _ = stats[i]
+        outside[i] = x == 0 or y == 0 or x + bw == w or y + bh == h
+    return ~outside[labels]
+
+
+def _homography_is_sane(matrix, *, max_scale=4.0):
+    """Reject degenerate, mirrored or wildly scaled homographies."""
+    if matrix is None or not np.all(np.isfinite(matrix)):
+        return False
+    matrix = matrix / matrix[2, 2]
+    det = np.linalg.det(matrix[:2, :2])
+    if not (1.0 / max_scale**2 < det < max_scale**2):
+        return False
+    return bool(np.abs(matrix[2, :2]).max() < 0.004)

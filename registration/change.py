@@ -1,0 +1,293 @@
+"""Change detection between a baseline and an aligned, colour-normalised follow-up.
+
+What counts: skin that became darker (new lesion, growth), bluer (blue-grey
+areas) or redder. What must not: hair and ink lines (thin, removed by
+morphology before comparing), glare (brightening is ignored), shadows and
+colour casts (removed by normalisation), small misalignment (each follow-up
+pixel is compared with the most similar value in a small baseline
+neighbourhood).
+"""
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from skimage.color import deltaE_ciede2000
+
+from .calibration import CHANGE_SCORE_COEFFICIENTS
+
+#: Hysteresis thresholds on the change evidence, in CIELAB units.
+_HIGH = 12.0
+_LOW = 6.0
+#: Smallest region kept, in pixels of a 640-px-long-side image.
+_MIN_AREA = 60
+#: Thin-structure size (px) removed before comparing: hair, ink lines.
+_THIN = 9
+#: Regions no wider than twice this (px) and long are lines (hair, ink), not lesions.
+_LINE_HALF_WIDTH = 4.5
+#: Changes broader than this (px at a 640-px long side) are lighting, not lesions.
+_BROAD = 121
+#: Darkening to below this share of the baseline lightness is never a mere shadow.
+_DEEP = 0.7
+#: Misalignment tolerated (px) by the neighbourhood comparison.
+_SLACK = 5
+#: Reference long side that areas are normalised to.
+_UNIT_SIDE = 640.0
+
+
+@dataclass
+class ChangeResult:
+    """Result of :func:`detect_change` at the analysis resolution.
+
+    Attributes
+    ----------
+    evidence : ndarray, shape (M, N), float32
+        Per-pixel change evidence in CIELAB units.
+    mask : ndarray, shape (M, N), bool
+        Changed pixels.
+    labels : ndarray, shape (M, N), int32
+        Region labels of ``mask`` (0 = none), in the order of ``regions``.
+    regions : list of dict
+        One per region, largest evidence first, analysis-pixel measurements.
+    features : ndarray, shape (3,), float64
+        Inputs of the calibrated score: log(1 + evidence mass of the strongest
+        region), its mean evidence, and the peak of the smoothed evidence.
+    score : float
+        Calibrated probability of a clinically relevant change.
+    """
+
+    evidence: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray
+    regions: list = field(default_factory=list)
+    features: np.ndarray = None
+    score: float = 0.0
+
+
+def _remove_thin(lab):
+    """Replace thin lines (hair, marker ink) by the skin around them.
+
+    Thin structures are what a morphological closing (dark in L, low in b*)
+    or opening (high in a*) of the line's width removes; there L takes the
+    closing's value and a*, b* a median over a window more than twice the
+    line width.
+    """
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_THIN, _THIN))
+    closed = cv2.morphologyEx(lab[..., 0], cv2.MORPH_CLOSE, kernel)
+    thin = (closed - lab[..., 0] > 3.0)
+    thin |= lab[..., 1] - cv2.morphologyEx(lab[..., 1], cv2.MORPH_OPEN, kernel) > 3.0
+    thin |= cv2.morphologyEx(lab[..., 2], cv2.MORPH_CLOSE, kernel) - lab[..., 2] > 3.0
+    thin = cv2.dilate(thin.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    out = lab.copy()
+    out[..., 0] = np.where(thin, closed, lab[..., 0])
+    for c in (1, 2):
+        chan = np.clip(lab[..., c] + 128, 0, 255).astype(np.uint8)
+        median = cv2.medianBlur(chan, 2 * _THIN - 1).astype(np.float32) - 128
+        out[..., c] = np.where(thin, median, lab[..., c])
+    return out
+
+
+def _remove_broad(components, valid_mask):
+    """Keep compact changes, drop broad ones (top-hat per component).
+
+    A grey opening with an element wider than any lesion change keeps what is
+    broad or ramp-like (shadows, uneven light the normalisation left over)
+    and removes compact bumps; subtracting it leaves the bumps. Computed at a
+    quarter of the size (the opening is smooth anyway); pixels outside the
+    overlap take no part, so a shadow reaching the overlap's edge is removed too.
+    """
+    h, w = components.shape[:2]
+    size = max(5, int(round(_BROAD * max(h, w) / _UNIT_SIDE / 4)) | 1)
+    shape = (max(1, w // 4), max(1, h // 4))
+    small = cv2.resize(components, shape, interpolation=cv2.INTER_AREA)
+    outside = cv2.resize(valid_mask.astype(np.uint8), shape, interpolation=cv2.INTER_AREA) == 0
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    small[outside] = 1e6
+    eroded = cv2.erode(small, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1e6)
+    eroded[outside] = 0
+    eroded[eroded >= 1e6] = 0
+    opened = cv2.dilate(eroded, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    opened = cv2.resize(opened, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.maximum(components - opened, 0)
+
+
+def _not_shadow(ref, mov):
+    """0-1 weight: how little a darkening looks like a shadow.
+
+    A shadow scales the light reaching the skin, so a* and b* shrink with L;
+    a new lesion, growth or blue-grey area changes the hue instead. Deep
+    darkening always counts.
+    """
+    ref = cv2.GaussianBlur(ref, (0, 0), 2.0)
+    mov = cv2.GaussianBlur(mov, (0, 0), 2.0)
+    k = np.clip(mov[..., 0] / np.maximum(ref[..., 0], 1.0), 0, 1)
+    residual = np.hypot(mov[..., 1] - ref[..., 1] * k, mov[..., 2] - ref[..., 2] * k)
+    weight = np.clip((residual - 1.5) / 3.0, 0.15, 1.0)
+    return np.where(k < _DEEP, 1.0, weight).astype(np.float32)
+
+
+def change_evidence(reference_lab, moving_lab, valid_mask):
+    """Per-pixel evidence (CIELAB units) that the follow-up became darker, bluer or redder.
+
+    Parameters
+    ----------
+    reference_lab, moving_lab : ndarray, shape (M, N, 3), float32
+        CIELAB images in the same frame, the follow-up already normalised.
+    valid_mask : ndarray, shape (M, N), bool
+        Pixels both photos show.
+
+    Returns
+    -------
+    evidence : ndarray, shape (M, N), float32
+    components : ndarray, shape (M, N, 3), float32
+        Darkening, bluing and reddening separately.
+    """
+    # Outside the overlap the follow-up is black; borrowing the baseline there
+    # keeps that edge from looking like (or hiding) a dark structure.
+    moving_lab = np.where(valid_mask[..., None], moving_lab, reference_lab)
+    ref = _remove_thin(reference_lab)
+    mov = _remove_thin(moving_lab)
+    box = np.ones((_SLACK, _SLACK), np.uint8)
+    darker = np.maximum(cv2.erode(ref[..., 0], box) - mov[..., 0], 0)
+    redder = np.maximum(mov[..., 1] - cv2.dilate(ref[..., 1], box), 0)
+    # Brown turning blue-grey loses a* and b* (hue and chroma); both count.
+    bluer = np.hypot(np.maximum(cv2.erode(ref[..., 1], box) - mov[..., 1], 0),
+                     np.maximum(cv2.erode(ref[..., 2], box) - mov[..., 2], 0))
+    # Glare whitens skin, which also lowers b*; brighter pixels are no evidence.
+    brighter = mov[..., 0] > cv2.dilate(ref[..., 0], box) + 5.0
+    darker *= _not_shadow(ref, mov)
+    components = np.stack([darker, bluer, redder], axis=-1) * ~brighter[..., None]
+    components = _remove_broad(cv2.GaussianBlur(components, (0, 0), 1.2), valid_mask)
+    inner = cv2.erode(valid_mask.astype(np.uint8), np.ones((11, 11), np.uint8))
+    # Morphology is unreliable at the image border (and photos often have a dark frame line).
+    band = _THIN + 2
+    inner[:band], inner[-band:], inner[:, :band], inner[:, -band:] = 0, 0, 0, 0
+    inner = inner > 0
+    components *= inner[..., None]
+    evidence = np.sqrt((components**2).sum(axis=-1))
+    return evidence.astype(np.float32), components
+
+
+def _hysteresis(evidence, min_area):
+    strong = (evidence >= _HIGH).astype(np.uint8)
+    weak = (evidence >= _LOW).astype(np.uint8)
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
+    if n <= 1:
+        return np.zeros(evidence.shape, bool)
+    keep = np.zeros(n, bool)
+    keep[np.unique(labels[strong > 0])] = True
+    keep[0] = False
+    mask = keep[labels]
+    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    big = np.zeros(n, bool)
+    big[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    return big[labels]
+
+
+def _is_line(max_half_width, area, lesion_distance):
+    """A long thin region away from the lesion's edge: hair or a marker line.
+
+    A thin region hugging the lesion's edge is kept: that is how growth of a
+    lesion looks.
+    """
+    if max_half_width > _LINE_HALF_WIDTH:
+        return False
+    elongation = area / (2.0 * max_half_width) ** 2
+    hugging = np.mean(lesion_distance <= 2 * max_half_width + 3)
+    return elongation > 6 and hugging < 0.5
+
+
+def _kind(inside, touching, components):
+    darker, bluer, redder = components
+    if redder > max(darker, bluer):
+        return "redness"
+    if inside >= 0.6:
+        return "darkening"
+    if touching:
+        return "growth"
+    if darker >= 4.0:
+        return "new_lesion"
+    return "other"
+
+
+def _features(region):
+    return np.array([np.log1p(region["mass"]), region["mean_evidence"], region["peak"]])
+
+
+def score_features(features):
+    """Calibrated probability of change from :class:`ChangeResult` features."""
+    coef = np.asarray(CHANGE_SCORE_COEFFICIENTS["coef"])
+    z = float(CHANGE_SCORE_COEFFICIENTS["intercept"] + coef @ features)
+    return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
+    """Find clinically relevant change between baseline and aligned follow-up.
+
+    Parameters
+    ----------
+    reference_lab, moving_lab : ndarray, shape (M, N, 3), float32
+        CIELAB images in the baseline frame, follow-up normalised
+        (see :func:`registration.normalisation.normalise_colour`).
+    valid_mask : ndarray, shape (M, N), bool
+        Pixels both photos show.
+    lesion_mask : ndarray, shape (M, N), bool, optional
+        The baseline lesion or scar; used to name and measure regions.
+
+    Returns
+    -------
+    result : ChangeResult
+    """
+    if reference_lab.shape != moving_lab.shape or valid_mask.shape != reference_lab.shape[:2]:
+        raise ValueError("reference_lab, moving_lab and valid_mask must share one (M, N) frame.")
+    h, w = valid_mask.shape
+    unit = (_UNIT_SIDE / max(h, w)) ** 2
+    evidence, components = change_evidence(reference_lab, moving_lab, valid_mask)
+    mask = _hysteresis(evidence, max(8, _MIN_AREA / unit))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if lesion_mask is None or not lesion_mask.any():
+        lesion_mask = np.zeros((h, w), bool)
+        outside_dist = np.full((h, w), np.inf, np.float32)
+    else:
+        outside_dist = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5)
+    lesion_area = max(int(lesion_mask.sum()), 1)
+    # The peak of the smoothed evidence keeps the score graded when no region
+    # passes the thresholds.
+    smooth = cv2.GaussianBlur(evidence, (0, 0), 3.0)
+    regions = []
+    half_width = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    for i in range(1, n):
+        sel = labels == i
+        values = evidence[sel]
+        area = int(stats[i, cv2.CC_STAT_AREA])
+        x, y, bw, bh = stats[i, :4]
+        inside = float(lesion_mask[sel].mean())
+        dist = float(outside_dist[sel].min()) if lesion_mask.any() else float("inf")
+        if _is_line(half_width[sel].max(), area, outside_dist[sel]):
+            mask[sel] = False
+            labels[sel] = 0
+            continue
+        kind = _kind(inside, dist <= 2.0, components[sel].mean(axis=0))
+        ref_px = reference_lab[sel]
+        mov_px = moving_lab[sel]
+        regions.append({
+            "label": i,
+            "bbox": [int(x), int(y), int(x + bw - 1), int(y + bh - 1)],
+            "area_px": area,
+            "growth_pct": 100.0 * area / lesion_area if kind == "growth" else None,
+            "delta_e": float(deltaE_ciede2000(ref_px, mov_px).mean()),
+            "distance_to_lesion_px": 0.0 if dist <= 2.0 else dist,
+            "kind": kind,
+            "mass": float(values.sum()) * unit,
+            "mean_evidence": float(values.mean()),
+            "peak": float(smooth[sel].max()),
+        })
+    regions.sort(key=lambda r: -r["mass"])
+    for r in regions:
+        r["score"] = score_features(_features(r))
+    top = regions[0] if regions else {"mass": 0.0, "mean_evidence": 0.0, "peak": 0.0}
+    features = _features(dict(top, peak=float(smooth.max())))
+    score = score_features(features)
+    return ChangeResult(evidence, mask, labels, regions, features, score)

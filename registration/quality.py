@@ -1,0 +1,139 @@
+"""Photo quality check: can this follow-up photo be analysed at all?
+
+Every reason is phrased so that the patient can act on it.
+"""
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ._imageutil import _analysis_scale, _check_rgb, _field_mask, _resize
+
+#: Smallest short side (px) that still shows enough detail.
+_MIN_SIDE = 128
+#: Long side (px) sharpness is measured at: coarse enough that sensor noise and
+#: slight softness do not count, fine enough that blur hiding a 2 mm spot does.
+_SHARPNESS_SIDE = 256
+#: Sharpness (RMS Laplacian at that size) below this is blurred.
+_MIN_SHARPNESS = 6.0
+_MIN_BRIGHTNESS = 45
+#: Share of the field that is saturated white: above _MAX_GLARE glare, above _MAX_CLIPPED over-exposed.
+_MAX_GLARE = 0.15
+_MAX_CLIPPED = 0.4
+_MIN_FIELD = 0.25
+#: Below this alignment confidence the follow-up may show another site.
+_MIN_SAME_SITE = 0.15
+
+REASONS = {
+    "tiny": "the photo is too small — send the original photo from the camera, not a thumbnail",
+    "blur": "the photo is blurred — hold the phone still, tap the screen to focus and retake",
+    "dark": "too dark — turn on a light or move near a window",
+    "bright": "too bright or washed out — move away from direct light and turn the flash off",
+    "glare": "shiny glare hides the skin — tilt the phone slightly or turn the flash off",
+    "framing": "the skin fills too little of the photo — move closer so the scar fills the frame",
+    "black": "the photo is almost black — uncover the lens and make sure the scar is in view",
+    "same_photo": "this is the same photo as the baseline — please take a new photo today",
+    "other_site": "this does not look like the same spot as your first photo — "
+                  "photograph the same scar, from about the same distance",
+    "overlap": "only part of the scar is in the photo — centre the scar and retake",
+}
+
+
+@dataclass
+class Quality:
+    """Result of :func:`assess_quality`.
+
+    Attributes
+    ----------
+    usable : bool
+        False when the photo should be retaken (or reviewed by a person).
+    reasons : list of str
+        Patient-facing reasons, empty when usable.
+    metrics : dict
+        The measured values (``sharpness``, ``brightness``, ``clipped``,
+        ``field``, ...).
+    """
+
+    usable: bool
+    reasons: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+
+def _sharpness(image):
+    """RMS Laplacian inside the field at a fixed long side."""
+    small = _resize(image, _analysis_scale(image.shape, _SHARPNESS_SIDE))
+    mask = _field_mask(small)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    lap = cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=3)
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    if inner.sum() < 100:
+        return 0.0
+    return float(np.sqrt(np.mean(lap[inner] ** 2)))
+
+
+def _measure(image):
+    scale = _analysis_scale(image.shape, 512)
+    small = _resize(image, scale)
+    field = _field_mask(small)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    inside = grey[field] if field.any() else grey.ravel()
+    return {
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "field": float(field.mean()),
+        "brightness": float(np.median(inside)),
+        "clipped": float(np.mean(small[field].min(axis=1) >= 250)) if field.any() else 0.0,
+        "sharpness": _sharpness(image),
+    }
+
+
+def assess_quality(image, *, reference_image=None, alignment=None):
+    """Decide whether a photo can be analysed, with patient-facing reasons.
+
+    Parameters
+    ----------
+    image : ndarray, shape (M, N, 3), uint8
+        The (follow-up) RGB photo.
+    reference_image : ndarray, shape (P, Q, 3), uint8, optional
+        The baseline photo of the same site; enables the identical-photo check.
+    alignment : registration.alignment.Alignment, optional
+        Alignment of `image` to `reference_image`, when already computed; its
+        confidence and overlap feed the same-site check.
+
+    Returns
+    -------
+    quality : Quality
+    """
+    image = _check_rgb(image, "image")
+    metrics = _measure(image)
+    keys = []
+    if min(image.shape[:2]) < _MIN_SIDE:
+        keys.append("tiny")
+    if metrics["field"] < 0.02 or metrics["brightness"] < 12:
+        keys.append("black")
+    else:
+        if metrics["brightness"] < _MIN_BRIGHTNESS:
+            keys.append("dark")
+        if metrics["clipped"] > _MAX_CLIPPED:
+            keys.append("bright")
+        elif metrics["clipped"] > _MAX_GLARE:
+            keys.append("glare")
+        if metrics["field"] < _MIN_FIELD:
+            keys.append("framing")
+        if metrics["sharpness"] < _MIN_SHARPNESS:
+            keys.append("blur")
+    if reference_image is not None:
+        reference_image = _check_rgb(reference_image, "reference_image")
+    if reference_image is not None and reference_image.shape == image.shape \
+            and np.array_equal(reference_image, image):
+        keys.append("same_photo")
+    if alignment is not None and "black" not in keys:
+        metrics["alignment_confidence"] = alignment.confidence
+        metrics["overlap"] = alignment.overlap
+        if not alignment.registered or alignment.confidence < _MIN_SAME_SITE:
+            keys.append("other_site")
+        elif alignment.overlap < 0.4:
+            keys.append("overlap")
+    reasons = [REASONS[k] for k in dict.fromkeys(keys)]
+    return Quality(usable=not reasons, reasons=reasons, metrics=metrics)

@@ -1,0 +1,82 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from followup.batch import run_batch
+from registration import make_pair
+
+CONTRACT_KEYS = {"pair_id", "registered", "homography", "change_score", "change_mask",
+                 "recurrence_score", "flag", "quality", "reasons", "seconds"}
+
+
+@pytest.fixture
+def manifest(tmp_path, skin):
+    image, lesion = skin
+    rows = []
+    for i, kind in enumerate(["new_lesion", "none"]):
+        pair = make_pair(image, lesion_mask=lesion, kind=kind, rng=np.random.default_rng(40 + i),
+                         rotation=20.0, scale_range=(0.9, 1.1))
+        Image.fromarray(pair.reference_image).save(tmp_path / f"b{i}.png")
+        Image.fromarray(pair.moving_image).save(tmp_path / f"f{i}.jpg", quality=92)
+        rows.append({"pair_id": f"p{i}", "baseline": f"b{i}.png", "followup": f"f{i}.jpg"})
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    rows.insert(1, {"pair_id": "broken", "baseline": "b0.png", "followup": "broken.jpg"})
+    rows.append({"pair_id": "missing", "baseline": "b0.png", "followup": "nowhere.jpg"})
+    path = tmp_path / "manifest.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["pair_id", "baseline", "followup"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_run_batch_writes_contract_lines(tmp_path, manifest, skin):
+    out = tmp_path / "results" / "res.jsonl"
+    summary = run_batch(manifest, out, progress=False)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["pair_id"] for line in lines] == ["p0", "broken", "p1", "missing"]
+    assert summary["pairs"] == 4 and summary["errors"] == 2
+    errors = {line["pair_id"]: line for line in lines if "error" in line}
+    assert set(errors) == {"broken", "missing"}
+    assert all(set(e) == {"pair_id", "error"} and e["error"] for e in errors.values())
+    good = [line for line in lines if "error" not in line]
+    for line in good:
+        assert CONTRACT_KEYS <= set(line)
+        assert line["registered"] is True
+        assert np.array(line["homography"]).shape == (3, 3)
+        assert 0.0 <= line["change_score"] <= 1.0 and 0.0 <= line["recurrence_score"] <= 1.0
+        assert set(line["quality"]) == {"usable", "reasons"}
+        assert any("change score" in r for r in line["reasons"])
+        mask = np.asarray(Image.open(out.parent / line["change_mask"]))
+        assert mask.shape == skin[0].shape[:2]
+        assert set(np.unique(mask)) <= {0, 255}
+    by_id = {line["pair_id"]: line for line in good}
+    assert by_id["p0"]["flag"] and not by_id["p1"]["flag"]
+
+
+def test_run_batch_uses_recurrence_scorer_and_masks(tmp_path, manifest, skin):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(skin[1].astype(np.uint8) * 255).save(masks / "b0.png")
+    calls = []
+
+    def scorer(analysis, reference_image, aligned_image):
+        calls.append(aligned_image.shape)
+        return 0.42
+
+    out = tmp_path / "res.jsonl"
+    run_batch(manifest, out, masks_dir=masks, recurrence_scorer=scorer, progress=False)
+    good = [json.loads(x) for x in out.read_text().splitlines() if '"error"' not in x]
+    assert len(calls) == 2
+    assert all(line["recurrence_score"] == 0.42 for line in good)
+    assert not any("change score" in r for line in good for r in line["reasons"])
+
+
+def test_run_batch_rejects_manifest_without_columns(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("id,a,b\n1,x,y\n")
+    with pytest.raises(ValueError, match="pair_id"):
+        run_batch(path, tmp_path / "out.jsonl", progress=False)
