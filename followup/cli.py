@@ -86,7 +86,6 @@ def reminders_group() -> None:
               help="Sweep as if it were this time (default: now); without an offset it is UTC.")
 def reminders_dispatch_command(now_text: str | None) -> None:
     """One pass of the reminder/escalation sweep; prints a JSON summary (sent, escalated, failed, ...)."""
-    import json
     from datetime import datetime, timezone
 
     from followup.reminders import dispatch
@@ -121,7 +120,38 @@ def scheduler_command() -> None:
         runner.shutdown()
 
 
+@click.command("analyze-batch")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="RESULTS.jsonl")
+@click.option("--masks", "masks", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Baseline lesion masks, named like each baseline file.")
+def analyze_batch_command(manifest: str, out: str, masks: str | None) -> None:
+    """Analyse baseline/follow-up pairs from MANIFEST.csv into RESULTS.jsonl (one line per pair)."""
+    from followup.analyser import get_analyser
+    from followup.batch import run_batch
+
+    analyser = get_analyser()  # model loaded once for the whole batch
+    summary = run_batch(manifest, out, masks_dir=masks, recurrence_scorer=analyser.batch_scorer())
+    click.echo(json.dumps(summary))
+
+
+@click.command("score-lesions")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="RESULTS.jsonl")
+def score_lesions_command(manifest: str, out: str) -> None:
+    """Malignancy score for each lesion image in MANIFEST.csv (columns image_id, image[, mask, history])."""
+    from followup.analyser import get_analyser
+    from recurrence.predict import score_manifest
+
+    scorer = get_analyser().scorer
+    if scorer is None:
+        raise click.ClickException("no recurrence checkpoint: train one (python -m recurrence.train) "
+                                   "or set RECURRENCE_CHECKPOINT")
+    count = score_manifest(manifest, out, scorer=scorer)
+    click.echo(json.dumps({"images": count, "out": out}))
+
+
 def init_app(app: Flask) -> None:
     for command in (create_user_command, seed_demo_command, worker_command, serve_command, reminders_group,
-                    scheduler_command):
+                    scheduler_command, analyze_batch_command, score_lesions_command):
         app.cli.add_command(command)
