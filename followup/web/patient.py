@@ -1,20 +1,34 @@
-"""The patient's upload page, reached from the SMS link. No login; the link is the only key."""
+"""The patient's upload page, reached from the SMS link. No login; the link is the only key.
+
+Every response here is ``noindex``, sends no referrer and is not cached: the URL carries the link's token.
+The patient only ever sees whether the photo could be used (and why not), never a finding.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, make_response, render_template, request
+from flask import Blueprint, jsonify, make_response, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 
 from followup import audit, links
-from followup.db import db
+from followup.db import db, utcnow
 from followup.intake import IntakeError
-from followup.models import Clinic, Site
+from followup.models import Clinic, Photo, Site, UploadLink
 from followup.models.photos import ANSWER_FIELDS
-from followup.photos import receive_photo
+from followup.photos import baseline_of, receive_photo
+from followup.storage import storage
+from followup.web.common import thumbnail
 
 bp = Blueprint("patient", __name__, url_prefix="/u")
 
 ANSWER_VALUES = {"yes": True, "no": False, "unsure": None, "": None}
+QUESTIONS = {
+    "grew": "Has it grown?", "itch": "Does it itch?", "bleed": "Has it bled?", "hurt": "Does it hurt?",
+    "changed": "Has it changed in any other way?", "elevation": "Is it raised above the skin?",
+}
+GUIDE_SIDE = 1024
+# What the patient is told while the photo is checked, and after.
+STATE_OF = {"queued": "checking", "processing": "checking", "done": "received", "failed": "received",
+            "rejected": "retake"}
 
 
 class UploadForm(FlaskForm):
@@ -22,7 +36,7 @@ class UploadForm(FlaskForm):
 
 
 def _private(response):
-    # Link pages carry a secret in the URL: keep them out of search engines and referrers.
+    # Link pages carry a secret in the URL: keep them out of search engines, referrers and caches.
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
@@ -30,8 +44,17 @@ def _private(response):
 
 
 def _problem(problem: links.LinkProblem):
-    return _private(make_response(render_template("patient/link_problem.html", reason=problem.reason), 410
-                                  if problem.reason in ("expired", "revoked", "used") else 404))
+    status = 410 if problem.reason in ("expired", "revoked", "used") else 404
+    clinic = None
+    if problem.link is not None:
+        site = db.session.get(Site, problem.link.site_id)
+        clinic = db.session.get(Clinic, site.patient.clinic_id)
+    return _private(make_response(render_template("patient/link_problem.html", reason=problem.reason,
+                                                  clinic=clinic), status))
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
 
 
 @bp.route("/<token>", methods=["GET", "POST"])
@@ -53,9 +76,86 @@ def upload(token: str):
             status = exc.status
         else:
             audit.record("patient_upload", "photo", photo.id, actor=f"link:{link.id}")
-            return _private(make_response(render_template("patient/received.html", clinic=clinic, photo=photo,
-                                                          token=token)))
+            target = url_for("patient.sent", token=token, photo_id=photo.id)
+            if _wants_json():
+                return _private(jsonify({"status_url": target, "state": STATE_OF[photo.status]}))
+            return _private(redirect(target, 303))
     elif request.method == "POST":
         status = 400
-    return _private(make_response(render_template("patient/upload.html", form=form, clinic=clinic, site=site,
-                                                  answers=ANSWER_FIELDS), status))
+    if request.method == "POST" and _wants_json():
+        errors = form.photo.errors or [e for errs in form.errors.values() for e in errs] or ["Please try again."]
+        return _private(make_response(jsonify({"errors": list(errors)}), status))
+    return _private(make_response(render_template(
+        "patient/upload.html", form=form, clinic=clinic, site=site, token=token, questions=QUESTIONS,
+        has_guide=baseline_of(site.id) is not None), status))
+
+
+@bp.get("/<token>/guide.jpg")
+def guide(token: str):
+    """The site's baseline photo, smaller, for the patient to line the new photo up with."""
+    try:
+        link = links.resolve_link(token)
+    except links.LinkProblem as problem:
+        return _problem(problem)
+    baseline = baseline_of(link.site_id)
+    if baseline is None:
+        return _private(make_response("No guide photo yet.", 404))
+    audit.record("patient_view_guide", "photo", baseline.id, actor=f"link:{link.id}")
+    response = make_response(thumbnail(baseline.storage_key, storage().get, GUIDE_SIDE))
+    response.mimetype = "image/jpeg"
+    response = _private(response)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _photo_of_link(token: str, photo_id: int):
+    """The link (even once used up by this very photo) and its photo; None when they do not belong together."""
+    try:
+        link = links.resolve_link(token)
+    except links.LinkProblem as problem:
+        if problem.reason == "invalid" or problem.link is None:
+            return None, None
+        link = problem.link
+    photo = db.session.get(Photo, photo_id)
+    if photo is None or photo.upload_link_id != link.id:
+        return link, None
+    return link, photo
+
+
+def retake_reasons(photo: Photo) -> list[str]:
+    """The quality check's patient-facing reasons for a rejected photo (never any clinical finding)."""
+    reasons: list[str] = []
+    for analysis in photo.analyses:
+        reasons.extend(str(r) for r in (analysis.quality or {}).get("reasons") or [])
+    # The pipeline also puts the reasons, with any it adds (e.g. "could not match"), in status_detail.
+    reasons.extend(part.strip() for part in (photo.status_detail or "").split(";") if part.strip())
+    unique = list(dict.fromkeys(reasons))
+    return unique or ["the photo could not be checked — please take it again"]
+
+
+def _link_open(link: UploadLink) -> bool:
+    """Whether the link still takes a photo (for the 'take it again' button)."""
+    return (link.revoked_at is None and link.used_at is None and link.uploads < links.MAX_UPLOADS
+            and link.expires_at > utcnow())
+
+
+@bp.get("/<token>/sent/<int:photo_id>")
+def sent(token: str, photo_id: int):
+    """After an upload: still checking, received, or 'please retake because …'."""
+    link, photo = _photo_of_link(token, photo_id)
+    if link is None or photo is None:
+        return _private(make_response(render_template("patient/link_problem.html", reason="invalid",
+                                                      clinic=None), 404))
+    site = db.session.get(Site, link.site_id)
+    clinic = db.session.get(Clinic, site.patient.clinic_id)
+    state = STATE_OF.get(photo.status, "received")
+    reasons = retake_reasons(photo) if state == "retake" else []
+    if request.args.get("format") == "json":
+        return _private(jsonify({"state": state, "reasons": reasons}))
+    response = make_response(render_template(
+        "patient/received.html", clinic=clinic, site=site, state=state, reasons=reasons, token=token,
+        photo=photo, can_retake=_link_open(link)))
+    if state == "checking":
+        response.headers["Refresh"] = "5"  # without JavaScript the page looks again by itself
+    return _private(response)
+

@@ -261,27 +261,32 @@ def request_retake(site: Site, reason: str, *, alert: Alert, user: User) -> None
     except ImportError:
         reminders_request_retake = None
     if reminders_request_retake is not None:
-        reminders_request_retake(site, reason)
+        # Same call as the photo pipeline's (followup.processing): the site and the patient-facing reasons.
+        reminders_request_retake(site, [reason])
         return
     record_retake_message(site, reason, alert=alert, user=user)
 
 
-def record_retake_message(site: Site, reason: str, *, alert: Alert, user: User) -> OutboundMessage:
-    """A pending outbox message with a fresh upload link; the SMS transport sends pending rows."""
+def record_retake_message(site: Site, reason: str, *, alert: Alert, user: User) -> Optional[OutboundMessage]:
+    """A pending outbox message with a fresh upload link (older links revoked); the SMS sweep sends it."""
     patient = site.patient
     clinic = db.session.get(Clinic, patient.clinic_id)
     links.revoke_site_links(site.id)
     token, _ = links.create_link(site)
     body = (f"{clinic.name}: thank you for your photo. Please take a new photo of the scar on your "
             f"{site.body_site}: {reason}. {links.link_url(token)}")
-    message = OutboundMessage(
-        clinic_id=clinic.id, patient_id=patient.id, user_id=user.id, idempotency_key=f"retake:alert:{alert.id}",
-        to=patient.phone, body=body, purpose="retake",
-        status="pending" if patient.can_receive_sms else "not_sent",
-        error_message=None if patient.can_receive_sms else "The patient has not agreed to text messages.",
-    )
-    db.session.add(message)
-    return message
+    key = f"retake:alert:{alert.id}"
+    if not patient.can_receive_sms:
+        message = OutboundMessage(
+            clinic_id=clinic.id, patient_id=patient.id, user_id=user.id, idempotency_key=key, to=patient.phone,
+            body=body, purpose="retake", status="not_sent",
+            error_message="The patient has not agreed to text messages: please call them.")
+        db.session.add(message)
+        return message
+    from followup import messaging
+
+    return messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, body=body, purpose="retake",
+                             patient_id=patient.id, user_id=user.id)
 
 
 @bp.post("/alerts/<int:alert_id>/resolve")

@@ -1,0 +1,152 @@
+"""The patient's upload page from the SMS link: guide, questions, upload, the plain answer, dead links."""
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from followup import links
+from followup.db import db, utcnow
+from followup.models import Photo, Site
+from tests.followup.test_web_cases import add_photo, encode, reject, skin_image
+
+
+@pytest.fixture(autouse=True)
+def deferred(app_config):
+    app_config["JOB_BACKEND"] = "deferred"  # the photo stays queued: the test plays the pipeline
+    return app_config
+
+
+@pytest.fixture
+def link(deferred, world, site_id):
+    site = db.session.get(Site, site_id)
+    add_photo(site, kind="baseline", image=skin_image(seed=1))
+    token, row = links.create_link(site)
+    db.session.commit()
+    return {"token": token, "id": row.id, "site": site}
+
+
+def upload(client, token, data=None, **form):
+    payload = {"photo": (io.BytesIO(data or encode(skin_image(seed=2, spot=10))), "scar.jpg"), **form}
+    return client.post(f"/u/{token}", data=payload, content_type="multipart/form-data")
+
+
+def assert_private(response):
+    assert response.headers["X-Robots-Tag"] == "noindex, nofollow"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert "no-store" in response.headers["Cache-Control"]
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def test_page_shows_clinic_site_guide_tips_and_works_without_script(client, link):
+    response = client.get(f"/u/{link['token']}")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert_private(response)
+    assert '<meta name="robots" content="noindex, nofollow">' in text and 'content="no-referrer"' in text
+    assert "North Clinic" in text and "left shoulder" in text
+    assert f'/u/{link["token"]}/guide.jpg' in text
+    assert re.search(r'<input id="photo" name="photo" type="file" accept="image/\*" capture="environment"', text)
+    for field in ("grew", "itch", "bleed", "hurt", "changed", "elevation"):
+        assert f'name="{field}" value="unsure"' in text
+    assert "Not sure" in text and "Good light" not in text or "Light:" in text
+    assert not re.search(r"<script(?![^>]*\bsrc=)|\sstyle=|\son[a-z]+=", text)
+    assert "Grace Hopper" not in text and "bcc" not in text.lower()  # nothing the patient need not see
+
+
+def test_guide_is_the_baseline_photo_small_and_private(client, link):
+    response = client.get(f"/u/{link['token']}/guide.jpg")
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    assert response.headers["Cache-Control"] == "private, no-store"
+    from PIL import Image
+
+    assert max(Image.open(io.BytesIO(response.data)).size) <= 1024
+
+
+def test_upload_with_answers_then_received(client, link):
+    response = upload(client, link["token"], grew="yes", itch="no", bleed="unsure")
+    assert response.status_code == 303
+    assert_private(response)
+    photo = db.session.execute(select(Photo).where(Photo.kind == "followup")).scalar_one()
+    assert (photo.grew, photo.itch, photo.bleed, photo.hurt) == (True, False, None, None)
+    status_url = response.headers["Location"]
+    assert status_url == f"/u/{link['token']}/sent/{photo.id}"
+    checking = client.get(status_url)
+    assert "Checking your photo" in checking.get_data(as_text=True) and checking.headers["Refresh"] == "5"
+    assert client.get(status_url + "?format=json").get_json() == {"state": "checking", "reasons": []}
+    photo.status = "done"
+    photo.status_changed_at = utcnow()
+    db.session.commit()
+    done = client.get(status_url).get_data(as_text=True)
+    assert "Received, thank you" in done
+
+
+def test_javascript_upload_gets_json(client, link):
+    response = client.post(f"/u/{link['token']}", data={"photo": (io.BytesIO(encode(skin_image())), "a.jpg")},
+                           content_type="multipart/form-data", headers={"Accept": "application/json"})
+    assert response.status_code == 200 and response.get_json()["status_url"].startswith(f"/u/{link['token']}/sent/")
+    bad = client.post(f"/u/{link['token']}", data={"photo": (io.BytesIO(b"not an image"), "a.jpg")},
+                      content_type="multipart/form-data", headers={"Accept": "application/json"})
+    assert bad.status_code == 415 and "JPEG" in bad.get_json()["errors"][0]
+
+
+def test_rejected_photo_says_why_and_offers_a_retake(client, link):
+    response = upload(client, link["token"])
+    photo = db.session.execute(select(Photo).where(Photo.kind == "followup")).scalar_one()
+    reject(photo, ["too dark — turn on a light or move near a window"])
+    text = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "We could not use this photo because" in text and "too dark" in text
+    assert f'href="/u/{link["token"]}"' in text
+    for word in ("recurrence", "score", "melanoma", "suspicious"):
+        assert word not in text.lower()
+
+
+def test_not_an_image_is_refused_on_the_page(client, link):
+    response = upload(client, link["token"], data=b"hello")
+    assert response.status_code == 415 and "not a JPEG" in response.get_data(as_text=True)
+
+
+def test_status_page_needs_the_photos_own_link(client, link, world):
+    response = upload(client, link["token"])
+    photo_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    other, _ = links.create_link(link["site"])
+    db.session.commit()
+    assert client.get(f"/u/{other}/sent/{photo_id}").status_code == 404
+    assert client.get(f"/u/garbage/sent/{photo_id}").status_code == 404
+
+
+@pytest.mark.parametrize("reason, words", [
+    ("expired", "has expired"), ("revoked", "replaced by a newer one"), ("used", "already have your photo"),
+])
+def test_dead_links_get_a_kind_page(client, link, reason, words):
+    row = db.session.get(links.UploadLink, link["id"])
+    if reason == "expired":
+        row.expires_at = utcnow() - timedelta(minutes=1)
+    elif reason == "revoked":
+        row.revoked_at = utcnow()
+    else:
+        row.used_at = utcnow()
+    db.session.commit()
+    response = client.get(f"/u/{link['token']}")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 410 and words in text
+    assert "new link" in text and "+441234567890" in text  # how to get a new one: the clinic's number
+    assert_private(response)
+    assert client.get(f"/u/{link['token']}/guide.jpg").status_code == 410
+
+
+def test_invalid_link(client, link):
+    response = client.get("/u/not-a-token")
+    assert response.status_code == 404 and "not complete or not valid" in response.get_data(as_text=True)
+    assert_private(response)
+
+
+def test_upload_needs_the_csrf_token(app, client, link):
+    app.config["WTF_CSRF_ENABLED"] = True
+    assert upload(client, link["token"]).status_code == 400
+    page = client.get(f"/u/{link['token']}").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    assert upload(client, link["token"], csrf_token=token).status_code == 303
