@@ -1,0 +1,98 @@
+"""Browser tests: Playwright for Python driving the system's Chromium, headless, against a real server thread.
+
+Skipped (with the reason) where Playwright or Chromium is missing. Screenshots go to artifacts/browser/.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+ARTIFACTS = REPO / "artifacts" / "browser"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+@pytest.fixture
+def backend() -> str:
+    """One database is enough here: the browser tests are about pages, not SQL dialects."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def app_config(app_config):
+    app_config.update(
+        WTF_CSRF_ENABLED=True,          # as in production: every form must carry its token
+        JOB_BACKEND="deferred",         # the test plays the analysis pipeline, so the outcome is known
+        PUBLIC_BASE_URL="http://127.0.0.1",
+    )
+    return app_config
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served over HTTP from a thread; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+class PageWatch:
+    """Collects JavaScript errors, console errors and failed requests of every page of a context."""
+
+    def __init__(self):
+        self.errors: list[str] = []
+
+    def attach(self, page):
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: uncaught {exc}"))
+        page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"{page.url}: console {msg.text}"))
+        page.on("requestfailed", lambda req: self.errors.append(f"request failed {req.url}: {req.failure}"))
+        return page
+
+
+@pytest.fixture
+def watch():
+    return PageWatch()
+
+
+@pytest.fixture
+def shoot(request):
+    """``shoot(page, "01-name")`` saves a full-page screenshot under artifacts/browser/<test>/."""
+    folder = ARTIFACTS / request.node.name.replace("[", "-").replace("]", "")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> Path:
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
