@@ -56,6 +56,9 @@ def raise_alert(*, clinic_id: int, site_id: int, photo_id: Optional[int], kind: 
     if existing is None:
         db.session.add(alert)
     db.session.flush()
+    from followup.reminders import notify_alert
+
+    notify_alert(alert)  # priority 1: the dermatologist gets an SMS now (once per alert); others go in the digest
     return alert
 
 

@@ -52,6 +52,9 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
         if original_key:
             _forget_blob(original_key)
         raise
+    from followup.reminders import on_photo_received
+
+    on_photo_received(photo)  # the photo answers the request: its pending reminders are withdrawn
     if enqueue:
         jobs.enqueue_photo(photo.id)
     return photo
