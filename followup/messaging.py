@@ -277,7 +277,7 @@ def reconcile(now: Optional[datetime] = None, *, limit: int = 100) -> Counter:
         attempted_at = row.attempted_at or row.created_at
         result = sender().lookup(message, attempted_at=attempted_at, sid=row.twilio_sid)
         if result.status == "unknown":
-            counts["unknown"] += 1
+            counts["still_unknown"] += 1
             continue
         # Another sweep may have settled it meanwhile: write only over 'unknown'.
         fresh = db.session.execute(
