@@ -12,7 +12,7 @@ from typing import Optional
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from followup import reminders
 from followup.alerts import raise_alert
@@ -50,9 +50,17 @@ def fake_twilio():
         yield fake
 
 
+def _sqlite_without_fsync(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA synchronous=OFF")  # tests simulate no power cuts; sweeps commit a lot
+
+
 @pytest.fixture
-def sms_app(app, fake_twilio):
+def sms_app(app, fake_twilio, backend):
     """The app with its SMS going to the fake (and the fake's token signing webhooks)."""
+    if backend == "sqlite":
+        event.listen(db.engine, "connect", _sqlite_without_fsync)
+        db.session.remove()
+        db.engine.dispose()
     app.config["TWILIO_AUTH_TOKEN"] = fake_twilio.auth_token
     app.extensions["sms_sender"] = make_sender(fake_twilio)
     return app
