@@ -1,0 +1,147 @@
+"""Twilio's webhooks: signatures against PUBLIC_BASE_URL + path, keywords, the inbox, delivery statuses."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from twilio.request_validator import RequestValidator
+
+from followup import messaging, reminders
+from followup.db import db
+from followup.models import InboundMessage, OutboundMessage, Patient, Reminder
+from tests.followup.test_reminders import enrol, fake_twilio, sms_app, utc  # noqa: F401 - fixtures
+
+BASE = "https://scarwatch.test"  # PUBLIC_BASE_URL in the tests' configuration
+PHONE = "+447700900601"
+
+
+def post(client, app, path: str, params: dict, *, url: str | None = None, signature: str | None = "sign",
+         headers: dict | None = None):
+    """POST form ``params``, signed (by default) as Twilio signs: over the public URL with the auth token."""
+    sent_headers = dict(headers or {})
+    if signature == "sign":
+        sent_headers["X-Twilio-Signature"] = RequestValidator(app.config["TWILIO_AUTH_TOKEN"]).compute_signature(
+            url or BASE + path, params)
+    elif signature is not None:
+        sent_headers["X-Twilio-Signature"] = signature
+    return client.post(path, data=params, headers=sent_headers)
+
+
+def inbound(sid: str, body: str, **extra) -> dict:
+    return {"MessageSid": sid, "AccountSid": "AC" + "f" * 32, "From": PHONE, "To": "+15005550006", "Body": body,
+            **extra}
+
+
+@pytest.fixture
+def patient(sms_app, world) -> Patient:
+    patient, _ = enrol(world.clinic, PHONE)
+    return patient
+
+
+@pytest.mark.parametrize("path", ["/twilio/sms", "/twilio/status"])
+def test_only_requests_signed_for_the_public_url_are_accepted(sms_app, client, patient, path):
+    params = inbound("SM" + "1" * 32, "hello") if path.endswith("sms") else {
+        "MessageSid": "SM" + "2" * 32, "MessageStatus": "delivered"}
+    assert post(client, sms_app, path, params, signature=None).status_code == 403
+    assert post(client, sms_app, path, params, signature="forged").status_code == 403
+    # Signed for the URL the app saw (localhost) rather than the public one: a proxy or a forged Host.
+    assert post(client, sms_app, path, params, url="http://localhost" + path).status_code == 403
+    assert post(client, sms_app, path, params, headers={"Host": "evil.example"},
+                url="http://evil.example" + path).status_code == 403
+    tampered = dict(params, Body="STOP") if "Body" in params else dict(params, MessageStatus="failed")
+    signature = RequestValidator(sms_app.config["TWILIO_AUTH_TOKEN"]).compute_signature(BASE + path, params)
+    assert post(client, sms_app, path, tampered, signature=signature).status_code == 403
+    assert post(client, sms_app, path, params).status_code in (200, 204)
+
+
+def test_without_an_auth_token_nothing_verifies(sms_app, client, patient):
+    sms_app.config["TWILIO_AUTH_TOKEN"] = ""
+    assert post(client, sms_app, "/twilio/sms", inbound("SM" + "3" * 32, "hi"), signature="anything").status_code \
+        == 403
+
+
+@pytest.mark.parametrize("word", ["STOP", "stop", "StopAll", "UNSUBSCRIBE", "cancel", "END", "quit."])
+def test_stop_words_opt_out_and_cancel_pending(sms_app, client, patient, word):
+    reminders.dispatch(utc(2027, 1, 10, 10))  # plans February's reminders
+    response = post(client, sms_app, "/twilio/sms", inbound("SM" + "4" * 32, word))
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    assert "<Message>" not in response.get_data(as_text=True)  # Twilio confirms opt-outs itself
+    db.session.refresh(patient)
+    assert patient.opted_out_at is not None and not patient.can_receive_sms
+    pending = db.session.execute(select(Reminder).where(Reminder.status == "pending")).scalars().all()
+    assert all(r.kind == "photo_escalation" for r in pending)
+
+
+def test_opt_out_type_from_twilio_wins_and_start_opts_back_in(sms_app, client, patient, fake_twilio):
+    post(client, sms_app, "/twilio/sms", inbound("SM" + "5" * 32, "Arrêt", OptOutType="STOP"))
+    db.session.refresh(patient)
+    assert patient.opted_out_at is not None
+    post(client, sms_app, "/twilio/sms", inbound("SM" + "6" * 32, "unstop"))
+    db.session.refresh(patient)
+    assert patient.opted_out_at is None
+    reminders.dispatch(utc(2027, 2, 2, 10))
+    assert [m.to for m in fake_twilio.messages] == [PHONE]
+
+
+def test_help_gets_a_reply_naming_the_clinic(sms_app, client, patient):
+    response = post(client, sms_app, "/twilio/sms", inbound("SM" + "7" * 32, "help"))
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<Message>" in text
+    assert "North Clinic" in text and "+441234567890" in text and "STOP" in text
+
+
+def test_other_texts_land_in_the_clinic_inbox_once(sms_app, client, patient, world):
+    params = inbound("SM" + "8" * 32, "I'm on holiday until the 20th, will send it then")
+    for _ in range(2):  # Twilio may deliver twice
+        assert post(client, sms_app, "/twilio/sms", params).status_code == 200
+    inbox = reminders.inbox(world.clinic.id)
+    assert [m.body for m in inbox] == [params["Body"]] and inbox[0].patient_id == patient.id
+    assert reminders.inbox(world.other_clinic.id) == []
+    # A repeated STOP after START is the same message: not opted out again.
+    post(client, sms_app, "/twilio/sms", inbound("SM" + "9" * 32, "STOP"))
+    post(client, sms_app, "/twilio/sms", inbound("SM" + "a" * 32, "START"))
+    post(client, sms_app, "/twilio/sms", inbound("SM" + "9" * 32, "STOP"))
+    db.session.refresh(patient)
+    assert patient.opted_out_at is None
+    assert db.session.execute(select(db.func.count(InboundMessage.id))).scalar_one() == 3
+
+
+def test_unknown_numbers_are_kept_for_staff_without_a_clinic(sms_app, client, patient):
+    params = dict(inbound("SM" + "b" * 32, "who is this?"), From="+447700900999")
+    assert post(client, sms_app, "/twilio/sms", params).status_code == 200
+    row = db.session.execute(select(InboundMessage)).scalar_one()
+    assert row.clinic_id is None and row.intent == "text"
+
+
+def test_delivery_status_moves_the_outbox_forward_only(sms_app, client, patient, fake_twilio, world):
+    reminders.dispatch(utc(2027, 2, 2, 10))
+    row = db.session.execute(select(OutboundMessage)).scalar_one()
+    status = {"MessageSid": row.twilio_sid, "AccountSid": fake_twilio.account_sid}
+    assert post(client, sms_app, "/twilio/status", dict(status, MessageStatus="delivered")).status_code == 204
+    post(client, sms_app, "/twilio/status", dict(status, MessageStatus="sent"))  # late, out of order
+    db.session.refresh(row)
+    assert row.status == "delivered"
+    # An unknown SID is acknowledged and ignored.
+    assert post(client, sms_app, "/twilio/status",
+                {"MessageSid": "SM" + "c" * 32, "MessageStatus": "delivered"}).status_code == 204
+
+
+def test_a_failed_delivery_surfaces_for_staff_and_21610_opts_out(sms_app, client, patient, fake_twilio, world):
+    reminders.dispatch(utc(2027, 2, 2, 10))
+    row = db.session.execute(select(OutboundMessage)).scalar_one()
+    post(client, sms_app, "/twilio/status",
+         {"MessageSid": row.twilio_sid, "MessageStatus": "undelivered", "ErrorCode": "30003"})
+    db.session.refresh(row)
+    assert row.status == "failed" and row.error_code == "30003"
+    assert messaging.failed_messages(world.clinic.id) == [row]
+    assert messaging.failed_messages(world.other_clinic.id) == []
+    post(client, sms_app, "/twilio/status",
+         {"MessageSid": row.twilio_sid, "MessageStatus": "failed", "ErrorCode": "21610"})
+    db.session.refresh(patient)
+    assert patient.opted_out_at is not None
+
+
+def test_bad_payloads_are_400_not_500(sms_app, client, patient):
+    assert post(client, sms_app, "/twilio/sms", {"Body": "hi"}).status_code == 400
+    assert post(client, sms_app, "/twilio/status", {"MessageSid": "SM1"}).status_code == 400
+    assert post(client, sms_app, "/twilio/status", {"MessageSid": "SM1", "MessageStatus": "failed",
+                                                    "ErrorCode": "x"}).status_code == 400
