@@ -139,9 +139,9 @@ class ReminderScheduler:
         log.info("scheduler %s starting (reminder sweep every %d s)", self.holder, SWEEP_SECONDS)
         self.scheduler.start()
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, wait: bool = False) -> None:
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=wait)
         with self.app.app_context():
             try:
                 release_lease(self.holder)

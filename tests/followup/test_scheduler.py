@@ -1,0 +1,80 @@
+"""The scheduler: APScheduler settings, and the database lease that lets exactly one process sweep."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select, update
+
+from followup import scheduler
+from followup.db import db, utcnow
+from followup.models import OutboundMessage, SchedulerLock
+from tests.followup.test_reminders import enrol, fake_twilio, sms_app  # noqa: F401 - fixtures
+
+
+def test_jobs_run_in_utc_coalesced_one_at_a_time(app):
+    runner = scheduler.ReminderScheduler(app)
+    assert isinstance(runner.scheduler, BackgroundScheduler)
+    assert str(runner.scheduler.timezone) == "UTC"
+    runner.scheduler.start(paused=True)  # jobs get their defaults when the scheduler starts
+    try:
+        jobs = {job.id: job for job in runner.scheduler.get_jobs()}
+        assert set(jobs) == {"reminders-sweep", "scheduler-lease"}
+        for job in jobs.values():
+            assert job.coalesce is True and job.max_instances == 1 and job.misfire_grace_time == 30
+        assert jobs["reminders-sweep"].trigger.interval == timedelta(minutes=1)
+    finally:
+        runner.scheduler.shutdown(wait=False)
+
+
+def test_a_second_scheduler_does_nothing_until_the_first_goes_quiet(app):
+    first, second = scheduler.ReminderScheduler(app), scheduler.ReminderScheduler(app)
+    assert first.sweep() is not None
+    assert second.sweep() is None  # stands by
+    assert first.sweep() is not None  # renewing its own lease
+    holder = db.session.execute(select(SchedulerLock)).scalar_one()
+    assert holder.holder == first.holder
+    # The first process dies: its heartbeat stops; after the lease runs out the second takes over.
+    db.session.execute(update(SchedulerLock).values(heartbeat_at=utcnow() - scheduler.LEASE - timedelta(seconds=1)))
+    db.session.commit()
+    assert second.sweep() is not None
+    assert first.sweep() is None
+    second.shutdown()  # releases the lease
+    db.session.expire_all()
+    assert db.session.execute(select(SchedulerLock)).scalar_one_or_none() is None
+    assert first.heartbeat() is True
+
+
+def test_embedded_only_when_enabled_and_started_once(app):
+    app.config["SCHEDULER_ENABLED"] = False
+    assert scheduler.start_embedded(app) is None
+    app.config["SCHEDULER_ENABLED"] = True
+    embedded = scheduler.start_embedded(app)
+    try:
+        assert embedded is not None and embedded.scheduler.running
+        assert scheduler.start_embedded(app) is embedded
+    finally:
+        embedded.shutdown(wait=True)
+        app.extensions["reminder_scheduler"] = None
+
+
+def test_an_urgent_alert_wakes_the_embedded_scheduler_to_send_at_once(sms_app, fake_twilio, world):
+    from followup.alerts import raise_alert
+
+    world.derm.phone = "+447700900998"
+    _, site = enrol(world.clinic, "+447700900701", derm=world.derm)
+    sms_app.config["SCHEDULER_ENABLED"] = True
+    embedded = scheduler.start_embedded(sms_app)
+    try:
+        raise_alert(clinic_id=world.clinic.id, site_id=site.id, photo_id=None, kind="change", priority=1,
+                    score=0.95, reasons=["new nodule"])
+        db.session.commit()
+        job = embedded.scheduler.get_job("outbox-now")
+        assert job is not None
+        embedded.deliver_now()  # what the job runs, without waiting for it
+    finally:
+        embedded.shutdown(wait=True)
+        sms_app.extensions["reminder_scheduler"] = None
+    assert [m.to for m in fake_twilio.messages] == [world.derm.phone]
+    db.session.expire_all()
+    assert db.session.execute(select(OutboundMessage.status)).scalar_one() == "sent"
