@@ -109,7 +109,7 @@ def deliver_pending(now: Optional[datetime] = None, *, guard: Optional[Guard] = 
     """
     now = now or utcnow()
     summary: Counter = Counter()
-    workers = max(1, int(current_app.config.get("SMS_SEND_CONCURRENCY", 4)))
+    workers = max(1, int(current_app.config.get("SMS_SEND_CONCURRENCY", 8)))
     first = True
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sms-send") as pool:
         while limit is None or summary["attempted"] < limit:

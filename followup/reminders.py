@@ -159,7 +159,7 @@ def plan_reminders(now: datetime) -> int:
                              detail="planned too late to send" if stale else None, created_at=created,
                              finished_at=created if stale else None))
     for start in range(0, len(rows), 2000):
-        db.session.execute(messaging.insert_ignoring_conflicts(Reminder, ["plan_item_id", "kind"]),
+        db.session.execute(messaging.insert_ignoring_conflicts(Reminder.__table__, ["plan_item_id", "kind"]),
                            rows[start:start + 2000])
     if rows:
         db.session.commit()
@@ -232,6 +232,7 @@ def _decide(ids: list[int], now: datetime) -> Counter:
         select(Photo.site_id, func.max(Photo.received_at)).where(Photo.site_id.in_(list(sites)))
         .group_by(Photo.site_id)).all())
     outgoing: list[tuple[Reminder, dict[str, Any]]] = []
+    candidates: list[tuple[Reminder, ZoneInfo, dict[str, Any]]] = []
     # The most important reminder of a patient's day comes first and takes the day.
     for reminder in sorted(reminders, key=lambda r: (r.patient_id, _PRIORITY[r.kind], r.due_at, r.id)):
         item, site, patient = items[reminder.plan_item_id], sites[reminder.site_id], patients[reminder.patient_id]
@@ -253,14 +254,16 @@ def _decide(ids: list[int], now: datetime) -> Counter:
             reminder.status, reminder.due_at, reminder.detail = "pending", quiet_ends(now, tz), "quiet hours"
             counts["deferred"] += 1
             continue
-        local_day = now.astimezone(tz).date()
-        if not _take_day(patient.id, local_day, reminder.id):
+        candidates.append((reminder, tz, dict(clinic=clinics[patient.clinic_id], site=site, patient=patient,
+                                              due_date=item.due_date)))
+    granted = _take_days([(r.id, r.patient_id, now.astimezone(tz).date()) for r, tz, _ in candidates])
+    for reminder, tz, context in candidates:
+        if reminder.id in granted:
+            outgoing.append((reminder, context))
+        else:
             reminder.status, reminder.detail = "pending", "one reminder a day"
-            reminder.due_at = at_local(local_day + timedelta(days=1), tz)
+            reminder.due_at = at_local(now.astimezone(tz).date() + timedelta(days=1), tz)
             counts["deferred"] += 1
-            continue
-        outgoing.append((reminder, dict(clinic=clinics[patient.clinic_id], site=site, patient=patient,
-                                        due_date=item.due_date)))
     _queue_messages(outgoing, now)
     counts["queued"] += len(outgoing)
     return counts
@@ -291,19 +294,32 @@ def _finish(reminder: Reminder, status: str, detail: str) -> None:
     reminder.status, reminder.detail, reminder.finished_at = status, detail, utcnow()
 
 
-def _take_day(patient_id: int, day: date, reminder_id: int) -> bool:
-    """Take the patient's reminder for ``day``; False when another reminder already has it."""
-    taken = db.session.execute(
-        messaging.insert_ignoring_conflicts(PatientSmsDay, ["patient_id", "day"])
-        .values(patient_id=patient_id, day=day, reminder_id=reminder_id, created_at=utcnow())
-        .returning(PatientSmsDay.id)
-    ).first()
-    if taken is not None:
-        return True
-    owner = db.session.execute(
-        select(PatientSmsDay.reminder_id).where(PatientSmsDay.patient_id == patient_id, PatientSmsDay.day == day)
-    ).scalar_one_or_none()
-    return owner == reminder_id
+def _take_days(claims: list[tuple[int, int, date]]) -> set[int]:
+    """Give each ``(reminder_id, patient_id, local day)`` the patient's reminder of that day, first come first
+    served in the order given; answers the reminders that have it. The unique key decides between processes."""
+    if not claims:
+        return set()
+    patients, days = {c[1] for c in claims}, {c[2] for c in claims}
+    owners = _day_owners(patients, days)
+    wanted: dict[tuple[int, date], int] = {}
+    for reminder_id, patient_id, day in claims:
+        key = (patient_id, day)
+        if key not in owners and key not in wanted:
+            wanted[key] = reminder_id
+    if wanted:
+        db.session.execute(
+            messaging.insert_ignoring_conflicts(PatientSmsDay.__table__, ["patient_id", "day"]),
+            [dict(patient_id=p, day=d, reminder_id=r, created_at=utcnow()) for (p, d), r in wanted.items()])
+        owners = _day_owners(patients, days)  # another process may have been first: the table says who
+    return {reminder_id for reminder_id, patient_id, day in claims if owners.get((patient_id, day)) == reminder_id}
+
+
+def _day_owners(patients: set[int], days: set[date]) -> dict[tuple[int, date], int]:
+    rows = db.session.execute(
+        select(PatientSmsDay.patient_id, PatientSmsDay.day, PatientSmsDay.reminder_id)
+        .where(PatientSmsDay.patient_id.in_(list(patients)), PatientSmsDay.day.in_(list(days)))
+    ).all()
+    return {(p, d): r for p, d, r in rows}
 
 
 def _escalate(reminder: Reminder, item: PlanItem, site: Site, patient: Patient, now: datetime) -> None:
@@ -360,6 +376,7 @@ def reminder_guard(rows: list[OutboundMessage], now: datetime) -> dict[int, mess
         return {}
     patients = _by_id(Patient, {r.patient_id for r in reminders.values()})
     holds: dict[int, messaging.Hold] = {}
+    wanted: list[tuple[int, int, date]] = []
     for row in rows:
         reminder = reminders.get(row.id)
         if reminder is None:
@@ -373,10 +390,15 @@ def reminder_guard(rows: list[OutboundMessage], now: datetime) -> dict[int, mess
         elif is_quiet(now, tz):
             holds[row.id] = messaging.Hold("defer", "quiet hours", quiet_ends(now, tz))
         else:
-            day = now.astimezone(tz).date()
-            if not _take_day(reminder.patient_id, day, reminder.id):
-                holds[row.id] = messaging.Hold("defer", "one reminder a day",
-                                               at_local(day + timedelta(days=1), tz))
+            wanted.append((reminder.id, reminder.patient_id, now.astimezone(tz).date()))
+    # A retry on a later day needs that day's slot too (the first attempt's day is already this reminder's).
+    granted = _take_days(wanted)
+    by_reminder = {r.id: (message_id, r) for message_id, r in reminders.items()}
+    for reminder_id, _, day in wanted:
+        if reminder_id not in granted:
+            message_id, reminder = by_reminder[reminder_id]
+            tz = zone(patients[reminder.patient_id].timezone)
+            holds[message_id] = messaging.Hold("defer", "one reminder a day", at_local(day + timedelta(days=1), tz))
     return holds
 
 
