@@ -62,9 +62,10 @@ def patients():
     rows = db.session.execute(
         stmt.order_by(Patient.name, Patient.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
     ).scalars().all()
-    audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search))
-    return render_template("clinic/patients.html", patients=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
+    html = render_template("clinic/patients.html", patients=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
                            page=page, search=search)
+    audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search))
+    return html
 
 
 def _parse_date(value: str, field: str, errors: dict, *, required: bool = True):
@@ -150,10 +151,11 @@ def patient_page(patient_id: int):
         select(InboundMessage).where(InboundMessage.patient_id == patient.id)
         .order_by(InboundMessage.received_at.desc()).limit(20)
     ).scalars().all()
-    audit.record("view_patient", "patient", patient.id)
-    return render_template("clinic/patient.html", patient=patient, sites=sites, outbound=outbound,
+    page = render_template("clinic/patient.html", patient=patient, sites=sites, outbound=outbound,
                            inbound=inbound, mask_links=mask_links, diagnoses=DIAGNOSES,
                            dermatologists=_dermatologists(), today=date.today())
+    audit.record("view_patient", "patient", patient.id)
+    return page
 
 
 @bp.post("/patients/<int:patient_id>/sites")
@@ -269,9 +271,10 @@ def messages():
         select(OutboundMessage.status, func.count()).where(OutboundMessage.clinic_id == current_user.clinic_id)
         .group_by(OutboundMessage.status)
     ).all())
-    audit.record("view_messages", "clinic", current_user.clinic_id)
-    return render_template("clinic/messages.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
+    html = render_template("clinic/messages.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
                            status=status, counts=counts, mask_links=mask_links)
+    audit.record("view_messages", "clinic", current_user.clinic_id)
+    return html
 
 
 @bp.get("/inbox")
@@ -282,8 +285,9 @@ def inbox():
         .where(InboundMessage.clinic_id == current_user.clinic_id, InboundMessage.intent == "text")
         .order_by(InboundMessage.handled_at.is_not(None), InboundMessage.received_at.desc()).limit(200)
     ).all()
+    html = render_template("clinic/inbox.html", rows=rows)
     audit.record("view_inbox", "clinic", current_user.clinic_id)
-    return render_template("clinic/inbox.html", rows=rows)
+    return html
 
 
 @bp.post("/inbox/<int:message_id>/handled")
@@ -315,8 +319,9 @@ def overdue():
                PlanItem.due_date < today, Site.closed_at.is_(None))
         .order_by(PlanItem.due_date, PlanItem.id).limit(500)
     ).all()
+    html = render_template("clinic/overdue.html", rows=rows, today=today)
     audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows))
-    return render_template("clinic/overdue.html", rows=rows, today=today)
+    return html
 
 
 @bp.get("/performance")

@@ -103,18 +103,22 @@ def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
         conditions.append(_overdue_condition(utcnow()))
     needs_site = bool(filters.member or filters.diagnosis)
     count_stmt = select(func.count(Alert.id)).where(*conditions)
+    page_stmt = select(Alert.id).where(*conditions)
     if needs_site:
         count_stmt = count_stmt.join(Site, Site.id == Alert.site_id)
+        page_stmt = page_stmt.join(Site, Site.id == Alert.site_id)
     total = db.session.execute(count_stmt).scalar_one()
+    # First the page's ids from the alert table alone (a narrow sort over the queue index), then the
+    # joins for those rows only: joining before the sort would touch every open alert's site and patient.
+    page_ids = page_stmt.order_by(*alerts.QUEUE_ORDER).offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     rows = db.session.execute(
         select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id, Patient.name,
                claimer.name, claimer.email)
         .join(Site, Site.id == Alert.site_id)
         .join(Patient, Patient.id == Site.patient_id)
         .outerjoin(claimer, claimer.id == Alert.claimed_by_id)
-        .where(*conditions)
+        .where(Alert.id.in_(page_ids.scalar_subquery()))
         .order_by(*alerts.QUEUE_ORDER)
-        .offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     ).all()
     return rows, total
 
@@ -137,8 +141,10 @@ def queue():
         select(User).where(User.clinic_id == current_user.clinic_id, User.role == "dermatologist")
         .order_by(User.name, User.email)
     ).scalars().all()
+    page = render_template("triage/queue.html", members=members, diagnoses=DIAGNOSES, **context)
+    # Audited after rendering: the commit expires loaded rows, and the page must not load them again.
     audit.record("view_queue", "clinic", current_user.clinic_id, count=len(context["rows"]))
-    return render_template("triage/queue.html", members=members, diagnoses=DIAGNOSES, **context)
+    return page
 
 
 @bp.get("/queue/rows")
@@ -218,8 +224,7 @@ def alert_page(alert_id: int):
     timeline = _timeline(site)
     claimer = db.session.get(User, alert.claimed_by_id) if alert.claimed_by_id else None
     resolver = db.session.get(User, alert.resolved_by_id) if alert.resolved_by_id else None
-    audit.record("view_alert", "alert", alert.id, patient_id=patient.id)
-    return render_template(
+    page = render_template(
         "triage/alert.html", alert=alert, site=site, patient=patient, photo=photo, analysis=analysis,
         comparison=comparison, has_previous=has_previous, reference=reference, overlays=overlays,
         timeline=timeline, chart=timeline_chart(timeline), claimer=claimer, resolver=resolver,
@@ -227,6 +232,8 @@ def alert_page(alert_id: int):
         outcome_labels=OUTCOME_LABELS, retake_reasons=RETAKE_REASONS, overdue=is_overdue(alert),
         plan=site_plan(site), visit_default=date.today() + timedelta(days=14), clinic=db.session.get(Clinic, alert.clinic_id),
     )
+    audit.record("view_alert", "alert", alert.id, patient_id=patient.id)
+    return page
 
 
 @bp.post("/alerts/<int:alert_id>/claim")
