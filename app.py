@@ -52,6 +52,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
         app.register_blueprint(module.bp)
     cli.init_app(app)
     _init_sms(app)
+    _behind_proxy(app)
 
     @app.get("/healthz")
     def healthz():
@@ -71,6 +72,16 @@ def _init_sms(app: Flask) -> None:
     scheduler.init_app(app)
     app.register_blueprint(twilio.bp)
     csrf.exempt(twilio.bp)
+
+
+def _behind_proxy(app: Flask) -> None:
+    """Trust ``X-Forwarded-*`` from ``PROXY_FIX_HOPS`` reverse proxies (0: none). Twilio signatures are checked
+    against PUBLIC_BASE_URL whatever the proxy says, never against the URL of the request as it arrived."""
+    hops = app.config["PROXY_FIX_HOPS"]
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
 
 
 def _derived_settings(app: Flask) -> None:

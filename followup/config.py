@@ -37,6 +37,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "REMINDER_LOCAL_TIME": (str, "10:00"),  # when reminders go out, in the patient's timezone
     "DIGEST_LOCAL_TIME": (str, "09:00"),  # dermatologists' daily alert digest, in the clinic's timezone
     "SMS_SEND_CONCURRENCY": (int, 8),  # parallel requests to Twilio during a sweep
+    "PROXY_FIX_HOPS": (int, 0),  # reverse proxies in front of the app whose X-Forwarded-* headers to trust
     "RATELIMIT_STORAGE_URI": (str, "memory://"),
     "LOGIN_RATE_LIMIT": (str, "10 per minute"),
     "MAX_UPLOAD_MB": (float, 25.0),

@@ -489,7 +489,7 @@ def opt_in(phone: str, *, commit: bool = True) -> list[Patient]:
 
 def _alert_link(alert_id: Optional[int] = None) -> str:
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-    return f"{base}/alerts/{alert_id}" if alert_id else f"{base}/alerts"
+    return f"{base}/alerts/{alert_id}" if alert_id else f"{base}/queue"
 
 
 def notify_alert(alert: Alert) -> Optional[OutboundMessage]:

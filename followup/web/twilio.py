@@ -70,7 +70,8 @@ def inbound_sms():
         reminders.opt_out(sms.from_number, source=f"SMS {sms.body.strip()[:20]!r}", commit=False)
     elif sms.intent == InboundIntent.OPT_IN:
         reminders.opt_in(sms.from_number, commit=False)
-    elif sms.intent == InboundIntent.HELP:
+    elif sms.intent == InboundIntent.HELP and not request.form.get("OptOutType"):
+        # (With OptOutType set, Twilio's Advanced Opt-Out has already answered.)
         reply = reminders.render_sms("help", clinic_name=clinic.name if clinic else "Scar Watch",
                                      clinic_phone=clinic.phone if clinic else None)
     db.session.commit()

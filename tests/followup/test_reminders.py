@@ -281,4 +281,5 @@ def test_urgent_alert_texts_the_dermatologist_a_link_others_wait_for_the_digest(
     to_derm = sent_bodies(fake_twilio, world.derm.phone)
     assert len(to_derm) == 2
     digest = to_derm[1]
-    assert "1 new alert to review" in digest and patient.name not in digest
+    assert "1 new alert to review" in digest and "https://scarwatch.test/queue" in digest
+    assert patient.name not in digest

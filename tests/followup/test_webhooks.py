@@ -59,16 +59,17 @@ def test_without_an_auth_token_nothing_verifies(sms_app, client, patient):
         == 403
 
 
-@pytest.mark.parametrize("word", ["STOP", "stop", "StopAll", "UNSUBSCRIBE", "cancel", "END", "quit."])
-def test_stop_words_opt_out_and_cancel_pending(sms_app, client, patient, word):
-    reminders.dispatch(utc(2027, 1, 10, 10))  # plans February's reminders
-    response = post(client, sms_app, "/twilio/sms", inbound("SM" + "4" * 32, word))
-    assert response.status_code == 200 and response.mimetype == "text/xml"
-    assert "<Message>" not in response.get_data(as_text=True)  # Twilio confirms opt-outs itself
-    db.session.refresh(patient)
-    assert patient.opted_out_at is not None and not patient.can_receive_sms
+def test_stop_words_opt_out_and_cancel_pending(sms_app, client, patient):
+    reminders.dispatch(utc(2027, 1, 25, 10))  # plans the reminders of the photo due on 4 February
+    for n, word in enumerate(["STOP", "stop", "StopAll", "UNSUBSCRIBE", "cancel", "END", "quit."]):
+        reminders.opt_in(PHONE)
+        response = post(client, sms_app, "/twilio/sms", inbound(f"SM{n:032d}", word))
+        assert response.status_code == 200 and response.mimetype == "text/xml"
+        assert "<Message>" not in response.get_data(as_text=True)  # Twilio confirms opt-outs itself
+        db.session.refresh(patient)
+        assert patient.opted_out_at is not None and not patient.can_receive_sms, word
     pending = db.session.execute(select(Reminder).where(Reminder.status == "pending")).scalars().all()
-    assert all(r.kind == "photo_escalation" for r in pending)
+    assert pending and all(r.kind == "photo_escalation" for r in pending)
 
 
 def test_opt_out_type_from_twilio_wins_and_start_opts_back_in(sms_app, client, patient, fake_twilio):
@@ -87,6 +88,9 @@ def test_help_gets_a_reply_naming_the_clinic(sms_app, client, patient):
     text = response.get_data(as_text=True)
     assert response.status_code == 200 and "<Message>" in text
     assert "North Clinic" in text and "+441234567890" in text and "STOP" in text
+    # Twilio's Advanced Opt-Out answered this one itself: no second reply.
+    response = post(client, sms_app, "/twilio/sms", inbound("SM" + "d" * 32, "help", OptOutType="HELP"))
+    assert "<Message>" not in response.get_data(as_text=True)
 
 
 def test_other_texts_land_in_the_clinic_inbox_once(sms_app, client, patient, world):
@@ -145,3 +149,15 @@ def test_bad_payloads_are_400_not_500(sms_app, client, patient):
     assert post(client, sms_app, "/twilio/status", {"MessageSid": "SM1"}).status_code == 400
     assert post(client, sms_app, "/twilio/status", {"MessageSid": "SM1", "MessageStatus": "failed",
                                                     "ErrorCode": "x"}).status_code == 400
+
+
+def test_behind_a_proxy_the_public_url_is_still_what_counts(sms_app, client, patient):
+    from app import _behind_proxy
+
+    sms_app.config["PROXY_FIX_HOPS"] = 1
+    _behind_proxy(sms_app)
+    params = inbound("SM" + "e" * 32, "hello")
+    forwarded = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}
+    assert post(client, sms_app, "/twilio/sms", params, headers=forwarded,
+                url="http://evil.example/twilio/sms").status_code == 403
+    assert post(client, sms_app, "/twilio/sms", params, headers=forwarded).status_code == 200
