@@ -67,15 +67,22 @@ def _resize_matrix(full_shape, small_shape):
     )
 
 
-def _field_mask(image):
+def _field_mask(image, *, relative=None):
     """Bool mask of the photographed field (excludes the black dermoscope surround).
 
     Only dark areas connected to the image border count as outside, so a dark
-    lesion in the middle of the photo stays inside the field.
+    lesion in the middle of the photo stays inside the field. With `relative`,
+    border-connected areas darker than that share of the central brightness
+    (a dermoscope's vignetting) are outside too.
     """
     level = image.max(axis=2) if image.ndim == 3 else image
     level = cv2.blur(level, (5, 5))
-    dark = (level < _FIELD_LEVEL).astype(np.uint8)
+    threshold = _FIELD_LEVEL
+    if relative is not None:
+        h, w = level.shape
+        centre = level[h // 4: 3 * h // 4, w // 4: 3 * w // 4]
+        threshold = max(threshold, relative * float(np.median(centre)))
+    dark = (level < threshold).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=4)
     h, w = dark.shape
     outside = np.zeros(n, bool)

@@ -192,7 +192,7 @@ def _ecc_refine(ref_hp, mov_hp, mov_mask, matrix):
     # inverse mapping, baseline -> follow-up.
     warp = np.linalg.inv(matrix).astype(np.float32)
     warp /= warp[2, 2]
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-5)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 1e-4)
     try:
         cc, warp = cv2.findTransformECC(
             ref_hp, mov_hp, warp, cv2.MOTION_HOMOGRAPHY, criteria,

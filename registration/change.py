@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from scipy.ndimage import binary_fill_holes
 from skimage.color import deltaE_ciede2000
 
 from .calibration import CHANGE_SCORE_COEFFICIENTS
@@ -20,15 +21,17 @@ from .calibration import CHANGE_SCORE_COEFFICIENTS
 _HIGH = 12.0
 _LOW = 6.0
 #: Smallest region kept, in pixels of a 640-px-long-side image.
-_MIN_AREA = 60
+_MIN_AREA = 100
 #: Thin-structure size (px) removed before comparing: hair, ink lines.
-_THIN = 9
+_THIN = 11
 #: Regions no wider than twice this (px) and long are lines (hair, ink), not lesions.
 _LINE_HALF_WIDTH = 4.5
 #: Changes broader than this (px at a 640-px long side) are lighting, not lesions.
 _BROAD = 121
 #: Darkening to below this share of the baseline lightness is never a mere shadow.
 _DEEP = 0.7
+#: Growth regions adding this share of the lesion's area make the whole lesion "changed".
+_MIN_GROWTH = 0.05
 #: Misalignment tolerated (px) by the neighbourhood comparison.
 _SLACK = 5
 #: Reference long side that areas are normalised to.
@@ -45,8 +48,6 @@ class ChangeResult:
         Per-pixel change evidence in CIELAB units.
     mask : ndarray, shape (M, N), bool
         Changed pixels.
-    labels : ndarray, shape (M, N), int32
-        Region labels of ``mask`` (0 = none), in the order of ``regions``.
     regions : list of dict
         One per region, largest evidence first, analysis-pixel measurements.
     features : ndarray, shape (3,), float64
@@ -58,7 +59,6 @@ class ChangeResult:
 
     evidence: np.ndarray
     mask: np.ndarray
-    labels: np.ndarray
     regions: list = field(default_factory=list)
     features: np.ndarray = None
     score: float = 0.0
@@ -126,7 +126,35 @@ def _not_shadow(ref, mov):
     return np.where(k < _DEEP, 1.0, weight).astype(np.float32)
 
 
-def change_evidence(reference_lab, moving_lab, valid_mask):
+def _lesion_crossing(ref, mov, lesion_mask):
+    """Evidence where skin turned into lesion: growth of a pale lesion.
+
+    The lightness halfway between the lesion and the skin around it separates
+    the two; a pixel that was clearly skin and is now clearly lesion counts
+    as strongly as a clear colour change, even when the contrast is low.
+    """
+    ring = cv2.dilate(lesion_mask.astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool) & ~lesion_mask
+    if lesion_mask.sum() < 30 or ring.sum() < 30:
+        return np.zeros(lesion_mask.shape, np.float32)
+    ref_l = cv2.GaussianBlur(ref[..., 0], (0, 0), 2.0)
+    mov_l = cv2.GaussianBlur(mov[..., 0], (0, 0), 2.0)
+    # Compare with the darkest baseline value nearby: a residual shift of the
+    # lesion's edge must not look like growth.
+    ref_min = cv2.erode(ref_l, np.ones((2 * _SLACK - 1, 2 * _SLACK - 1), np.uint8))
+    inside, outside = np.median(ref_l[lesion_mask]), np.median(ref_l[ring])
+    if outside - inside < 6.0:
+        return np.zeros(lesion_mask.shape, np.float32)
+    threshold = (inside + outside) / 2
+    margin = (outside - inside) / 6
+    was_skin = np.clip((ref_min - threshold) / margin, 0, 1)
+    now_lesion = np.clip((threshold - mov_l) / margin, 0, 1)
+    # Growth spreads from the lesion: only near it (growth < ~40 % in diameter).
+    radius = np.sqrt(lesion_mask.sum() / np.pi)
+    near = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5) <= 0.5 * radius
+    return (_HIGH * 1.25 * was_skin * now_lesion * near).astype(np.float32)
+
+
+def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
     """Per-pixel evidence (CIELAB units) that the follow-up became darker, bluer or redder.
 
     Parameters
@@ -135,6 +163,8 @@ def change_evidence(reference_lab, moving_lab, valid_mask):
         CIELAB images in the same frame, the follow-up already normalised.
     valid_mask : ndarray, shape (M, N), bool
         Pixels both photos show.
+    lesion_mask : ndarray, shape (M, N), bool, optional
+        The baseline lesion; enables the skin-turned-lesion (growth) evidence.
 
     Returns
     -------
@@ -156,6 +186,8 @@ def change_evidence(reference_lab, moving_lab, valid_mask):
     # Glare whitens skin, which also lowers b*; brighter pixels are no evidence.
     brighter = mov[..., 0] > cv2.dilate(ref[..., 0], box) + 5.0
     darker *= _not_shadow(ref, mov)
+    if lesion_mask is not None:
+        darker = np.maximum(darker, _lesion_crossing(ref, mov, lesion_mask))
     components = np.stack([darker, bluer, redder], axis=-1) * ~brighter[..., None]
     components = _remove_broad(cv2.GaussianBlur(components, (0, 0), 1.2), valid_mask)
     inner = cv2.erode(valid_mask.astype(np.uint8), np.ones((11, 11), np.uint8))
@@ -244,11 +276,12 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
         raise ValueError("reference_lab, moving_lab and valid_mask must share one (M, N) frame.")
     h, w = valid_mask.shape
     unit = (_UNIT_SIDE / max(h, w)) ** 2
-    evidence, components = change_evidence(reference_lab, moving_lab, valid_mask)
+    lesion_mask = np.zeros((h, w), bool) if lesion_mask is None else lesion_mask.astype(bool)
+    evidence, components = change_evidence(reference_lab, moving_lab, valid_mask,
+                                           lesion_mask=lesion_mask)
     mask = _hysteresis(evidence, max(8, _MIN_AREA / unit))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if lesion_mask is None or not lesion_mask.any():
-        lesion_mask = np.zeros((h, w), bool)
+    if not lesion_mask.any():
         outside_dist = np.full((h, w), np.inf, np.float32)
     else:
         outside_dist = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5)
@@ -267,13 +300,11 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
         dist = float(outside_dist[sel].min()) if lesion_mask.any() else float("inf")
         if _is_line(half_width[sel].max(), area, outside_dist[sel]):
             mask[sel] = False
-            labels[sel] = 0
             continue
         kind = _kind(inside, dist <= 2.0, components[sel].mean(axis=0))
         ref_px = reference_lab[sel]
         mov_px = moving_lab[sel]
         regions.append({
-            "label": i,
             "bbox": [int(x), int(y), int(x + bw - 1), int(y + bh - 1)],
             "area_px": area,
             "growth_pct": 100.0 * area / lesion_area if kind == "growth" else None,
@@ -285,9 +316,13 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
             "peak": float(smooth[sel].max()),
         })
     regions.sort(key=lambda r: -r["mass"])
+    grown = sum(r["area_px"] for r in regions if r["kind"] == "growth")
+    if grown >= _MIN_GROWTH * lesion_area:
+        # A grown lesion changed as a whole: outline all of it, not just the rim.
+        mask = binary_fill_holes(mask | (lesion_mask & valid_mask))
     for r in regions:
         r["score"] = score_features(_features(r))
     top = regions[0] if regions else {"mass": 0.0, "mean_evidence": 0.0, "peak": 0.0}
     features = _features(dict(top, peak=float(smooth.max())))
     score = score_features(features)
-    return ChangeResult(evidence, mask, labels, regions, features, score)
+    return ChangeResult(evidence, mask, regions, features, score)

@@ -18,6 +18,9 @@ from .quality import Quality, assess_quality
 #: alarm (see bench/fit_calibration.py for the operating point it gives).
 FLAG_THRESHOLD = 0.3
 
+#: Border-connected areas darker than this share of the centre are vignetting.
+_VIGNETTE = 0.5
+
 _KIND_WORDS = {
     "new_lesion": "a new dark spot {where}",
     "growth": "the lesion or scar area grew by about {growth:.0f} %",
@@ -61,6 +64,8 @@ class PairAnalysis:
         Seconds per stage.
     flag : bool
         True when the pair should raise an alert.
+    change_features : ndarray, shape (3,), float64
+        Inputs of the calibrated change score (for recalibration).
     """
 
     quality: Quality
@@ -76,6 +81,7 @@ class PairAnalysis:
     reasons: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     flag: bool = False
+    change_features: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
 
 def _region_to_full(region, scale):
@@ -167,7 +173,8 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
     # The field edge is smeared by blur and JPEG; keep clear of it.
     mov_field = cv2.erode(_field_mask(mov_small).astype(np.uint8), np.ones((5, 5), np.uint8))
     mov_field = cv2.warpPerspective(mov_field, small_h, (sw, sh), flags=cv2.INTER_NEAREST) > 0
-    valid_small = mov_field & _field_mask(ref_small)
+    # Steep, dark vignetting cannot be compared reliably; leave it out.
+    valid_small = mov_field & _field_mask(ref_small, relative=_VIGNETTE)
     timings["warp"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -203,4 +210,5 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
     return PairAnalysis(
         quality, True, alignment.homography, alignment.confidence, aligned,
         valid_mask, change_mask, result.score, heatmap, regions, reasons, timings, flag,
+        result.features,
     )

@@ -1,0 +1,1 @@
+"""Benchmarks and calibration scripts for the image analysis (registration/)."""
