@@ -19,7 +19,7 @@ db: setup
 	$(FLASK) db upgrade
 
 run: db
-	$(FLASK) seed-demo --if-empty
+	$(FLASK) seed-demo --if-empty --queue-only  # the server's worker analyses the demo photos
 	PORT=$(PORT) $(FLASK) serve --port $(PORT)
 
 test: setup

@@ -41,14 +41,16 @@ def create_user_command(email: str, password: str, role: str, name: str, clinic_
 
 @click.command("seed-demo")
 @click.option("--if-empty", is_flag=True, help="Do nothing when the database already has a clinic.")
-def seed_demo_command(if_empty: bool) -> None:
+@click.option("--queue-only", is_flag=True,
+              help="Leave the photos queued for the server's worker instead of analysing them now.")
+def seed_demo_command(if_empty: bool, queue_only: bool) -> None:
     """Load the demo clinic, users, patients, photos and their analyses."""
     from followup.demo import database_is_empty, seed_demo
 
     if if_empty and not database_is_empty():
         click.echo("database already has data; demo not seeded")
         return
-    summary = seed_demo()
+    summary = seed_demo(analyse_now=not queue_only)
     click.echo(f"demo seeded: {summary}")
 
 
@@ -73,7 +75,10 @@ def serve_command(host: str, port: int) -> None:
     app = current_app._get_current_object()
     start_worker(app)
     start_embedded(app)  # when SCHEDULER_ENABLED: the reminder sweep runs in this one process
-    app.run(host=host, port=port, use_reloader=False, threaded=True)
+    # werkzeug directly: Flask refuses app.run() inside the `flask` command.
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 @click.group("reminders")

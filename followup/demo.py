@@ -54,8 +54,9 @@ def _jpeg(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def seed_demo(*, seed: int = 7) -> dict:
-    """Create the demo clinic; analyses run here and now, whatever JOB_BACKEND says."""
+def seed_demo(*, seed: int = 7, analyse_now: bool = True) -> dict:
+    """Create the demo clinic. With ``analyse_now`` the photos are analysed here, whatever JOB_BACKEND
+    says; without, they stay queued (oldest first, so baselines before follow-ups) for the worker."""
     from registration import make_pair
 
     rng = np.random.default_rng(seed)
@@ -75,18 +76,19 @@ def seed_demo(*, seed: int = 7) -> dict:
                            dermatologist=derm)
         db.session.commit()
         baseline = np.asarray(Image.open(PHOTOS / f"{photo_id}.jpg").convert("RGB"))
-        _receive_now(site, _jpeg(baseline), kind="baseline")
+        _receive(site, _jpeg(baseline), analyse_now, kind="baseline")
         for kind, confounder in followups:
             pair = make_pair(baseline, kind=kind, confounder=confounder, rng=rng, rotation=20.0,
                              scale_range=(0.85, 1.2))
             answers = {"grew": kind != "none", "bleed": kind == "darkening", "itch": None}
-            _receive_now(site, _jpeg(pair.moving_image), kind="followup", answers=answers)
+            _receive(site, _jpeg(pair.moving_image), analyse_now, kind="followup", answers=answers)
             photos += 1
     return {"clinic": clinic.name, "patients": len(PATIENTS), "followups": photos,
             "photos_done": db.session.execute(
                 select(func.count()).select_from(Photo).where(Photo.status == "done")).scalar_one()}
 
 
-def _receive_now(site: Site, data: bytes, **kwargs) -> None:
+def _receive(site: Site, data: bytes, analyse_now: bool, **kwargs) -> None:
     photo = receive_photo(site, data, enqueue=False, **kwargs)
-    jobs.run_photo_job(photo.id)
+    if analyse_now:
+        jobs.run_photo_job(photo.id)
