@@ -156,7 +156,19 @@ def score_lesions_command(manifest: str, out: str) -> None:
     click.echo(json.dumps({"images": count, "out": out}))
 
 
+@click.command("export-outcomes")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
+@click.option("--clinic-id", type=int, default=None, help="Only this clinic's alerts.")
+def export_outcomes_command(out: str, clinic_id: int | None) -> None:
+    """Export resolved alerts' regions and outcomes for `python -m recurrence.train --feedback` (audited)."""
+    from pathlib import Path
+
+    from followup.outcomes import export_outcomes
+
+    click.echo(json.dumps(export_outcomes(Path(out), clinic_id=clinic_id)))
+
+
 def init_app(app: Flask) -> None:
     for command in (create_user_command, seed_demo_command, worker_command, serve_command, reminders_group,
-                    scheduler_command, analyze_batch_command, score_lesions_command):
+                    scheduler_command, analyze_batch_command, score_lesions_command, export_outcomes_command):
         app.cli.add_command(command)

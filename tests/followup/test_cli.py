@@ -1,5 +1,6 @@
 """The contract's command line, through app.test_cli_runner()."""
 import csv
+import io
 import json
 
 import numpy as np
@@ -11,6 +12,12 @@ from followup.db import db
 from followup.models import Alert, Clinic, Photo, User
 from registration import make_pair
 from tests.registration.conftest import skin_photo
+
+
+def png(pixels) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
 
 
 def test_create_user_then_duplicate_is_refused(runner):
@@ -85,3 +92,24 @@ def test_score_lesions_contract_format(runner, tmp_path):
     assert result.exit_code == 0, result.output
     [line] = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert line["image_id"] == "A1" and 0 <= line["malignancy_score"] <= 1
+
+
+def test_export_outcomes_writes_feedback_lines_and_is_audited(runner, tmp_path, world, site_id):
+    from followup.models import AuditEvent, Site
+    from followup.photos import receive_photo
+
+    image, lesion = skin_photo(31)
+    site = db.session.get(Site, site_id)
+    receive_photo(site, png(image), kind="baseline")
+    pair = make_pair(image, lesion_mask=lesion, kind="new_lesion", rng=np.random.default_rng(2), rotation=10.0)
+    photo = receive_photo(site, png(pair.moving_image), kind="followup", answers={"bleed": True})
+    alert = db.session.execute(db.select(Alert).where(Alert.photo_id == photo.id)).scalar_one()
+    alert.status, alert.outcome = "resolved", "biopsy"
+    db.session.commit()
+    result = runner.invoke(args=["export-outcomes", "--out", str(tmp_path / "fb")])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (tmp_path / "fb" / "outcomes.jsonl").read_text().splitlines()]
+    assert lines and all(line["outcome"] == "biopsy" and line["answers"]["bleed"] is True for line in lines)
+    assert (tmp_path / "fb" / lines[0]["followup_image"]).exists()
+    assert set(lines[0]["region"]) >= {"bbox", "area_px", "kind"}
+    assert db.session.execute(db.select(AuditEvent).where(AuditEvent.action == "export_outcomes")).scalar_one()
