@@ -39,21 +39,25 @@ class Analyser:
 
     def analyse(self, reference_image: np.ndarray, moving_image: np.ndarray, *, reference_mask=None,
                 diagnosis: Optional[str] = None, years_since_surgery: Optional[float] = None,
-                answers: Optional[Mapping[str, Optional[bool]]] = None) -> tuple[PairAnalysis, Recurrence]:
+                answers: Optional[Mapping[str, Optional[bool]]] = None,
+                operating_point: Optional[str] = None) -> tuple[PairAnalysis, Recurrence]:
         analysis = analyze_pair(reference_image, moving_image, reference_mask=reference_mask)
         return analysis, self.recurrence(analysis, diagnosis=diagnosis, years_since_surgery=years_since_surgery,
-                                         answers=answers, reference_image=reference_image)
+                                         answers=answers, reference_image=reference_image,
+                                         operating_point=operating_point)
 
     def recurrence(self, analysis: PairAnalysis, *, reference_image: np.ndarray, diagnosis=None,
-                   years_since_surgery=None, answers=None) -> Recurrence:
+                   years_since_surgery=None, answers=None, operating_point: Optional[str] = None) -> Recurrence:
         """The model's recurrence probability for the photo; the change score stands in without a model
-        or without an aligned image (and says so)."""
+        or without an aligned image (and says so). ``operating_point`` is a clinic's choice
+        (sensitivity_first, the default, or specificity_first)."""
         if self.scorer is None or analysis.aligned_image is None or not analysis.regions:
             note = [] if self.scorer is not None else ["recurrence score is the change score (no model loaded)"]
             return Recurrence(float(analysis.change_score), note, [], self.model_version)
         result = self.scorer.score_regions(
             analysis.aligned_image, reference_image, analysis.regions, diagnosis=diagnosis,
-            years_since_surgery=years_since_surgery, answers=answers, operating_point=self.operating_point)
+            years_since_surgery=years_since_surgery, answers=answers,
+            operating_point=operating_point or self.operating_point)
         return Recurrence(float(result["photo_score"]), list(result["reasons"]), list(result["regions"]),
                           result.get("version", self.model_version))
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from followup import alerts
 from followup.analyser import Recurrence, get_analyser
 from followup.db import db, utcnow
-from followup.models import Analysis, Photo, Site
+from followup.models import Analysis, Clinic, Photo, Site
 from followup.photos import baseline_of, previous_followup_of
 from followup.storage import storage
 from registration import PairAnalysis, assess_quality, render_overlays
@@ -79,8 +79,10 @@ def _check_baseline(photo: Photo, image: np.ndarray) -> None:
 def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, reference: Photo) -> Analysis:
     reference_image = load_image(reference.storage_key)
     years = (photo.received_at.date() - site.excision_date).days / 365.25
+    clinic = db.session.get(Clinic, site.patient.clinic_id)
     result, recurrence = get_analyser().analyse(reference_image, image, diagnosis=site.diagnosis,
-                                                years_since_surgery=max(years, 0.0), answers=photo.answers())
+                                                years_since_surgery=max(years, 0.0), answers=photo.answers(),
+                                                operating_point=clinic.operating_point)
     row = Analysis(
         photo_id=photo.id, reference_photo_id=reference.id, comparison=comparison,
         registered=bool(result.registered),
