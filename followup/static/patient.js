@@ -138,6 +138,7 @@
   function stopCamera() {
     if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); stream = null; }
     camera.hidden = true;
+    $("camera-offer").hidden = false;
   }
 
   function openCamera() {
@@ -148,7 +149,9 @@
       stream = s;
       video.srcObject = s;
       camera.hidden = false;
+      $("camera-offer").hidden = true;
       preview.hidden = true;
+      camera.scrollIntoView({ block: "start" });
       return video.play();
     }).then(function () { $("snap").focus(); })
       .catch(function () {

@@ -32,15 +32,25 @@ def backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    executable = chromium_path()
-    if executable is None:
+    if chromium_path() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield playwright
+
+
+def launch(playwright, *extra_args: str):
+    """The system's Chromium, headless, with the flags CI needs (and ``extra_args``)."""
+    return playwright.chromium.launch(executable_path=chromium_path(), headless=True,
+                                      args=CHROMIUM_ARGS + list(extra_args))
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    browser = launch(playwright)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from followup import links
 from followup.db import db
 from followup.models import Alert, Photo
 from followup.patients import create_patient, create_site
+from tests.browser.conftest import launch
 from tests.conftest import PASSWORD
 from tests.followup.test_web_cases import add_photo, analyse, encode, reject, skin_image
 
@@ -46,7 +47,7 @@ def test_patient_upload_to_resolved_alert(browser, live_server, world, watch, sh
     page.goto(f"{live_server}/u/{token}")
     assert page.locator("h1").inner_text() == "Photo of your scar"
     assert "left shoulder" in page.content()
-    page.wait_for_function("document.getElementById('guide').naturalWidth > 0")
+    page.wait_for_function("() => document.getElementById('guide').naturalWidth > 0")
     shoot(page, "01-patient-link")
     page.set_input_files("#photo", str(photo_file))
     page.wait_for_selector("#preview:not([hidden]) .check-result.ok")
@@ -79,12 +80,13 @@ def test_patient_upload_to_resolved_alert(browser, live_server, world, watch, sh
     page.wait_for_selector("h1:has-text('Triage queue')")
     row = page.locator("#queue-rows tr[data-alert]")
     assert row.count() == 1 and "Grace Hopper" in row.inner_text()
-    page.wait_for_function("[...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
     shoot(page, "05-queue")
 
     # The alert: both photos, the outline first, the other views by keyboard, then resolve by keyboard.
     page.click("a.open-alert")
     page.wait_for_selector("#resolve-form")
+    page.wait_for_function("() => ['#img-baseline', 'img.ov-outline'].every(s => document.querySelector(s).complete)")
     assert loaded(page, "#img-baseline")
     outline = page.locator("img.ov-outline")
     assert outline.is_visible() and loaded(page, "img.ov-outline")
@@ -94,7 +96,7 @@ def test_patient_upload_to_resolved_alert(browser, live_server, world, watch, sh
     shoot(page, "06-alert-outline")
     page.keyboard.press("h")
     assert page.locator("img.ov-heatmap").is_visible() and not outline.is_visible()
-    page.wait_for_function("document.querySelector('img.ov-heatmap').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('img.ov-heatmap').naturalWidth > 0")
     page.keyboard.press("b")
     assert page.is_checked("input[name=outcome][value=benign_change]")
     page.fill("#note", "Seborrhoeic keratosis beside the scar.")
@@ -142,3 +144,32 @@ def test_patient_without_javascript_and_a_rejected_photo(browser, live_server, w
     context.close()
     # The dead link's page itself answers 410 Gone (Chromium logs that); nothing else may fail.
     assert all("status of 410" in e for e in watch.errors), watch.errors
+
+
+def test_live_camera_with_see_through_guide(playwright, live_server, world, watch, shoot):
+    """Chromium's fake camera stands in for the phone's: open it, fade the guide, take the photo, send it."""
+    _, _, token = enrolled_site(world)
+    browser = launch(playwright, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+    try:
+        context = browser.new_context(**PHONE)
+        context.grant_permissions(["camera"], origin=live_server)
+        page = watch.attach(context.new_page())
+        page.goto(f"{live_server}/u/{token}")
+        page.click("#camera-open")
+        page.wait_for_function("() => document.getElementById('camera-video').videoWidth > 0")
+        page.fill("#ghost-opacity", "60")
+        page.dispatch_event("#ghost-opacity", "input")
+        assert page.eval_on_selector("#ghost", "g => g.style.opacity") == "0.6"
+        shoot(page, "01-camera-with-guide")
+        page.click("#snap")
+        page.wait_for_selector("#preview:not([hidden]) .check-result")
+        assert page.locator("#camera").is_hidden()
+        shoot(page, "02-camera-photo")
+        page.click("#send")
+        page.wait_for_url(re.compile(r"/sent/\d+$"))
+    finally:
+        browser.close()
+    db.session.expire_all()
+    photo = db.session.execute(select(Photo).where(Photo.kind == "followup")).scalar_one()
+    assert photo.width > 0 and photo.status == "queued"
+    assert watch.errors == [], watch.errors
