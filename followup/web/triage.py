@@ -255,9 +255,9 @@ def claim(alert_id: int):
         else:
             alerts.claim(alert, current_user)
             audit.record("claim_alert", "alert", alert.id)
-    target = request.form.get("next")
-    if target == "queue":
-        return redirect(url_for("triage.queue"), 303)
+    target = request.form.get("next") or ""
+    if target.startswith("/queue") and "//" not in target:  # back to the queue with its filters
+        return redirect(target, 303)
     return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
 
 

@@ -79,7 +79,10 @@ def test_claim_keeps_colleagues_apart(app, client, world, case):
     db.session.commit()
     alert_id = case["alert"].id
     login(client)
-    assert client.post(f"/alerts/{alert_id}/claim", data={"next": "queue"}).status_code == 303
+    response = client.post(f"/alerts/{alert_id}/claim", data={"next": "/queue?priority=1"})
+    assert response.status_code == 303 and response.headers["Location"] == "/queue?priority=1"
+    assert client.post(f"/alerts/{alert_id}/claim", data={"next": "https://evil.example/"}).headers["Location"] \
+        == f"/alerts/{alert_id}"
     db.session.expire_all()
     assert db.session.get(Alert, alert_id).status == "claimed"
     other = app.test_client()
