@@ -6,7 +6,7 @@ Pairs come from :func:`registration.synth.make_pair` applied to ISIC images
 real re-capture benchmark are left out. New lesions are pasted from other
 PAD cut-outs. The capture changes mix the benchmark's ranges with the wider
 ones the product must survive. A logistic regression (Newton's method, small
-L2 penalty) maps the three change features to a probability.
+L2 penalty) maps the two change features to a probability.
 
 Usage (from the repository root)::
 
@@ -159,11 +159,11 @@ def main(argv=None):
     intercept, coef = fit_logistic(x[train], y[train])
     p_test = 1 / (1 + np.exp(-(intercept + x[test] @ np.array(coef))))
     print(f"held-out AUC {_auc(p_test, y[test]):.3f} on {len(test)} pairs")
-    for threshold in (0.1, 0.2, 0.3, 0.5):
+    for threshold in (0.1, 0.2, 0.3, 0.35, 0.4, 0.5):
         flag = p_test >= threshold
         sens = flag[y[test] == 1].mean()
         spec = (~flag[y[test] == 0]).mean()
-        print(f"  threshold {threshold:.1f}: sensitivity {sens:.3f} specificity {spec:.3f}")
+        print(f"  threshold {threshold:.2f}: sensitivity {sens:.3f} specificity {spec:.3f}")
     intercept, coef = fit_logistic(x, y)
     print(f"all {len(rows)} pairs: intercept {intercept:.4f} coef {coef}")
     if args.write:

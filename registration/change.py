@@ -1,11 +1,13 @@
 """Change detection between a baseline and an aligned, colour-normalised follow-up.
 
-What counts: skin that became darker (new lesion, growth), bluer (blue-grey
+What counts: skin that became darker (new lesion, growth; also skin that
+crossed the lesion/skin lightness boundary), greyer or bluer (blue-grey
 areas) or redder. What must not: hair and ink lines (thin, removed by
-morphology before comparing), glare (brightening is ignored), shadows and
-colour casts (removed by normalisation), small misalignment (each follow-up
-pixel is compared with the most similar value in a small baseline
-neighbourhood).
+morphology before comparing, and long thin regions dropped), glare
+(brightening is ignored), shadows and colour casts (removed by
+normalisation, a shadow-likeness weight and a top-hat that keeps only compact
+changes), small misalignment (each follow-up pixel is compared with the most
+similar value in a small baseline neighbourhood).
 """
 
 from dataclasses import dataclass, field
@@ -50,9 +52,9 @@ class ChangeResult:
         Changed pixels.
     regions : list of dict
         One per region, largest evidence first, analysis-pixel measurements.
-    features : ndarray, shape (3,), float64
+    features : ndarray, shape (2,), float64
         Inputs of the calibrated score: log(1 + evidence mass of the strongest
-        region), its mean evidence, and the peak of the smoothed evidence.
+        region) and the peak of the smoothed evidence.
     score : float
         Calibrated probability of a clinically relevant change.
     """
@@ -245,7 +247,7 @@ def _kind(inside, touching, components):
 
 
 def _features(region):
-    return np.array([np.log1p(region["mass"]), region["mean_evidence"], region["peak"]])
+    return np.array([np.log1p(region["mass"]), region["peak"]])
 
 
 def score_features(features):
@@ -287,7 +289,7 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
         outside_dist = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5)
     lesion_area = max(int(lesion_mask.sum()), 1)
     # The peak of the smoothed evidence keeps the score graded when no region
-    # passes the thresholds.
+    # passes the thresholds; evidence explained as a line (hair, ink) is not counted.
     smooth = cv2.GaussianBlur(evidence, (0, 0), 3.0)
     regions = []
     half_width = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
@@ -300,6 +302,7 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
         dist = float(outside_dist[sel].min()) if lesion_mask.any() else float("inf")
         if _is_line(half_width[sel].max(), area, outside_dist[sel]):
             mask[sel] = False
+            smooth[cv2.dilate(sel.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0] = 0
             continue
         kind = _kind(inside, dist <= 2.0, components[sel].mean(axis=0))
         ref_px = reference_lab[sel]

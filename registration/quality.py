@@ -61,7 +61,7 @@ class Quality:
 
 
 def _sharpness(image):
-    """RMS Laplacian inside the field at a fixed long side."""
+    """RMS Laplacian inside the field at a fixed long side (`image` at least that big)."""
     small = _resize(image, _analysis_scale(image.shape, _SHARPNESS_SIDE))
     mask = _field_mask(small)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
@@ -84,8 +84,25 @@ def _measure(image):
         "field": float(field.mean()),
         "brightness": float(np.median(inside)),
         "clipped": float(np.mean(small[field].min(axis=1) >= 250)) if field.any() else 0.0,
-        "sharpness": _sharpness(image),
+        "sharpness": _sharpness(small),
     }
+
+
+def _same_photo(reference_image, image, alignment):
+    """The baseline itself sent again (possibly re-saved), not a new photo."""
+    if reference_image.shape == image.shape and np.array_equal(reference_image, image):
+        return True
+    if alignment is None or not alignment.registered or reference_image.shape != image.shape:
+        return False
+    h, w = image.shape[:2]
+    corners = np.array([[0, w - 1, 0, w - 1], [0, 0, h - 1, h - 1], [1, 1, 1, 1]], float)
+    moved = alignment.homography @ corners
+    if np.abs(moved[:2] / moved[2] - corners[:2]).max() > 0.5:
+        return False
+    # A new capture from the very same spot still differs by sensor noise.
+    a = cv2.cvtColor(_resize(reference_image, _analysis_scale(image.shape, 256)), cv2.COLOR_RGB2GRAY)
+    b = cv2.cvtColor(_resize(image, _analysis_scale(image.shape, 256)), cv2.COLOR_RGB2GRAY)
+    return float(np.mean(np.abs(a.astype(np.float32) - b))) < 1.5
 
 
 def assess_quality(image, *, reference_image=None, alignment=None):
@@ -125,8 +142,7 @@ def assess_quality(image, *, reference_image=None, alignment=None):
             keys.append("blur")
     if reference_image is not None:
         reference_image = _check_rgb(reference_image, "reference_image")
-    if reference_image is not None and reference_image.shape == image.shape \
-            and np.array_equal(reference_image, image):
+    if reference_image is not None and _same_photo(reference_image, image, alignment):
         keys.append("same_photo")
     if alignment is not None and "black" not in keys:
         metrics["alignment_confidence"] = alignment.confidence
