@@ -93,6 +93,7 @@ def run(*, patients: int = 10_000, database_url: Optional[str] = None, concurren
             summary = dispatch(SWEEP_AT)
             seconds = time.perf_counter() - started
             outbox = Counter(db.session.execute(db.select(OutboundMessage.status)).scalars())
+            db.session.rollback()  # end the read before dropping the tables
             if database_url:
                 db.drop_all()
             db.session.remove()
