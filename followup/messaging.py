@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable, Optional
@@ -100,40 +100,70 @@ def enqueue(*, key: str, clinic_id: int, to: str, body: str, purpose: str, patie
     return message
 
 
-def deliver_pending(now: Optional[datetime] = None, *, guard: Optional[Guard] = None,
-                    limit: Optional[int] = None) -> Counter:
+def deliver_pending(now: Optional[datetime] = None, *, guard: Optional[Guard] = None) -> Counter:
     """Send every pending message whose time has come; stop early while Twilio is down.
 
     ``now`` is the sweep's clock (``--now``) for backoff and guards; ``attempted_at`` is always real time,
-    because reconciliation compares it with Twilio's clock.
+    because reconciliation compares it with Twilio's clock. While one batch is on the wire the next is claimed
+    and the previous one's results are stored, so the database and Twilio work at the same time.
     """
     now = now or utcnow()
     summary: Counter = Counter()
     workers = max(1, int(current_app.config.get("SMS_SEND_CONCURRENCY", 8)))
-    first = True
+    transport = sender()  # worker threads have no app context
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sms-send") as pool:
-        while limit is None or summary["attempted"] < limit:
-            # A first message alone: during an outage the sweep learns it from one message, not a batch.
-            size = 1 if first else BATCH
-            if limit is not None:
-                size = min(size, limit - summary["attempted"])
-            claimed = _claim(now, size, guard, summary)
+
+        def launch(messages: list[OutgoingSms]) -> _Batch:
+            return messages, [pool.submit(_send_one, transport, message) for message in messages]
+
+        # A first message alone: during an outage the sweep learns it from one message, not a batch.
+        probe = _claim(now, 1, guard, summary)
+        if probe is None or (probe and not _settle(launch(probe), now, summary)):
+            return summary
+        in_flight: Optional[_Batch] = None
+        while True:
+            claimed = _claim(now, BATCH, guard, summary)
+            if in_flight is not None:
+                healthy = _settle(in_flight, now, summary)
+                in_flight = None
+                if not healthy:
+                    if claimed:
+                        _release(claimed)
+                    break
             if claimed is None:
                 break
-            first = False
-            if not claimed:
-                continue
-            transport = sender()  # worker threads have no app context
-            results = list(pool.map(lambda message: _send_one(transport, message), claimed))
-            batch = _store_results(claimed, results, now)
-            summary.update(batch)
-            summary["attempted"] += len(claimed)
-            if not batch["sent"] and batch["retrying"]:
-                log.warning("outbox: Twilio unavailable (%d retryable failures); the next sweep tries again",
-                            batch["retrying"])
-                summary["stopped_early"] = 1
-                break
+            if claimed:
+                in_flight = launch(claimed)
     return summary
+
+
+_Batch = tuple[list[OutgoingSms], list[Future]]
+
+
+def _settle(batch: _Batch, now: datetime, summary: Counter) -> bool:
+    """Wait for a batch, store its results; False when Twilio looks down (nothing sent, all retryable)."""
+    messages, futures = batch
+    counts = _store_results(messages, [future.result() for future in futures], now)
+    summary.update(counts)
+    summary["attempted"] += len(messages)
+    if not counts["sent"] and counts["retrying"]:
+        log.warning("outbox: Twilio unavailable (%d retryable failures); the next sweep tries again",
+                    counts["retrying"])
+        summary["stopped_early"] = 1
+        return False
+    return True
+
+
+def _release(messages: list[OutgoingSms]) -> None:
+    """Hand claimed rows back untouched (the sweep stops before sending them)."""
+    db.session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.idempotency_key.in_([m.idempotency_key for m in messages]),
+               OutboundMessage.status == "sending")
+        .values(status="pending", attempts=OutboundMessage.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -> Optional[list[OutgoingSms]]:

@@ -269,3 +269,38 @@ def test_two_sweep_processes_at_once_send_no_duplicate(sms_app, fake_twilio, wor
     assert_once_each(fake_twilio)
     sent_rows = db.session.execute(select(func.count(OutboundMessage.id)).where(OutboundMessage.status == "sent"))
     assert sent_rows.scalar_one() == 60
+
+
+def test_an_outage_mid_sweep_hands_back_what_was_claimed_but_not_sent(sms_app, fake_twilio, world, monkeypatch):
+    from notifications import SendResult
+
+    monkeypatch.setattr(messaging, "BATCH", 2)
+    real = sms_app.extensions["sms_sender"]
+
+    class DownAfterFirst:
+        """Twilio answers the first request, then is down (503s, exhausted inside the sender)."""
+
+        def __init__(self) -> None:
+            self.calls, self.lock = 0, threading.Lock()
+
+        def send(self, message):
+            with self.lock:
+                self.calls += 1
+                first = self.calls == 1
+            return real.send(message) if first else SendResult(status="failed", error_code=503, retryable=True)
+
+        def lookup(self, message, **kwargs):
+            return real.lookup(message, **kwargs)
+
+    phones = [f"+4477009008{n:02d}" for n in range(7)]
+    for phone in phones:
+        enrol(world.clinic, phone)
+    sms_app.extensions["sms_sender"] = DownAfterFirst()
+    summary = reminders.dispatch(utc(2027, 2, 2, 10))
+    assert summary["sent"] == 1 and summary["stopped_early"] == 1 and summary["retrying"] == 2
+    statuses = Counter(db.session.execute(select(OutboundMessage.status)).scalars())
+    assert statuses == {"sent": 1, "pending": 6}  # nothing left 'sending'
+    sms_app.extensions["sms_sender"] = real
+    reminders.dispatch(utc(2027, 2, 2, 10, 5))
+    assert sorted(m.to for m in fake_twilio.messages) == phones
+    assert_once_each(fake_twilio)
