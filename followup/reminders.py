@@ -32,7 +32,7 @@ from typing import Any, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask, current_app, render_template
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 
 from followup import messaging
 from followup.db import db, utcnow
@@ -341,31 +341,44 @@ def _escalate(reminder: Reminder, item: PlanItem, site: Site, patient: Patient, 
 
 
 def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: datetime) -> None:
-    """Render each reminder's text (with a fresh upload link where it asks for a photo) into the outbox."""
-    from followup.links import _hash, link_url, _serializer  # one place mints link tokens
+    """Render each reminder's text (with a fresh upload link where it asks for a photo) into the outbox.
 
-    needs_link = [(r, ctx) for r, ctx in outgoing if r.kind in ("photo_due", "photo_again")]
-    expires = utcnow() + timedelta(days=current_app.config["UPLOAD_LINK_DAYS"])
-    nonces = [secrets.token_urlsafe(16) for _ in needs_link]
-    links = [UploadLink(site_id=ctx["site"].id, nonce_hash=_hash(n), expires_at=expires, uploads=0)
-             for (_, ctx), n in zip(needs_link, nonces)]
-    db.session.add_all(links)
-    db.session.flush()
-    serializer = _serializer()
-    for (_, ctx), link, nonce in zip(needs_link, links, nonces):
-        ctx["link"] = link_url(serializer.dumps([link.id, nonce]))
-    messages = []
-    for reminder, ctx in outgoing:
-        patient = ctx["patient"]
-        messages.append(OutboundMessage(
-            idempotency_key=f"reminder:{reminder.id}", clinic_id=patient.clinic_id, patient_id=patient.id,
-            to=patient.phone, body=render_sms(reminder.kind, **ctx), purpose=reminder.kind, status="pending",
-            attempts=0))
-    db.session.add_all(messages)
-    db.session.flush()
-    for (reminder, _), message in zip(outgoing, messages):
-        reminder.outbound_message_id = message.id
-        _finish(reminder, "queued", "in the outbox")
+    Set-based (one multi-row INSERT … RETURNING per table): a sweep may queue ten thousand at once.
+    """
+    from followup.links import _hash, _serializer, link_url  # one place mints link tokens
+
+    if not outgoing:
+        return
+    needs_link = [ctx for r, ctx in outgoing if r.kind in ("photo_due", "photo_again")]
+    created = utcnow()
+    if needs_link:
+        expires = created + timedelta(days=current_app.config["UPLOAD_LINK_DAYS"])
+        nonces = [secrets.token_urlsafe(16) for _ in needs_link]
+        links = UploadLink.__table__
+        link_ids = db.session.execute(
+            insert(links).returning(links.c.id, sort_by_parameter_order=True),
+            [dict(site_id=ctx["site"].id, nonce_hash=_hash(nonce), expires_at=expires, uploads=0, created_at=created)
+             for ctx, nonce in zip(needs_link, nonces)],
+        ).scalars().all()
+        serializer = _serializer()
+        for ctx, link_id, nonce in zip(needs_link, link_ids, nonces):
+            ctx["link"] = link_url(serializer.dumps([link_id, nonce]))
+    outbox = OutboundMessage.__table__
+    message_ids = db.session.execute(
+        insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
+        [dict(idempotency_key=f"reminder:{reminder.id}", clinic_id=ctx["patient"].clinic_id,
+              patient_id=ctx["patient"].id, to=ctx["patient"].phone, body=render_sms(reminder.kind, **ctx),
+              purpose=reminder.kind, status="pending", attempts=0, created_at=created, updated_at=created)
+         for reminder, ctx in outgoing],
+    ).scalars().all()
+    table = Reminder.__table__
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("reminder_id"))
+        .values(outbound_message_id=bindparam("message_id"), status="queued", detail="in the outbox",
+                finished_at=created),
+        [dict(reminder_id=reminder.id, message_id=message_id)
+         for (reminder, _), message_id in zip(outgoing, message_ids)],
+    )
 
 
 def reminder_guard(rows: list[OutboundMessage], now: datetime) -> dict[int, messaging.Hold]:
