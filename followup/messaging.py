@@ -79,6 +79,18 @@ def insert_ignoring_conflicts(model, index_elements: list[str]):
     return insert(model).on_conflict_do_nothing(index_elements=index_elements)
 
 
+def claim_ids(model, candidates) -> list[int]:
+    """The ids ``candidates`` (a SELECT of ``model.id``) finds, locked for this transaction on PostgreSQL.
+
+    ``FOR UPDATE SKIP LOCKED`` in its own statement: inside ``UPDATE … WHERE id IN (subquery)`` PostgreSQL may
+    run the subquery more than once and update more rows than its LIMIT. The caller's conditional UPDATE
+    (``status = 'pending'``) then decides between processes on SQLite, which serialises writers.
+    """
+    if is_postgres():
+        candidates = candidates.with_for_update(skip_locked=True, of=model)
+    return list(db.session.execute(candidates).scalars())
+
+
 def enqueue(*, key: str, clinic_id: int, to: str, body: str, purpose: str, patient_id: Optional[int] = None,
             user_id: Optional[int] = None) -> Optional[OutboundMessage]:
     """Add a pending message unless one with ``key`` exists (then None). Part of the caller's transaction.
@@ -175,23 +187,21 @@ def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -
         .order_by(OutboundMessage.id)
         .limit(size)
     )
-    if db.session.execute(candidates.limit(1)).first() is None:
-        db.session.commit()
-        return None  # nothing due: no write, no lock
-    if is_postgres():
-        candidates = candidates.with_for_update(skip_locked=True)
+    found = claim_ids(OutboundMessage, candidates)
     attempted_at = utcnow()
-    ids = list(db.session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.id.in_(candidates.scalar_subquery()), OutboundMessage.status == "pending")
-        .values(status="sending", attempted_at=attempted_at, attempts=OutboundMessage.attempts + 1,
-                updated_at=attempted_at)
-        .returning(OutboundMessage.id)
-        .execution_options(synchronize_session=False)
-    ).scalars())
+    ids: list[int] = []
+    if found:
+        ids = list(db.session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id.in_(found), OutboundMessage.status == "pending")
+            .values(status="sending", attempted_at=attempted_at, attempts=OutboundMessage.attempts + 1,
+                    updated_at=attempted_at)
+            .returning(OutboundMessage.id)
+            .execution_options(synchronize_session=False)
+        ).scalars())
     if not ids:
         db.session.commit()
-        return None
+        return [] if found else None  # [] : another sweep took them meanwhile; look again
     rows = list(db.session.execute(
         select(OutboundMessage).where(OutboundMessage.id.in_(ids)).order_by(OutboundMessage.id)
         .execution_options(populate_existing=True)

@@ -188,18 +188,18 @@ def dispatch(now: Optional[datetime] = None) -> dict[str, int]:
     return result
 
 
-def _claim_due(now: datetime) -> list[int]:
+def _claim_due(now: datetime) -> Optional[list[int]]:
+    """Due pending reminders, claimed for this transaction; None when none is due ([]: another sweep was faster)."""
     candidates = (
         select(Reminder.id).where(Reminder.status == "pending", Reminder.due_at <= now)
         .order_by(Reminder.due_at, Reminder.id).limit(BATCH)
     )
-    if db.session.execute(candidates.limit(1)).first() is None:
-        return []  # nothing due: no write, no lock
-    if messaging.is_postgres():
-        candidates = candidates.with_for_update(skip_locked=True)
-    # The first statement writes, so on SQLite this transaction holds the write lock until it commits.
+    ids = messaging.claim_ids(Reminder, candidates)
+    if not ids:
+        return None
+    # Conditional: on SQLite a concurrent sweep may have taken some of these meanwhile.
     return list(db.session.execute(
-        update(Reminder).where(Reminder.id.in_(candidates.scalar_subquery()), Reminder.status == "pending")
+        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == "pending")
         .values(status="claimed").returning(Reminder.id).execution_options(synchronize_session=False)
     ).scalars())
 
@@ -211,7 +211,9 @@ def process_due(now: datetime) -> Counter:
         ids = _claim_due(now)
         if not ids:
             db.session.commit()  # ends the (possibly empty) transaction
-            return summary
+            if ids is None:
+                return summary
+            continue
         try:
             summary.update(_decide(ids, now))
             db.session.commit()

@@ -297,7 +297,7 @@ def test_an_outage_mid_sweep_hands_back_what_was_claimed_but_not_sent(sms_app, f
         enrol(world.clinic, phone)
     sms_app.extensions["sms_sender"] = DownAfterFirst()
     summary = reminders.dispatch(utc(2027, 2, 2, 10))
-    assert summary["sent"] == 1 and summary["stopped_early"] == 1 and summary["retrying"] == 2
+    assert summary["sent"] == 1 and summary.get("stopped_early") == 1 and summary.get("retrying") == 2, sorted(summary.items())
     statuses = Counter(db.session.execute(select(OutboundMessage.status)).scalars())
     assert statuses == {"sent": 1, "pending": 6}  # nothing left 'sending'
     sms_app.extensions["sms_sender"] = real

@@ -78,3 +78,22 @@ def test_an_urgent_alert_wakes_the_embedded_scheduler_to_send_at_once(sms_app, f
     assert [m.to for m in fake_twilio.messages] == [world.derm.phone]
     db.session.expire_all()
     assert db.session.execute(select(OutboundMessage.status)).scalar_one() == "sent"
+
+
+def test_the_scheduler_command_stands_by_while_another_holds_the_lock(app, runner, monkeypatch):
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C as soon as it starts
+
+    monkeypatch.setattr(BlockingScheduler, "start", interrupted)
+    assert scheduler.acquire_lease("other-host:1:abc") is True
+    result = runner.invoke(args=["scheduler"])
+    assert result.exit_code == 0, result.output
+    assert "standing by" in result.output
+    assert scheduler.lease_holder().holder == "other-host:1:abc"  # untouched by the stand-by
+    scheduler.release_lease("other-host:1:abc")
+    result = runner.invoke(args=["scheduler"])
+    assert "scheduler running" in result.output
+    db.session.expire_all()
+    assert scheduler.lease_holder() is None  # released on the way out
