@@ -78,13 +78,10 @@ def _tools():
 
 
 def _prepare(image):
-    """Analysis-resolution grey, field mask and full->analysis matrix."""
-    scale = _analysis_scale(image.shape)
-    small = _resize(image, scale)
+    """Analysis-resolution copy: (RGB, grey, field mask, full->analysis matrix)."""
+    small = _resize(image, _analysis_scale(image.shape))
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    mask = _field_mask(small)
-    to_small = _resize_matrix(image.shape, small.shape)
-    return grey, mask, to_small
+    return small, grey, _field_mask(small), _resize_matrix(image.shape, small.shape)
 
 
 def _high_pass(grey, mask):
@@ -237,8 +234,13 @@ def align(reference_image, moving_image):
     """
     reference_image = _check_rgb(reference_image, "reference_image")
     moving_image = _check_rgb(moving_image, "moving_image")
-    ref_grey, ref_mask, ref_to_small = _prepare(reference_image)
-    mov_grey, mov_mask, mov_to_small = _prepare(moving_image)
+    return _align_prepared(_prepare(reference_image), _prepare(moving_image))
+
+
+def _align_prepared(reference, moving):
+    """:func:`align` on the outputs of :func:`_prepare` (shared with the pipeline)."""
+    _, ref_grey, ref_mask, ref_to_small = reference
+    _, mov_grey, mov_mask, mov_to_small = moving
     if ref_mask.mean() < 0.05 or mov_mask.mean() < 0.05:
         return Alignment(False, None, 0.0,
                          reasons=["the photo shows almost no skin to match"])

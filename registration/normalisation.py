@@ -8,6 +8,8 @@ from scipy.ndimage import median_filter
 _ROUNDS = 3
 #: Pixels sampled for the fit (speed; the model has few parameters).
 _SAMPLES = 20000
+#: Gaussian blurs tried, in order, when matching the sharpness of two photos.
+_BLUR_STEPS = (0.5, 0.75, 1.0, 1.3, 1.7, 2.2, 3.0)
 #: Grid cell, in pixels, of the local (shadow) correction.
 _CELL = 24
 
@@ -59,6 +61,48 @@ def _local_offset(difference, valid):
     cells = median_filter(cells, size=5, mode="nearest")
     cells = cv2.GaussianBlur(cells, (0, 0), 1.0)
     return cv2.resize(cells, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _detail(image, valid):
+    """Mean gradient energy of a lightly smoothed grey copy (noise mostly ignored)."""
+    grey = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1)
+    return float(np.mean((gx * gx + gy * gy)[valid])) if valid.any() else 0.0
+
+
+def match_blur(reference_image, moving_image, valid_mask):
+    """Blur the sharper of two aligned photos so both show the same detail.
+
+    A follow-up is often softer than its baseline (focus, motion, JPEG);
+    compared as they are, every sharp edge would look changed.
+
+    Parameters
+    ----------
+    reference_image, moving_image : ndarray, shape (M, N, 3), uint8
+        Baseline and follow-up in the same frame.
+    valid_mask : ndarray, shape (M, N), bool
+        Pixels both photos show.
+
+    Returns
+    -------
+    reference_image, moving_image : ndarray, shape (M, N, 3), uint8
+        The same photos, the sharper one blurred with the Gaussian (sigma up to
+        3 px) that best matches the other's detail energy.
+    """
+    inner = cv2.erode(valid_mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    ref_detail = _detail(reference_image, inner)
+    mov_detail = _detail(moving_image, inner)
+    sharp, soft, target = ((reference_image, moving_image, mov_detail) if ref_detail > mov_detail
+                           else (moving_image, reference_image, ref_detail))
+    best, best_gap = sharp, abs(np.log((max(ref_detail, mov_detail) + 1e-6) / (target + 1e-6)))
+    for sigma in _BLUR_STEPS:
+        blurred = cv2.GaussianBlur(sharp, (0, 0), sigma)
+        gap = abs(np.log((_detail(blurred, inner) + 1e-6) / (target + 1e-6)))
+        if gap >= best_gap:
+            break
+        best, best_gap = blurred, gap
+    return (best, soft) if sharp is reference_image else (soft, best)
 
 
 def normalise_colour(reference_image, moving_image, valid_mask, *, seed=0):

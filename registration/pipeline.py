@@ -6,17 +6,17 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ._imageutil import _analysis_scale, _check_rgb, _field_mask, _resize, _resize_matrix
-from .alignment import align
+from ._imageutil import _analysis_scale, _check_rgb, _field_mask, _resize
+from .alignment import _align_prepared, _prepare
 from .change import _HIGH, detect_change
 from .lesion import segment_lesion
-from .normalisation import normalise_colour
+from .normalisation import match_blur, normalise_colour
 from .quality import Quality, assess_quality
 
 #: Flag threshold on the calibrated change score, chosen sensitivity-first on
-#: the calibration pairs (bench/fit_calibration.py: 0.35 gave sensitivity 0.83,
-#: specificity 0.88 there; higher thresholds lose sensitivity faster than they
-#: gain specificity). A missed recurrence costs more than a look at a false alarm.
+#: the calibration pairs (bench/fit_calibration.py, held-out third: 0.35 gave
+#: sensitivity 0.89, specificity 0.91; 0.5 trades sensitivity for specificity).
+#: A missed recurrence costs more than a look at a false alarm.
 FLAG_THRESHOLD = 0.35
 
 #: Border-connected areas darker than this share of the centre are vignetting.
@@ -24,7 +24,7 @@ _VIGNETTE = 0.5
 
 _KIND_WORDS = {
     "new_lesion": "a new dark spot {where}",
-    "growth": "the lesion or scar area grew by about {growth:.0f} %",
+    "growth": "the lesion or scar area grew by about {growth}",
     "darkening": "a new darker or blue-grey area inside the lesion or scar",
     "redness": "a new red area {where}",
     "other": "a colour change {where}",
@@ -64,7 +64,8 @@ class PairAnalysis:
     timings : dict
         Seconds per stage.
     flag : bool
-        True when the pair should raise an alert.
+        True when the pair should raise an alert: ``change_score`` at least
+        ``FLAG_THRESHOLD`` and at least one located region.
     change_features : ndarray, shape (2,), float64
         Inputs of the calibrated change score (for recalibration).
     """
@@ -115,6 +116,7 @@ def _describe(regions):
         else:
             where = "in the photo"
         growth = sum(r["growth_pct"] or 0.0 for r in group)
+        growth = f"{growth:.0f} %" if growth >= 1 else "less than 1 %"
         sentences.append(_KIND_WORDS[kind].format(where=where, growth=growth))
     return sentences
 
@@ -145,7 +147,8 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
     timings = {}
     h, w = reference_image.shape[:2]
     start = time.perf_counter()
-    alignment = align(reference_image, moving_image)
+    ref_prepared, mov_prepared = _prepare(reference_image), _prepare(moving_image)
+    alignment = _align_prepared(ref_prepared, mov_prepared)
     timings["alignment"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -163,23 +166,21 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
 
     start = time.perf_counter()
     scale = _analysis_scale(reference_image.shape)
-    ref_small = _resize(reference_image, scale)
+    ref_small, _, _, to_ref_small = ref_prepared
+    mov_small, _, mov_field, to_mov_small = mov_prepared
     sh, sw = ref_small.shape[:2]
-    mov_scale = _analysis_scale(moving_image.shape)
-    mov_small = _resize(moving_image, mov_scale)
-    to_ref_small = _resize_matrix(reference_image.shape, ref_small.shape)
-    small_h = to_ref_small @ alignment.homography @ np.linalg.inv(
-        _resize_matrix(moving_image.shape, mov_small.shape))
+    small_h = to_ref_small @ alignment.homography @ np.linalg.inv(to_mov_small)
     warped = cv2.warpPerspective(mov_small, small_h, (sw, sh), flags=cv2.INTER_LINEAR)
     # The field edge is smeared by blur and JPEG; keep clear of it.
-    mov_field = cv2.erode(_field_mask(mov_small).astype(np.uint8), np.ones((5, 5), np.uint8))
+    mov_field = cv2.erode(mov_field.astype(np.uint8), np.ones((5, 5), np.uint8))
     mov_field = cv2.warpPerspective(mov_field, small_h, (sw, sh), flags=cv2.INTER_NEAREST) > 0
     # Steep, dark vignetting cannot be compared reliably; leave it out.
     valid_small = mov_field & _field_mask(ref_small, relative=_VIGNETTE)
     timings["warp"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    ref_lab, mov_lab = normalise_colour(ref_small, warped, valid_small)
+    ref_matched, mov_matched = match_blur(ref_small, warped, valid_small)
+    ref_lab, mov_lab = normalise_colour(ref_matched, mov_matched, valid_small)
     timings["normalisation"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -199,16 +200,18 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
                              interpolation=cv2.INTER_NEAREST) > 0
     valid_mask = cv2.resize(valid_small.astype(np.uint8), full_size,
                             interpolation=cv2.INTER_NEAREST) > 0
-    heatmap = cv2.resize(np.clip(result.evidence / (2 * _HIGH), 0, 1), full_size,
-                         interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    heatmap = cv2.resize(np.clip(result.evidence / (2 * _HIGH), 0, 1).astype(np.float32),
+                         full_size, interpolation=cv2.INTER_LINEAR)
     regions = [_region_to_full(r, scale) for r in result.regions]
     timings["output"] = time.perf_counter() - start
 
-    flag = result.score >= FLAG_THRESHOLD
+    # An alert must point at something: a high score without any located
+    # region (scattered faint evidence) is reported in the score, not flagged.
+    flag = result.score >= FLAG_THRESHOLD and bool(regions)
     if regions:
         reasons = _describe(regions)
-    elif flag:
-        reasons = ["a faint, scattered colour change without a clear outline — please review"]
+    elif result.score >= FLAG_THRESHOLD:
+        reasons = ["a faint, scattered colour change without a clear outline"]
     else:
         reasons = ["no relevant change found"]
     if not quality.usable:
