@@ -98,8 +98,9 @@ def run_batch(manifest_path, out_path, *, masks_dir=None, recurrence_scorer=None
     masks_dir : str or Path, optional
         Folder of baseline lesion masks named like the baseline file's stem.
     recurrence_scorer : callable, optional
-        ``(analysis, reference_image, aligned_image) -> float`` in 0-1; when
-        omitted the change score stands in for it (and a reason says so).
+        ``(analysis, reference_image, aligned_image) -> float`` in 0-1, called
+        for aligned pairs; when omitted (or for a pair that could not be
+        aligned) the change score stands in for it and a reason says so.
     progress : bool
         Show a tqdm progress bar on stderr.
 
@@ -144,6 +145,9 @@ def run_batch(manifest_path, out_path, *, masks_dir=None, recurrence_scorer=None
                 if recurrence_scorer is None:
                     recurrence = analysis.change_score
                     note = "recurrence score is the change score (no recurrence model loaded)"
+                elif not analysis.registered:
+                    recurrence = analysis.change_score
+                    note = "recurrence score not computed: the photos could not be aligned"
                 else:
                     recurrence = float(np.clip(
                         recurrence_scorer(analysis, reference, analysis.aligned_image), 0, 1))
