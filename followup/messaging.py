@@ -40,9 +40,6 @@ MAX_ATTEMPTS = 12
 RETRY_BACKOFF_CAP = timedelta(minutes=15)
 BATCH = 200
 
-#: Statuses after which Twilio has the message: nothing may send it again.
-ACCEPTED = ("sent", "delivered")
-
 
 @dataclass(frozen=True)
 class Hold:

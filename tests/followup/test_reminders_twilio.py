@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from followup import messaging, reminders
 from followup.db import db
-from followup.models import Alert, OutboundMessage, Patient, PlanItem, Reminder
+from followup.models import Alert, OutboundMessage, PlanItem, Reminder
 from tests.followup.test_reminders import (  # noqa: F401 - fixtures
     enrol, fake_twilio, items, local, make_sender, receive_photo, sms_app, utc,
 )
