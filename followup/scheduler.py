@@ -77,6 +77,9 @@ class ReminderScheduler:
 
     def __init__(self, app: Flask, *, blocking: bool = False) -> None:
         self.app = app
+        if app.config.get("LOG_LEVEL", "INFO") != "DEBUG":  # not a line per job run, three times a minute
+            logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
+            logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
         self.holder = new_holder_id()
         scheduler_class = BlockingScheduler if blocking else BackgroundScheduler
         self.scheduler = scheduler_class(timezone=timezone.utc, job_defaults=dict(JOB_DEFAULTS))
