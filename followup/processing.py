@@ -187,7 +187,12 @@ def _request_retake(site: Site, photo: Photo, reasons: list[str]) -> None:
 
 
 def _alert_if_needed(photo: Photo, site: Site, analyses: list[Analysis]) -> None:
-    worst = max(analyses, key=lambda a: (a.flag, a.recurrence_score or 0.0))
+    baseline = analyses[0]
+    # A previous follow-up is a noisier reference than the baseline (its own capture changes add to ours):
+    # on synthetic unchanged re-captures, follow-up-to-follow-up comparisons flagged about half the time.
+    # So that comparison raises an alert only when the baseline comparison also located a changed region.
+    usable = [a for a in analyses if a.comparison == "baseline" or baseline.regions]
+    worst = max(usable, key=lambda a: (a.flag, a.recurrence_score or 0.0))
     answers = photo.answers()
     worrying = [word for field, word in WORRYING_ANSWERS.items() if answers.get(field)]
     if worst.flag:

@@ -103,3 +103,17 @@ def test_photo_api_shows_the_analysis(client, world, site, scene):
     assert body["status"] == "done"
     assert body["analysis"]["comparison"] == "baseline"
     assert 0.0 <= body["analysis"]["change_score"] <= 1.0 and len(body["analysis"]["homography"]) == 3
+
+
+def test_sudden_change_since_the_last_photo_alerts_when_the_baseline_agrees(app, site, scene):
+    image, lesion = scene
+    upload(site, image, kind="baseline")
+    upload(site, make_pair(image, lesion_mask=lesion, kind="none", rng=np.random.default_rng(4), rotation=10.0).moving_image)
+    pair = make_pair(image, lesion_mask=lesion, kind="new_lesion", rng=np.random.default_rng(6), rotation=10.0)
+    photo = upload(site, pair.moving_image)
+    analyses = {a.comparison: a for a in db.session.execute(
+        db.select(Analysis).where(Analysis.photo_id == photo.id)).scalars()}
+    assert set(analyses) == {"baseline", "previous"}
+    assert analyses["previous"].flag
+    [alert] = alerts()
+    assert alert.kind == "change"
