@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from followup import alerts
+from followup import alerts, reminders
 from followup.analyser import Recurrence, get_analyser
 from followup.db import db, utcnow
 from followup.models import Analysis, Clinic, Photo, Site
@@ -174,16 +174,7 @@ def _reject(photo: Photo, site: Site, analysis: Analysis) -> None:
     if len(recent) >= UNREADABLE_IN_A_ROW_FOR_HUMAN and all(s == "rejected" for s in recent):
         _raise(site, photo, kind="unreadable", priority=2, score=float(analysis.change_score or 0.0),
                reasons=[f"{UNREADABLE_IN_A_ROW_FOR_HUMAN} photos in a row could not be read: " + "; ".join(reasons)])
-    _request_retake(site, photo, reasons)
-
-
-def _request_retake(site: Site, photo: Photo, reasons: list[str]) -> None:
-    try:
-        from followup.reminders import request_retake
-    except ImportError:  # reminders not installed in this build: the rejection stays visible to staff
-        log.info("photo %s rejected; retake to be requested by staff", photo.id)
-        return
-    request_retake(site, reasons)
+    reminders.request_retake(site, reasons, key=f"retake:photo:{photo.id}")
 
 
 def _alert_if_needed(photo: Photo, site: Site, analyses: list[Analysis]) -> None:

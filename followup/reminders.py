@@ -592,3 +592,30 @@ __all__ = [
     "cancel_for_site", "dispatch", "inbox", "notify_alert", "on_photo_received", "opt_in", "opt_out",
     "plan_reminders", "process_due", "queue_digests", "visits_due",
 ]
+
+
+def request_retake(site: Site, reasons: list[str], *, key: str, user_id: Optional[int] = None
+                   ) -> Optional[OutboundMessage]:
+    """Ask the patient for a new photo with a fresh upload link (older links revoked), through the outbox.
+
+    ``key`` makes the request idempotent (a job or a click run twice texts once). A patient who cannot
+    receive texts gets a ``not_sent`` row instead, so staff see that someone must call.
+    """
+    from followup import links
+
+    patient = site.patient
+    clinic = db.session.get(Clinic, patient.clinic_id)
+    links.revoke_site_links(site.id)
+    token, _ = links.create_link(site)
+    body = render_sms("photo_retake", clinic=clinic, site=site, reasons="; ".join(reasons) or "it was not clear",
+                      link=links.link_url(token))
+    if patient.can_receive_sms:
+        return messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, body=body, purpose="retake",
+                                 patient_id=patient.id, user_id=user_id)
+    if db.session.execute(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)).first():
+        return None
+    message = OutboundMessage(clinic_id=clinic.id, patient_id=patient.id, user_id=user_id, idempotency_key=key,
+                              to=patient.phone, body=body, purpose="retake", status="not_sent",
+                              error_message="The patient cannot receive texts: please call them.")
+    db.session.add(message)
+    return message

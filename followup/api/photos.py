@@ -1,7 +1,7 @@
 """Photos: upload, status with analysis, the image itself (authorised), and patient upload links."""
 from __future__ import annotations
 
-from flask import Response, current_app, request
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 

@@ -10,5 +10,6 @@ from followup.models.reminders import PatientSmsDay, Reminder, SchedulerLock
 
 __all__ = [
     "Alert", "Analysis", "ApiToken", "AuditEvent", "Clinic", "FollowUpPlan", "InboundMessage",
-    "OutboundMessage", "Patient", "Photo", "PlanItem", "Site", "UploadLink", "User",
+    "OutboundMessage", "Patient", "PatientSmsDay", "Photo", "PlanItem", "Reminder", "SchedulerLock", "Site",
+    "UploadLink", "User",
 ]

@@ -14,9 +14,9 @@ from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
 
-from followup import alerts, audit, links
+from followup import alerts, audit, reminders
 from followup.db import db, utcnow
-from followup.models import Alert, Analysis, Clinic, OutboundMessage, Patient, Photo, PlanItem, Site, User
+from followup.models import Alert, Analysis, Clinic, Patient, Photo, PlanItem, Site, User
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES
 from followup.patients import photo_for, site_plan
@@ -261,41 +261,6 @@ def claim(alert_id: int):
     return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
 
 
-def request_retake(site: Site, reason: str, *, alert: Alert, user: User) -> None:
-    """Ask the patient for a new photo: the reminders module's function when it exists, else an outbox row."""
-    try:
-        from followup.reminders import request_retake as reminders_request_retake
-    except ImportError:
-        reminders_request_retake = None
-    if reminders_request_retake is not None:
-        # Same call as the photo pipeline's (followup.processing): the site and the patient-facing reasons.
-        reminders_request_retake(site, [reason])
-        return
-    record_retake_message(site, reason, alert=alert, user=user)
-
-
-def record_retake_message(site: Site, reason: str, *, alert: Alert, user: User) -> Optional[OutboundMessage]:
-    """A pending outbox message with a fresh upload link (older links revoked); the SMS sweep sends it."""
-    patient = site.patient
-    clinic = db.session.get(Clinic, patient.clinic_id)
-    links.revoke_site_links(site.id)
-    token, _ = links.create_link(site)
-    body = (f"{clinic.name}: thank you for your photo. Please take a new photo of the scar on your "
-            f"{site.body_site}: {reason}. {links.link_url(token)}")
-    key = f"retake:alert:{alert.id}"
-    if not patient.can_receive_sms:
-        message = OutboundMessage(
-            clinic_id=clinic.id, patient_id=patient.id, user_id=user.id, idempotency_key=key, to=patient.phone,
-            body=body, purpose="retake", status="not_sent",
-            error_message="The patient has not agreed to text messages: please call them.")
-        db.session.add(message)
-        return message
-    from followup import messaging
-
-    return messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, body=body, purpose="retake",
-                             patient_id=patient.id, user_id=user.id)
-
-
 @bp.post("/alerts/<int:alert_id>/resolve")
 @staff_required("dermatologist")
 def resolve(alert_id: int):
@@ -315,7 +280,7 @@ def resolve(alert_id: int):
     site = alert.site
     if outcome == "rephoto":
         reason = RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"])
-        request_retake(site, reason, alert=alert, user=current_user)
+        reminders.request_retake(site, [reason], key=f"retake:alert:{alert.id}", user_id=current_user.id)
     if outcome == "visit":
         try:
             visit_date = date.fromisoformat(request.form.get("visit_date", ""))

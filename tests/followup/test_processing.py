@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from followup.db import db
-from followup.models import Alert, Analysis, Photo, Site
+from followup.models import Alert, Analysis, OutboundMessage, Photo, Site
 from followup.photos import receive_photo
 from registration import make_pair
 from tests.registration.conftest import skin_photo
@@ -72,6 +72,8 @@ def test_unreadable_photo_is_rejected_with_reasons_then_goes_to_a_human(app, sit
     db.session.refresh(first)
     assert first.status == "rejected" and first.status_detail
     assert alerts() == [], "one bad photo: ask the patient first"
+    [retake] = db.session.execute(db.select(OutboundMessage).where(OutboundMessage.purpose == "retake")).scalars()
+    assert retake.status == "pending" and "/u/" in retake.body and "could not use it" in retake.body
     upload(site, (other * 0.05).astype(np.uint8) + 1)
     [alert] = alerts()
     assert alert.kind == "unreadable"
