@@ -27,6 +27,8 @@ test: setup
 
 bench: setup
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.reminders_bench
+	$(PY) -m bench.web_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache
