@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import case, func, select
 
-from followup import audit, links
+from followup import audit, links, reminders
 from followup.accounts import AccountError, create_user
 from followup.db import db, utcnow
 from followup.intake import IntakeError
@@ -319,7 +319,8 @@ def overdue():
                PlanItem.due_date < today, Site.closed_at.is_(None))
         .order_by(PlanItem.due_date, PlanItem.id).limit(500)
     ).all()
-    html = render_template("clinic/overdue.html", rows=rows, today=today)
+    visits = [v for v in reminders.visits_due(current_user.clinic_id, today) if not v["overdue"]]
+    html = render_template("clinic/overdue.html", rows=rows, today=today, visits=visits)
     audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows))
     return html
 

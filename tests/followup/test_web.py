@@ -312,3 +312,13 @@ def test_new_upload_link_is_shown_once_and_revokes_older_ones(client, case):
     response = client.post(f"/sites/{case['site'].id}/link")
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     assert "https://scarwatch.test/u/" in response.get_data(as_text=True)
+
+
+def test_overdue_page_lists_visits_due_soon(client, case):
+    visit = next(i for i in site_plan_items(case["site"]) if i.kind == "visit")
+    visit.due_date = date.today() + timedelta(days=6)
+    db.session.commit()
+    login(client)
+    page = client.get("/overdue").get_data(as_text=True)
+    soon = page.split("Clinic visits due in the next two weeks")[1]
+    assert "Grace Hopper" in soon and visit.due_date.strftime("%Y") in soon
