@@ -33,6 +33,8 @@ class ModelConfig:
     n_history: int = N_HISTORY
     n_region: int = 29          # see recurrence.encoding.REGION_FEATURES
     n_features: int = 0         # hand-made features for FeatureLogit (0 = no feature model)
+    feature_hidden: int = 64    # 0 = logistic regression
+    feature_members: int = 5
     head_hidden: int = 64
     dropout: float = 0.2
 
@@ -145,16 +147,29 @@ class ChangeNet(nn.Module):
 
 
 class FeatureLogit(nn.Module):
-    """Standardised logistic regression over hand-made features (buffers hold mean/std)."""
+    """Model over hand-made features (buffers hold the standardisation mean/std).
 
-    def __init__(self, n_features: int):
+    ``hidden == 0``: logistic regression. ``hidden > 0``: mean logit of ``members`` small MLPs
+    (Linear-ReLU-Dropout-Linear), a cheap stand-in for gradient boosting on tabular features.
+    """
+
+    def __init__(self, n_features: int, hidden: int = 0, members: int = 1, dropout: float = 0.3):
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
-        self.linear = nn.Linear(n_features, 1)
+        if hidden > 0:
+            self.nets = nn.ModuleList(
+                nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+                for _ in range(members))
+        else:
+            self.nets = nn.ModuleList([nn.Linear(n_features, 1)])
 
-    def forward(self, features, targets=None):
-        logit = self.linear((features - self.mean) / self.std).squeeze(-1)
+    def forward(self, features, targets=None, member: int | None = None):
+        x = (features - self.mean) / self.std
+        if member is not None:
+            logit = self.nets[member](x).squeeze(-1)
+        else:
+            logit = torch.stack([net(x).squeeze(-1) for net in self.nets]).mean(0)
         loss = None
         if targets is not None:
             loss = F.binary_cross_entropy_with_logits(logit, targets.float())
@@ -169,7 +184,8 @@ class ScarWatchModel(nn.Module):
         self.config = config
         self.lesion = LesionNet(config)
         self.change = ChangeNet(config, self.lesion)
-        self.features = FeatureLogit(config.n_features) if config.n_features > 0 else None
+        self.features = (FeatureLogit(config.n_features, config.feature_hidden, config.feature_members)
+                         if config.n_features > 0 else None)
 
     def forward(self, images, history=None, targets=None):
         """Lesion malignancy logit (the score-lesions path)."""

@@ -103,17 +103,20 @@ class Scorer:
     # ------------------------------------------------------------------ lesions
     @torch.no_grad()
     def _lesion_logits(self, images: Sequence[np.ndarray], masks, histories, *, with_history=True) -> np.ndarray:
-        small = np.stack([resize_rgb(im, self.cache_size) for im in images])
-        x = eval_batch(small, self.image_size)
-        net = self.model.lesion
-        t = max(1, self.tta)
-        emb = sum(net.embed(dihedral(x, k)) for k in range(t)) / t
         H = np.stack([encode_answers(h) for h in histories]) if with_history else np.zeros((len(images), 12), np.float32)
-        z = net.logit_from_embedding(emb, torch.from_numpy(H)).numpy().astype(np.float64)
+        wc = float(self.blend.get("cnn", 1.0))
+        z = np.zeros(len(images), np.float64)
+        if wc:  # the CNN is skipped when the validation-picked blend gives it no weight
+            small = np.stack([resize_rgb(im, self.cache_size) for im in images])
+            x = eval_batch(small, self.image_size)
+            net = self.model.lesion
+            t = max(1, self.tta)
+            emb = sum(net.embed(dihedral(x, k)) for k in range(t)) / t
+            z = wc * net.logit_from_embedding(emb, torch.from_numpy(H)).numpy().astype(np.float64)
         wf = float(self.blend.get("features", 0.0))
         if wf and self.model.features is not None:
             F = np.stack([np.concatenate([lesion_features(im, m), h]) for im, m, h in zip(images, masks, H)])
-            z = z * float(self.blend.get("cnn", 1.0)) + wf * self.model.features(torch.from_numpy(F))[0].numpy()
+            z = z + wf * self.model.features(torch.from_numpy(F))[0].numpy()
         return z
 
     def score_lesions(self, images: Sequence[np.ndarray], *, masks: Sequence | None = None,
@@ -180,7 +183,7 @@ class Scorer:
                                                   answers=answers))[None]
             z, z_app, sal = self._region_forward(xf, xb, meta, saliency)
             p = float(apply_calibration([z], self.calibration["region"])[0])
-            p_app = float(apply_calibration([z_app], self.calibration["lesion"])[0])
+            p_app = float(apply_calibration([z_app], None)[0])  # CNN appearance logit of the follow-up crop
             side = box[2] - box[0]
             sal_img = cv2.resize(sal, (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32) \
                 if sal is not None else None
@@ -193,7 +196,8 @@ class Scorer:
         ranked = sorted(out_regions, key=lambda r: -r["score"])
         for r in ranked[:2]:
             if r is ranked[0] or r["score"] >= thr:
-                reasons += [s for s in r["reasons"] if not s.startswith("patient reports") and s not in reasons]
+                seen = {x.split(" (")[0] for x in reasons}
+                reasons += [s for s in r["reasons"] if not s.startswith("patient reports") and s.split(" (")[0] not in seen]
         reasons += _answer_reasons(answers)
         if diagnosis:
             ctx = f"{diagnosis.upper() if diagnosis != 'melanoma' else 'melanoma'} excised"

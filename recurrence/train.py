@@ -35,25 +35,40 @@ SPECIFICITY_TARGET = 0.90
 
 # --------------------------------------------------------------------------- lesion CNN
 
-def train_lesion_cnn(model: ScarWatchModel, data: LesionSet, idx: np.ndarray, *, epochs: int, batch_size: int,
-                     lr: float, seed: int, deadline: float, history_dropout: float = 0.3,
-                     use_history: bool = True, progress: bool = True, log=print) -> dict:
+def train_lesion_cnn(model: ScarWatchModel, data: LesionSet, idx: np.ndarray, *, epochs: int | None,
+                     batch_size: int, lr: float, seed: int, deadline: float, max_epochs: int = 40,
+                     history_dropout: float = 0.3, use_history: bool = True, progress: bool = True,
+                     log=print) -> dict:
+    """AdamW, one warm-up epoch then cosine decay. ``epochs=None`` ('auto'): after the warm-up epoch the
+    number of epochs is set from its duration so that training ends before ``deadline`` (the chosen number
+    is returned and stored in the checkpoint; pass it as --epochs to reproduce the run exactly)."""
     cfg = model.config
     net = model.lesion
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
     steps_per_epoch = max(1, len(idx) // batch_size)
-    total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.15)
+    plan = {"epochs": epochs if epochs is not None else max_epochs}
+
+    def lr_at(step):
+        warm = steps_per_epoch
+        if step < warm:
+            return (step + 1) / warm
+        total = max(plan["epochs"] * steps_per_epoch - warm, 1)
+        t = min((step - warm) / total, 1.0)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     labels = torch.from_numpy(data.labels)
     hist = torch.from_numpy(data.history)
     step, stopped_early = 0, False
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=total, desc="lesion CNN", unit="step")
+        bar = tqdm(total=plan["epochs"] * steps_per_epoch, desc="lesion CNN", unit="step")
     net.train()
-    for ep in range(epochs):
+    ep = 0
+    while ep < plan["epochs"]:
+        t_ep = time.time()
         perm = torch.from_numpy(idx)[torch.randperm(len(idx), generator=g)]
         run = 0.0
         for s in range(steps_per_epoch):
@@ -77,47 +92,82 @@ def train_lesion_cnn(model: ScarWatchModel, data: LesionSet, idx: np.ndarray, *,
             if time.time() > deadline:
                 stopped_early = True
                 break
+        if ep == 0 and epochs is None:
+            left = deadline - time.time()
+            plan["epochs"] = int(max(2, min(max_epochs, 1 + 0.92 * left // max(time.time() - t_ep, 1e-3))))
+            log(f"epoch 0 took {time.time() - t_ep:.0f} s; planning {plan['epochs']} epochs "
+                f"(reproduce with --epochs {plan['epochs']})")
+            if bar is not None:
+                bar.total = plan["epochs"] * steps_per_epoch
         if stopped_early:
             log(f"time budget reached in epoch {ep}; stopping lesion training early")
             break
+        ep += 1
     if bar is not None:
         bar.close()
     net.eval()
-    return {"steps": step, "epochs_planned": epochs, "stopped_early": stopped_early}
+    return {"steps": step, "epochs": plan["epochs"], "epochs_auto": epochs is None, "stopped_early": stopped_early}
 
 
 @torch.no_grad()
-def predict_lesion_logits(model: ScarWatchModel, images: np.ndarray, history: np.ndarray | None, *,
-                          tta: int = 8, batch_size: int = 128, use_history: bool = True) -> np.ndarray:
+def lesion_embeddings(model: ScarWatchModel, images: np.ndarray, *, tta: int = 8, batch_size: int = 128):
+    """-> (embedding averaged over ``tta`` dihedral views, embedding of the plain view)."""
     net = model.lesion
     net.eval()
-    out = []
+    mean, plain = [], []
     for i in range(0, len(images), batch_size):
         x = eval_batch(images[i:i + batch_size], model.config.image_size)
-        emb = sum(net.embed(dihedral(x, k)) for k in range(max(1, tta))) / max(1, tta)
-        h = torch.from_numpy(history[i:i + batch_size]) if (history is not None and use_history) else None
-        out.append(net.logit_from_embedding(emb, h).numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+        embs = [net.embed(dihedral(x, k)) for k in range(max(1, tta))]
+        mean.append(sum(embs) / len(embs))
+        plain.append(embs[0])
+    return torch.cat(mean), torch.cat(plain)
+
+
+@torch.no_grad()
+def lesion_logits(model: ScarWatchModel, emb: torch.Tensor, history: np.ndarray | None) -> np.ndarray:
+    h = torch.from_numpy(history) if history is not None else None
+    return model.lesion.logit_from_embedding(emb, h).numpy()
+
+
+def predict_lesion_logits(model, images, history, *, tta: int = 8) -> np.ndarray:
+    return lesion_logits(model, lesion_embeddings(model, images, tta=tta)[0], history)
 
 
 # --------------------------------------------------------------------------- feature model
 
-def fit_feature_model(X: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: int = 300) -> FeatureLogit:
+def fit_feature_model(X: np.ndarray, y: np.ndarray, *, hidden: int = 64, members: int = 5, epochs: int = 200,
+                      weight_decay: float = 0.1, l2: float = 1e-3, seed: int = 0) -> FeatureLogit:
+    """MLP ensemble (hidden > 0; AdamW, fixed epochs, seeded) or L2 logistic regression (hidden == 0, LBFGS)."""
     X = torch.from_numpy(X.astype(np.float32))
     y = torch.from_numpy(y.astype(np.float32))
-    m = FeatureLogit(X.shape[1])
+    torch.manual_seed(seed)
+    m = FeatureLogit(X.shape[1], hidden, members)
     m.mean.copy_(X.mean(0))
     m.std.copy_(X.std(0).clamp_min(1e-3))
-    opt = torch.optim.LBFGS(m.parameters(), lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+    if hidden == 0:
+        opt = torch.optim.LBFGS(m.parameters(), lr=0.5, max_iter=300, line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad()
-        _, loss = m(X, y)
-        loss = loss + l2 * (m.linear.weight ** 2).sum()
-        loss.backward()
-        return loss
+        def closure():
+            opt.zero_grad()
+            _, loss = m(X, y)
+            loss = loss + l2 * (m.nets[0].weight ** 2).sum()
+            loss.backward()
+            return loss
 
-    opt.step(closure)
+        opt.step(closure)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        for k in range(members):
+            opt = torch.optim.AdamW(m.nets[k].parameters(), lr=1e-2, weight_decay=weight_decay)
+            m.train()
+            for _ in range(epochs):
+                perm = torch.randperm(len(y), generator=g)
+                for i in range(0, len(perm), 128):
+                    b = perm[i:i + 128]
+                    _, loss = m(X[b], y[b], member=k)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
     m.eval()
     return m
 
@@ -125,6 +175,24 @@ def fit_feature_model(X: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: 
 @torch.no_grad()
 def feature_logits(m: FeatureLogit, X: np.ndarray) -> np.ndarray:
     return m(torch.from_numpy(X.astype(np.float32)))[0].numpy()
+
+
+def choose_blend(z_cnn, z_feat, y, va_idx, rows, grid=np.linspace(0, 1, 11), folds: int = 5):
+    """Share of the (std-scaled) CNN logit in the blend: argmax validation AUC, and the cross-fitted AUC."""
+    import hashlib
+    zc = z_cnn[va_idx] / (np.std(z_cnn[va_idx]) + 1e-6)
+    zf = z_feat[va_idx] / (np.std(z_feat[va_idx]) + 1e-6)
+    yv = y[va_idx]
+    fold = np.array([int(hashlib.md5(rows[i]["group"].encode()).hexdigest(), 16) % folds for i in va_idx])
+
+    def best(m):
+        return max(grid, key=lambda a: (roc_auc(yv[m], a * zc[m] + (1 - a) * zf[m]), -abs(a - 0.5)))
+
+    cross = np.zeros(len(va_idx))
+    for k in range(folds):
+        a = best(fold != k)
+        cross[fold == k] = a * zc[fold == k] + (1 - a) * zf[fold == k]
+    return float(best(np.ones(len(va_idx), bool))), roc_auc(yv, cross)
 
 
 # --------------------------------------------------------------------------- reporting
@@ -157,15 +225,16 @@ def parse_args(argv=None):
     ap.add_argument("--out", default="recurrence/checkpoints/recurrence-v1.pt")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget; training stops early if hit")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=None, help="default: auto from the time budget")
+    ap.add_argument("--max-epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--image-size", type=int, default=96)
+    ap.add_argument("--image-size", type=int, default=80)
     ap.add_argument("--cache-size", type=int, default=128)
-    ap.add_argument("--width", type=int, default=24)
+    ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--tta", type=int, default=8)
     ap.add_argument("--no-history", action="store_true")
-    ap.add_argument("--change-pairs", type=int, default=6000)
+    ap.add_argument("--change-pairs", type=int, default=4000)
     ap.add_argument("--change-epochs", type=int, default=30)
     ap.add_argument("--feedback", default=None, help="JSONL of clinician-resolved regions (see MODEL_CARD.md)")
     ap.add_argument("--threads", type=int, default=2)
@@ -215,45 +284,59 @@ def main(argv=None) -> dict:
     model = ScarWatchModel(cfg)
 
     # reserve time for the rest of the pipeline
-    lesion_deadline = deadline - 60 * min(4.0, 0.25 * args.minutes)
+    lesion_deadline = deadline - 60 * min(6.0, 0.25 * args.minutes)
     train_info = train_lesion_cnn(model, data, tr_idx, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                  seed=args.seed, deadline=lesion_deadline, use_history=not args.no_history,
+                                  seed=args.seed, deadline=lesion_deadline, max_epochs=args.max_epochs,
+                                  use_history=not args.no_history,
                                   progress=not args.no_progress, log=log)
     t_cnn = time.time() - t0
     hist = None if args.no_history else data.history
-    z_cnn = predict_lesion_logits(model, data.images, hist, tta=args.tta)
-    z_cnn_1 = predict_lesion_logits(model, data.images, hist, tta=1)
-    z_cnn_nohist = predict_lesion_logits(model, data.images, None, tta=args.tta)
+    emb_tta, emb_plain = lesion_embeddings(model, data.images, tta=args.tta)
+    z_cnn = lesion_logits(model, emb_tta, hist)
+    z_cnn_1 = lesion_logits(model, emb_plain, hist)
+    z_cnn_nohist = lesion_logits(model, emb_tta, None)
 
     # hand-made features + history (with the given masks and with estimated masks as extra rows)
     Xg = np.concatenate([data.features, data.history], 1)
     Xe = np.concatenate([data.features_est, data.history], 1)
-    fm = fit_feature_model(np.concatenate([Xg[tr_idx], Xe[tr_idx]]), np.concatenate([y[tr_idx], y[tr_idx]]))
+    X_fit = np.concatenate([Xg[tr_idx], Xe[tr_idx]])
+    y_fit = np.concatenate([y[tr_idx], y[tr_idx]])
+    fm = fit_feature_model(X_fit, y_fit, hidden=cfg.feature_hidden, members=cfg.feature_members, epochs=100,
+                           seed=args.seed)
     z_feat = feature_logits(fm, Xg)
     z_feat_est = feature_logits(fm, Xe)
     model.features = fm
+    z_feat_lr = feature_logits(fit_feature_model(X_fit, y_fit, hidden=0), Xg)
 
-    # blend weight: fixed a priori (not tuned on validation) -> z = z_cnn + w * z_feat
-    w = 0.5
-    z_blend = z_cnn + w * z_feat
+    # blend: z = a * z_cnn + w * z_feat with each logit scaled by its validation std (label-free); the mixing
+    # share is picked on validation, and its honest AUC is cross-fitted (picked on 4/5 of the validation
+    # groups, applied to the 5th)
+    share, share_cv_auc = choose_blend(z_cnn, z_feat, y, va_idx, rows)
+    s_cnn, s_feat = float(np.std(z_cnn[va_idx]) + 1e-6), float(np.std(z_feat[va_idx]) + 1e-6)
+    blend = {"cnn": share / s_cnn, "features": (1 - share) / s_feat}
+    z_blend = blend["cnn"] * z_cnn + blend["features"] * z_feat
     cal = fit_platt(z_blend[va_idx], y[va_idx])
     p = apply_calibration(z_blend, cal)
     t_sens = threshold_for_sensitivity(y[va_idx], p[va_idx], SENSITIVITY_TARGET)
     t_spec = threshold_for_specificity(y[va_idx], p[va_idx], SPECIFICITY_TARGET)
 
     ablations = {
-        "cnn_tta8+features (final)": roc_auc(y[va], z_blend[va]),
+        "cnn_tta8+features (final, share picked on validation)": roc_auc(y[va], z_blend[va]),
+        "cnn_tta8+features (cross-fitted share, honest)": share_cv_auc,
+        "cnn_share_of_blend": share,
         "cnn_tta8": roc_auc(y[va], z_cnn[va]),
         "cnn_no_tta": roc_auc(y[va], z_cnn_1[va]),
         "cnn_tta8_without_history_input": roc_auc(y[va], z_cnn_nohist[va]),
-        "features_logreg": roc_auc(y[va], z_feat[va]),
-        "features_logreg_estimated_masks": roc_auc(y[va], z_feat_est[va]),
-        "cnn+features_estimated_masks": roc_auc(y[va], (z_cnn + w * z_feat_est)[va]),
+        "features_mlp_ensemble": roc_auc(y[va], z_feat[va]),
+        "features_mlp_ensemble_estimated_masks": roc_auc(y[va], z_feat_est[va]),
+        "features_logreg": roc_auc(y[va], z_feat_lr[va]),
+        "cnn+features_estimated_masks": roc_auc(y[va], (blend["cnn"] * z_cnn + blend["features"] * z_feat_est)[va]),
     }
     for src in ("isic", "pad", "ph2"):
         m = va & np.array([r["source"] == src for r in rows])
         ablations[f"isic/pad/ph2 breakdown: {src}"] = {k: roc_auc(y[m], v[m]) for k, v in
-                                                       (("final", z_blend), ("cnn", z_cnn), ("features", z_feat))}
+                                                       (("final", z_blend), ("cnn", z_cnn), ("features_mlp", z_feat),
+                                                                         ("features_logreg", z_feat_lr))}
     lesion_metrics = {
         "validation": per_group_report(rows, y, p, va),
         "ece_validation": ece(y[va], p[va]),
@@ -275,6 +358,7 @@ def main(argv=None) -> dict:
     from .synth import train_change_head
     change_info = train_change_head(model, data, tr_idx, va_idx, n_pairs=args.change_pairs,
                                     epochs=args.change_epochs, seed=args.seed, feedback=args.feedback,
+                                    data_dir=Path(args.data),
                                     progress=not args.no_progress, log=log)
 
     ckpt = {
@@ -286,8 +370,9 @@ def main(argv=None) -> dict:
                       f"TTA mean embedding over {args.tta} dihedral transforms",
             "cache_size": args.cache_size, "image_size": args.image_size, "tta": args.tta,
             "mean": 0.5, "std": 0.25,
-            "features": "recurrence.features.lesion_features(image, mask) ++ encode_answers(history)",
-            "blend": {"cnn": 1.0, "features": w},
+            "features": "recurrence.features.lesion_features(image, mask) ++ encode_answers(history) -> "
+                        f"{cfg.feature_members} MLPs (hidden {cfg.feature_hidden}), mean logit",
+            "blend": blend,
             "crop": change_info["crop"],
             "region_features": list(REGION_FEATURES),
         },

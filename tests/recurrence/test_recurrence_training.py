@@ -97,3 +97,9 @@ def test_score_manifest_contract(tiny_lesions, tiny_checkpoint, tmp_path):
     assert all(set(r) == {"image_id", "malignancy_score"} for r in recs[:5])
     assert all(0.0 <= r["malignancy_score"] <= 1.0 for r in recs[:5])
     assert set(recs[5]) == {"image_id", "error"}
+
+
+def test_report_renders_stored_metrics(tiny_checkpoint):
+    from recurrence.report import markdown
+    text = markdown(torch.load(tiny_checkpoint, weights_only=False))
+    assert "source=isic" in text and "sensitivity_first" in text and "Ablations" in text
