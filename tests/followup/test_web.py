@@ -322,3 +322,9 @@ def test_overdue_page_lists_visits_due_soon(client, case):
     page = client.get("/overdue").get_data(as_text=True)
     soon = page.split("Clinic visits due in the next two weeks")[1]
     assert "Grace Hopper" in soon and visit.due_date.strftime("%Y") in soon
+
+
+def test_overdue_page_title_is_plain(client, case):
+    login(client)
+    page = client.get("/overdue").get_data(as_text=True)
+    assert "<title>Overdue · Scar Watch</title>" in page
