@@ -9,10 +9,19 @@ from flask import Flask
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
+from werkzeug.routing import IntegerConverter
 
 from followup import auth, errors, jobs, security, storage
 from followup.config import from_environment, sqlalchemy_url
 from followup.db import db
+
+class BoundedInt(IntegerConverter):
+    """Ids fit a 64-bit column: a larger number in a URL is a 404, not a database overflow."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
+
 
 csrf = CSRFProtect()
 migrate = Migrate()
@@ -29,6 +38,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     _derived_settings(app)
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    app.url_map.converters["int"] = BoundedInt
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent / "migrations"),
                      render_as_batch=True, compare_type=True)

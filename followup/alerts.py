@@ -32,7 +32,7 @@ def decode_cursor(cursor: Optional[str]) -> int:
         offset = int(value)
     except (ValueError, UnicodeDecodeError):
         abort(400, "cursor is not one this API returned")
-    if kind != "o" or offset < 0:
+    if kind != "o" or not 0 <= offset < 2**31:
         abort(400, "cursor is not one this API returned")
     return offset
 

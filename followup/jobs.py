@@ -37,6 +37,7 @@ def claim(photo_id: int) -> bool:
         update(Photo)
         .where(
             Photo.id == photo_id,
+            Photo.attempts < MAX_ATTEMPTS,
             or_(Photo.status == "queued",
                 (Photo.status == "processing") & (Photo.status_changed_at < now - STALE_AFTER)),
         )
@@ -53,7 +54,8 @@ def pending_photo_ids(limit: int = 20) -> list[int]:
     return list(
         db.session.execute(
             select(Photo.id)
-            .where(or_(Photo.status == "queued",
+            .where(Photo.attempts < MAX_ATTEMPTS,
+                   or_(Photo.status == "queued",
                        (Photo.status == "processing") & (Photo.status_changed_at < now - STALE_AFTER)))
             .order_by(Photo.received_at, Photo.id)
             .limit(limit)
@@ -78,11 +80,39 @@ def run_photo_job(photo_id: int) -> None:
         photo.status = "failed" if photo.attempts >= MAX_ATTEMPTS else "queued"
         photo.status_detail = f"{type(exc).__name__}: {exc}"
         photo.status_changed_at = utcnow()
+        if photo.status == "failed":
+            _needs_review(photo)
         db.session.commit()
+        if photo.status == "queued" and current_app.config["JOB_BACKEND"] == "celery":
+            enqueue_photo(photo_id)  # nothing polls under Celery: the retry must be sent again
+
+
+def _needs_review(photo: Photo) -> None:
+    from followup import alerts
+    from followup.models import Site
+
+    site = db.session.get(Site, photo.site_id)
+    alerts.raise_alert(clinic_id=site.patient.clinic_id, site_id=site.id, photo_id=photo.id, kind="needs_review",
+                       priority=2, score=1.0,
+                       reasons=["The photo could not be analysed after several tries: please look at it by eye."])
+
+
+def fail_exhausted() -> None:
+    """Photos whose last allowed attempt died with its process: failed, and a person is asked to look."""
+    stuck = db.session.execute(
+        select(Photo).where(Photo.status == "processing", Photo.attempts >= MAX_ATTEMPTS,
+                            Photo.status_changed_at < utcnow() - STALE_AFTER)
+    ).scalars().all()
+    for photo in stuck:
+        photo.status, photo.status_changed_at = "failed", utcnow()
+        photo.status_detail = "The analysis stopped with its process too many times."
+        _needs_review(photo)
+    db.session.commit()
 
 
 def drain(limit: int = 1000) -> int:
     """Run every pending job now, in this thread; returns how many were taken."""
+    fail_exhausted()
     done = 0
     while done < limit:
         ids = pending_photo_ids()

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from followup import alerts, reminders
 from followup.analyser import Recurrence, get_analyser
 from followup.db import db, utcnow
-from followup.models import Analysis, Clinic, Photo, Site
+from followup.models import Analysis, Clinic, Photo, Site, UploadLink
 from followup.photos import baseline_of, previous_followup_of
 from followup.storage import storage
 from registration import PairAnalysis, assess_quality, render_overlays
@@ -53,8 +53,11 @@ def process_photo(photo: Photo) -> None:
     main = analyses[0]
     if not main.quality.get("usable", False) or not main.registered:
         _reject(photo, site, main)
+        if main.registered and main.flag:  # a change seen even in a poor photo goes to a person now
+            _alert_if_needed(photo, site, [main])
     else:
         _finish(photo, "done", None)
+        _use_up_link(photo)
         _alert_if_needed(photo, site, analyses)
     db.session.commit()
 
@@ -159,6 +162,13 @@ def _saliency_overlay(aligned: np.ndarray, recurrence: Recurrence) -> Optional[n
 
 def _finish(photo: Photo, status: str, detail: Optional[str]) -> None:
     photo.status, photo.status_detail, photo.status_changed_at = status, detail, utcnow()
+
+
+def _use_up_link(photo: Photo) -> None:
+    """A patient link is one-time: once a photo sent through it is accepted, it opens nothing more."""
+    if photo.upload_link_id is not None:
+        link = db.session.get(UploadLink, photo.upload_link_id)
+        link.used_at = link.used_at or utcnow()
 
 
 def _reject(photo: Photo, site: Site, analysis: Analysis) -> None:

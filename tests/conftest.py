@@ -138,7 +138,7 @@ class World:
 
     def token(self, client, email: str) -> str:
         response = client.post("/api/v1/auth/token", json={"email": email, "password": PASSWORD})
-        assert response.status_code == 201, response.get_json()
+        assert response.status_code == 200, response.get_json()
         return response.get_json()["token"]
 
     def headers(self, client, email: str) -> dict:

@@ -16,7 +16,7 @@ class TokenResource(MethodView):
     decorators = [limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])]
 
     @blp.arguments(TokenRequestSchema)
-    @blp.response(201, TokenSchema)
+    @blp.response(200, TokenSchema)
     @blp.doc(security=[])
     def post(self, body):
         """Get a bearer token (valid API_TOKEN_HOURS hours)."""

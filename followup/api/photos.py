@@ -75,7 +75,7 @@ class PhotoImage(MethodView):
 @blp.route("/sites/<int:site_id>/upload-link")
 class UploadLinkResource(MethodView):
     @roles_required()
-    @blp.response(201, UploadLinkSchema)
+    @blp.response(200, UploadLinkSchema)
     def post(self, site_id):
         """A one-time patient upload link for this site (the URL an SMS reminder carries)."""
         user = api_user()

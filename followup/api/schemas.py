@@ -92,7 +92,7 @@ class SiteCreateSchema(Strict):
     diagnosis = ma.fields.String(required=True, validate=ma.validate.OneOf(DIAGNOSES))
     stage = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=20))
     excision_date = ma.fields.Date(required=True)
-    dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True)
+    dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, 2**63 - 1))
 
     @validates("excision_date")
     def _excision(self, value, **kwargs):
@@ -201,7 +201,15 @@ class UserCreateSchema(Strict):
     password = ma.fields.String(required=True, validate=ma.validate.Length(min=12, max=1024))
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(("admin", "dermatologist")))
     name = ma.fields.String(load_default="", validate=ma.validate.Length(max=200))
-    phone = ma.fields.String(load_default=None, allow_none=True)
+    phone = ma.fields.String(load_default=None, allow_none=True, metadata={"description": "E.164, for urgent alerts"})
+
+    @validates("phone")
+    def _phone(self, value, **kwargs):
+        if value is not None:
+            try:
+                normalise_e164(value)
+            except ValueError as exc:
+                raise ValidationError(str(exc)) from None
 
 
 class UserSchema(ma.Schema):

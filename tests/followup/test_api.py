@@ -58,7 +58,7 @@ def test_photo_upload_status_and_image(client, world, site_id):
 def test_upload_link_and_alerts_resolve(client, world, site_id):
     headers = world.headers(client, "derm@north.test")
     response = client.post(f"/api/v1/sites/{site_id}/upload-link", headers=headers)
-    assert response.status_code == 201
+    assert response.status_code == 200
     link = response.get_json()
     assert link["url"].startswith("https://scarwatch.test/u/") and link["expires_at"]
 
@@ -151,3 +151,17 @@ def test_expired_token_is_refused(client, world):
     db.session.commit()
     response = client.get("/api/v1/alerts", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/v1/patients/99999999999999999999", "/api/v1/photos/18446744073709551616",
+                                  "/api/v1/alerts?cursor=bzo5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ=="])
+def test_huge_numbers_are_4xx_not_5xx(client, world, path):
+    response = client.get(path, headers=world.headers(client, "derm@north.test"))
+    assert response.status_code in (400, 404)
+
+
+def test_huge_dermatologist_id_is_a_field_error(client, world, patient_id):
+    response = client.post(f"/api/v1/patients/{patient_id}/sites", headers=world.headers(client, "derm@north.test"),
+                           json={"body_site": "back", "diagnosis": "bcc", "excision_date": "2025-01-01",
+                                 "dermatologist_id": 99999999999999999999})
+    assert response.status_code == 422 and "dermatologist_id" in response.get_json()["error"]["message"]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from followup import links
 from followup.db import db
 from followup.models import Alert, Analysis, OutboundMessage, Photo, Site
 from followup.photos import receive_photo
@@ -40,9 +41,14 @@ def test_new_lesion_is_analysed_and_raises_an_alert(app, site, scene):
     image, lesion = scene
     assert upload(site, image, kind="baseline").status == "done"
     pair = make_pair(image, lesion_mask=lesion, kind="new_lesion", rng=np.random.default_rng(3), rotation=20.0)
-    photo = upload(site, pair.moving_image, bleed=True)
+    token, _ = links.create_link(site)
+    db.session.commit()
+    photo = receive_photo(site, jpeg(pair.moving_image), kind="followup", answers={"bleed": True},
+                          link=links.resolve_link(token))
     db.session.refresh(photo)
     assert photo.status == "done"
+    with pytest.raises(links.LinkProblem, match="used"):
+        links.resolve_link(token)
     analysis = db.session.execute(db.select(Analysis).where(Analysis.photo_id == photo.id)).scalar_one()
     assert analysis.registered and analysis.flag and analysis.regions
     assert set(analysis.overlays) >= {"aligned", "outline", "heatmap", "baseline"}

@@ -5,7 +5,7 @@ import time
 from app import create_app
 from followup import jobs
 from followup.db import db, utcnow
-from followup.models import Photo
+from followup.models import Alert, Photo
 from tests.conftest import jpeg_bytes
 
 
@@ -72,3 +72,18 @@ def test_a_processing_failure_is_recorded_and_retried_then_visible(app, client, 
     assert photo.status == "failed" and "disk on fire" in photo.status_detail
     assert photo.attempts == jobs.MAX_ATTEMPTS
     assert app.extensions["storage"].exists(photo.storage_key), "the photo itself is kept"
+    [alert] = db.session.execute(db.select(Alert)).scalars()
+    assert (alert.kind, alert.photo_id) == ("needs_review", photo_id), "a person looks at it"
+    assert jobs.claim(photo_id) is False, "no fourth attempt"
+
+
+def test_a_photo_whose_last_attempt_died_is_failed_and_shown_to_a_person(app, client, world, site_id):
+    app.config["JOB_BACKEND"] = "deferred"
+    photo_id = _upload(client, world, site_id)
+    photo = db.session.get(Photo, photo_id)
+    photo.status, photo.attempts = "processing", jobs.MAX_ATTEMPTS
+    photo.status_changed_at = utcnow() - jobs.STALE_AFTER * 2
+    db.session.commit()
+    assert jobs.drain() == 0
+    assert db.session.get(Photo, photo_id).status == "failed"
+    assert db.session.execute(db.select(Alert.kind)).scalar_one() == "needs_review"
