@@ -152,7 +152,8 @@ def run_batch(manifest_path, out_path, *, masks_dir=None, recurrence_scorer=None
                     recurrence = float(np.clip(
                         recurrence_scorer(analysis, reference, analysis.aligned_image), 0, 1))
                     note = None
-                mask_name = f"{_safe_name(pair_id)}.png"
+                # The row number keeps names unique when two ids clean to the same name.
+                mask_name = f"{summary['pairs']:05d}_{_safe_name(pair_id)}.png"
                 Image.fromarray(analysis.change_mask.astype(np.uint8) * 255).save(mask_dir / mask_name)
                 record = _record(pair_id, analysis, recurrence, note,
                                  f"{mask_dir.name}/{mask_name}", time.perf_counter() - start)

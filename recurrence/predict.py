@@ -299,6 +299,13 @@ def _row_history(row: Mapping) -> dict | None:
     return h or None
 
 
+def _score_or_error(scorer: Scorer, image, mask, history) -> float | str:
+    try:
+        return scorer.score_lesions([image], masks=[mask], histories=[history])[0]
+    except Exception as e:  # noqa: BLE001 - reported on the image's own line
+        return f"{type(e).__name__}: {e}"
+
+
 def score_manifest(manifest_csv, out_jsonl, *, scorer: Scorer | None = None, batch_size: int = 32) -> int:
     """Contract ``score-lesions``: MANIFEST columns image_id, image (optional mask and the history columns
     itch, grew, hurt, changed, bleed, elevation); paths relative to the manifest's folder. Writes one JSON line per
@@ -317,17 +324,25 @@ def score_manifest(manifest_csv, out_jsonl, *, scorer: Scorer | None = None, bat
             chunk = rows[i:i + batch_size]
             ok, imgs, masks, hists, lines = [], [], [], [], {}
             for j, r in enumerate(chunk):
-                try:
-                    imgs.append(load_rgb(root / r["image"]))
-                    masks.append(load_mask(root / r["mask"]) if r.get("mask") else None)
-                    hists.append(_row_history(r))
-                    ok.append(j)
+                try:  # all three read before any is kept, so the lists stay in step
+                    img = load_rgb(root / r["image"])
+                    mask = load_mask(root / r["mask"]) if r.get("mask") else None
+                    hist = _row_history(r)
                 except Exception as e:  # one bad file never stops the batch
                     lines[j] = {"image_id": r.get("image_id"), "error": f"{type(e).__name__}: {e}"}
+                    continue
+                imgs.append(img)
+                masks.append(mask)
+                hists.append(hist)
+                ok.append(j)
             if ok:
-                scores = scorer.score_lesions(imgs, masks=masks, histories=hists)
+                try:
+                    scores = scorer.score_lesions(imgs, masks=masks, histories=hists)
+                except Exception:  # noqa: BLE001 - find the one image that breaks the chunk
+                    scores = [_score_or_error(scorer, im, m, h) for im, m, h in zip(imgs, masks, hists)]
                 for j, s in zip(ok, scores):
-                    lines[j] = {"image_id": chunk[j]["image_id"], "malignancy_score": round(float(s), 6)}
+                    lines[j] = ({"image_id": chunk[j]["image_id"], "error": s} if isinstance(s, str) else
+                                {"image_id": chunk[j]["image_id"], "malignancy_score": round(float(s), 6)})
             for j in range(len(chunk)):
                 out.write(json.dumps(lines[j]) + "\n")
                 n += 1

@@ -113,3 +113,15 @@ def test_export_outcomes_writes_feedback_lines_and_is_audited(runner, tmp_path, 
     assert (tmp_path / "fb" / lines[0]["followup_image"]).exists()
     assert set(lines[0]["region"]) >= {"bbox", "area_px", "kind"}
     assert db.session.execute(db.select(AuditEvent).where(AuditEvent.action == "export_outcomes")).scalar_one()
+
+
+def test_score_lesions_bad_row_gets_its_own_error_line(runner, tmp_path):
+    image, _ = skin_photo(12)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    (tmp_path / "broken_mask.png").write_bytes(b"not a png")
+    (tmp_path / "m.csv").write_text("image_id,image,mask\nBAD,a.png,broken_mask.png\nGOOD,a.png,\n")
+    result = runner.invoke(args=["score-lesions", str(tmp_path / "m.csv"), "--out", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 0, result.output
+    bad, good = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert bad["image_id"] == "BAD" and "error" in bad
+    assert good["image_id"] == "GOOD" and 0 <= good["malignancy_score"] <= 1
