@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import date, timedelta
 from typing import Optional
 
 from flask import abort
@@ -9,7 +10,7 @@ from sqlalchemy import Select, select
 
 from followup import audit
 from followup.db import db, utcnow
-from followup.models import Alert, User
+from followup.models import Alert, PlanItem, Site, User
 
 # Most urgent first: priority 1 before 3, then the higher score, then the older alert.
 QUEUE_ORDER = (Alert.priority.asc(), Alert.recurrence_score.desc(), Alert.created_at.asc(), Alert.id.asc())
@@ -72,9 +73,28 @@ def claim(alert: Alert, user: User) -> Alert:
     return alert
 
 
-def resolve(alert: Alert, user: User, *, outcome: str, note: Optional[str]) -> Alert:
+DEFAULT_RETAKE_REASON = "we would like a new photo to compare"
+DEFAULT_VISIT_DAYS = 14
+
+
+def resolve(alert: Alert, user: User, *, outcome: str, note: Optional[str], retake_reason: Optional[str] = None,
+            visit_date: Optional[date] = None) -> Alert:
+    """Close an alert with its outcome, and do what the outcome asks, whichever page or API resolved it:
+    ``rephoto`` texts the patient a fresh link, ``visit`` adds a clinic visit to the plan."""
+    from followup import reminders
+    from followup.patients import site_plan
+
     if alert.status == "resolved":
         abort(409, "This alert is already resolved.")
+    if alert.status == "claimed" and alert.claimed_by_id != user.id:
+        abort(409, "A colleague has claimed this alert; ask them before resolving it.")
+    site = db.session.get(Site, alert.site_id)
+    if outcome == "rephoto":
+        reminders.request_retake(site, [retake_reason or DEFAULT_RETAKE_REASON], key=f"retake:alert:{alert.id}",
+                                 user_id=user.id)
+    elif outcome == "visit" and (plan := site_plan(site)) is not None:
+        due = visit_date or utcnow().date() + timedelta(days=DEFAULT_VISIT_DAYS)
+        db.session.add(PlanItem(plan_id=plan.id, kind="visit", due_date=due))
     alert.status, alert.outcome, alert.note = "resolved", outcome, note
     alert.resolved_by_id, alert.resolved_at = user.id, utcnow()
     audit.record("resolve_alert", "alert", alert.id, user=user, commit=False, outcome=outcome)

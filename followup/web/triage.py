@@ -14,9 +14,9 @@ from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
 
-from followup import alerts, audit, reminders
+from followup import alerts, audit
 from followup.db import db, utcnow
-from followup.models import Alert, Analysis, Clinic, Patient, Photo, PlanItem, Site, User
+from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES
 from followup.patients import photo_for, site_plan
@@ -41,7 +41,7 @@ RETAKE_REASONS = {
     "light": "the light was not good enough",
     "distance": "the scar was too far away or not fully in the photo",
     "site": "we need the photo to show the same spot as your first photo",
-    "again": "we would like a new photo to compare",
+    "again": alerts.DEFAULT_RETAKE_REASON,
 }
 
 
@@ -277,19 +277,12 @@ def resolve(alert_id: int):
         holder = db.session.get(User, alert.claimed_by_id)
         flash(f"{holder.name or holder.email} has claimed this case; ask them before resolving it.", "error")
         return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
-    site = alert.site
-    if outcome == "rephoto":
-        reason = RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"])
-        reminders.request_retake(site, [reason], key=f"retake:alert:{alert.id}", user_id=current_user.id)
-    if outcome == "visit":
-        try:
-            visit_date = date.fromisoformat(request.form.get("visit_date", ""))
-        except ValueError:
-            visit_date = date.today() + timedelta(days=14)
-        plan = site_plan(site)
-        if plan is not None:
-            db.session.add(PlanItem(plan_id=plan.id, kind="visit", due_date=visit_date))
-    alerts.resolve(alert, current_user, outcome=outcome, note=note)
+    try:
+        visit_date = date.fromisoformat(request.form.get("visit_date", ""))
+    except ValueError:
+        visit_date = None
+    alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
+                   retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
     flash(f"Alert resolved: {OUTCOME_LABELS[outcome].lower()}.", "info")
     return redirect(url_for("triage.queue"), 303)
 

@@ -4,7 +4,7 @@ from datetime import date, timedelta
 import pytest
 
 from followup.db import db
-from followup.models import Alert, AuditEvent, Photo
+from followup.models import Alert, AuditEvent, Photo, Site
 from tests.conftest import PASSWORD, jpeg_bytes
 
 
@@ -165,3 +165,27 @@ def test_huge_dermatologist_id_is_a_field_error(client, world, patient_id):
                            json={"body_site": "back", "diagnosis": "bcc", "excision_date": "2025-01-01",
                                  "dermatologist_id": 99999999999999999999})
     assert response.status_code == 422 and "dermatologist_id" in response.get_json()["error"]["message"]
+
+
+def test_api_resolve_does_what_the_outcome_asks(client, world, site_id):
+    from followup.models import OutboundMessage, PlanItem
+    from followup.patients import site_plan
+
+    headers = world.headers(client, "derm@north.test")
+    made = []
+    for _ in range(3):
+        alert = Alert(clinic_id=world.clinic.id, site_id=site_id, priority=2, recurrence_score=0.5, reasons=["x"])
+        db.session.add(alert)
+        db.session.commit()
+        made.append(alert.id)
+    visits_before = sum(1 for i in site_plan(db.session.get(Site, site_id)).items if i.kind == "visit")
+    assert client.post(f"/api/v1/alerts/{made[0]}/resolve", headers=headers, json={"outcome": "rephoto"}).status_code == 200
+    retake = db.session.execute(db.select(OutboundMessage).where(OutboundMessage.purpose == "retake")).scalar_one()
+    assert "/u/" in retake.body
+    assert client.post(f"/api/v1/alerts/{made[1]}/resolve", headers=headers, json={"outcome": "visit"}).status_code == 200
+    db.session.expire_all()
+    assert sum(1 for i in site_plan(db.session.get(Site, site_id)).items if i.kind == "visit") == visits_before + 1
+    other = db.session.get(Alert, made[2])
+    other.status, other.claimed_by_id = "claimed", world.admin.id
+    db.session.commit()
+    assert client.post(f"/api/v1/alerts/{made[2]}/resolve", headers=headers, json={"outcome": "no_change"}).status_code == 409
