@@ -184,6 +184,7 @@ def _reject(photo: Photo, site: Site, analysis: Analysis) -> None:
     if len(recent) >= UNREADABLE_IN_A_ROW_FOR_HUMAN and all(s == "rejected" for s in recent):
         _raise(site, photo, kind="unreadable", priority=2, score=float(analysis.change_score or 0.0),
                reasons=[f"{UNREADABLE_IN_A_ROW_FOR_HUMAN} photos in a row could not be read: " + "; ".join(reasons)])
+    reminders.on_photo_rejected(photo)
     reminders.request_retake(site, reasons, key=f"retake:photo:{photo.id}")
 
 

@@ -231,7 +231,9 @@ def _decide(ids: list[int], now: datetime) -> Counter:
     patients = _by_id(Patient, {r.patient_id for r in reminders})
     clinics = _by_id(Clinic, {p.clinic_id for p in patients.values()})
     last_photo = dict(db.session.execute(
-        select(Photo.site_id, func.max(Photo.received_at)).where(Photo.site_id.in_(list(sites)))
+        # A rejected photo answers nothing: the patient still owes a usable one.
+        select(Photo.site_id, func.max(Photo.received_at))
+        .where(Photo.site_id.in_(list(sites)), Photo.kind == "followup", Photo.status != "rejected")
         .group_by(Photo.site_id)).all())
     outgoing: list[tuple[Reminder, dict[str, Any]]] = []
     candidates: list[tuple[Reminder, ZoneInfo, dict[str, Any]]] = []
@@ -440,6 +442,26 @@ def _cancel_reminders(where, detail: str) -> int:
     return len(ids)
 
 
+def on_photo_rejected(photo: Photo) -> int:
+    """The pipeline could not use ``photo``: the photo requests it had answered are open again, and their
+    re-reminder and escalation come back (those not yet sent), so an ignored retake is still chased."""
+    items = list(db.session.execute(
+        select(PlanItem).join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
+        .where(FollowUpPlan.site_id == photo.site_id, PlanItem.kind == "photo", PlanItem.status == "done",
+               PlanItem.completed_at == photo.received_at)
+    ).scalars())
+    for item in items:
+        item.status, item.completed_at = "pending", None
+    if not items:
+        return 0
+    return db.session.execute(
+        update(Reminder)
+        .where(Reminder.plan_item_id.in_([i.id for i in items]), Reminder.status == "cancelled",
+               Reminder.detail == "photo received", Reminder.outbound_message_id.is_(None))
+        .values(status="pending", detail=None, finished_at=None).execution_options(synchronize_session=False)
+    ).rowcount
+
+
 def on_photo_received(photo: Photo, *, commit: bool = True) -> int:
     """A photo came: its site's photo requests now due (or due within a few days) are done, their reminders
     cancelled. Called by `followup.photos.receive_photo` after the photo is committed; never raises there."""
@@ -589,7 +611,7 @@ def inbox(clinic_id: int, *, limit: int = 100) -> list[InboundMessage]:
 
 
 __all__ = [
-    "cancel_for_site", "dispatch", "inbox", "notify_alert", "on_photo_received", "opt_in", "opt_out",
+    "cancel_for_site", "dispatch", "inbox", "notify_alert", "on_photo_received", "on_photo_rejected", "opt_in", "opt_out",
     "plan_reminders", "process_due", "queue_digests", "visits_due",
 ]
 

@@ -283,3 +283,17 @@ def test_urgent_alert_texts_the_dermatologist_a_link_others_wait_for_the_digest(
     digest = to_derm[1]
     assert "1 new alert to review" in digest and "https://scarwatch.test/queue" in digest
     assert patient.name not in digest
+
+
+def test_a_rejected_photo_answers_nothing_and_an_ignored_retake_still_escalates(sms_app, fake_twilio, world):
+    _, site = enrol(world.clinic, "+447700900111")
+    reminders.dispatch(utc(2027, 2, 2, 10))
+    reminders.dispatch(utc(2027, 2, 4, 10))
+    photo = receive_photo(site, utc(2027, 2, 5, 18, 30))
+    assert items(site, "photo")[0].status == "done"
+    photo.status = "rejected"  # what followup.processing does when the photo cannot be used …
+    reminders.on_photo_rejected(photo)  # … and then this
+    db.session.commit()
+    assert items(site, "photo")[0].status == "pending"
+    assert reminders.dispatch(utc(2027, 2, 7, 10))["sent"] == 1, "the re-reminder comes back"
+    assert reminders.dispatch(utc(2027, 2, 11, 10))["escalated"] == 1
