@@ -135,6 +135,16 @@ def schedule_for(kind: str, due: date, tz: ZoneInfo) -> list[tuple[str, datetime
             ("visit_day_before", day_before, at_local(due, tz, time(0)))]
 
 
+def reschedule_item(item: PlanItem) -> None:
+    """A plan item's due date moved: its reminders not yet sent move with it (those sent stay as they were)."""
+    site = db.session.get(Site, item.plan.site_id)
+    times = {kind: (due_at, expires_at)
+             for kind, due_at, expires_at in schedule_for(item.kind, item.due_date, zone(site.patient.timezone))}
+    for reminder in db.session.execute(
+            select(Reminder).where(Reminder.plan_item_id == item.id, Reminder.status == "pending")).scalars():
+        reminder.due_at, reminder.expires_at = times[reminder.kind]
+
+
 def plan_reminders(now: datetime) -> int:
     """Create the reminder rows of plan items coming due; safe to run concurrently (conflicts are ignored)."""
     today = now.date()
@@ -611,7 +621,7 @@ def inbox(clinic_id: int, *, limit: int = 100) -> list[InboundMessage]:
 
 
 __all__ = [
-    "cancel_for_site", "dispatch", "inbox", "notify_alert", "on_photo_received", "on_photo_rejected", "opt_in", "opt_out",
+    "cancel_for_site", "dispatch", "inbox", "notify_alert", "on_photo_received", "on_photo_rejected", "reschedule_item", "opt_in", "opt_out",
     "plan_reminders", "process_due", "queue_digests", "visits_due",
 ]
 

@@ -227,6 +227,7 @@ def edit_plan(site_id: int):
                 continue
             if new_due != item.due_date:
                 item.due_date = new_due
+                reminders.reschedule_item(item)
                 changed += 1
     new_kind, new_due = request.form.get("new_kind"), request.form.get("new_due")
     if new_kind in ITEM_KINDS and new_due:

@@ -297,3 +297,15 @@ def test_a_rejected_photo_answers_nothing_and_an_ignored_retake_still_escalates(
     assert items(site, "photo")[0].status == "pending"
     assert reminders.dispatch(utc(2027, 2, 7, 10))["sent"] == 1, "the re-reminder comes back"
     assert reminders.dispatch(utc(2027, 2, 11, 10))["escalated"] == 1
+
+
+def test_moving_a_due_date_moves_the_reminders_not_yet_sent(sms_app, fake_twilio, world):
+    _, site = enrol(world.clinic, "+447700900112")
+    reminders.dispatch(utc(2027, 1, 25, 10))  # plans the first photo request's reminders, sends nothing yet
+    item = items(site, "photo")[0]
+    item.due_date = date(2027, 2, 20)
+    reminders.reschedule_item(item)
+    db.session.commit()
+    assert reminders.dispatch(utc(2027, 2, 2, 10))["sent"] == 0, "nothing on the old heads-up day"
+    assert reminders.dispatch(utc(2027, 2, 11, 10))["escalated"] == 0, "no escalation on the old date"
+    assert reminders.dispatch(utc(2027, 2, 18, 10))["sent"] == 1, "the heads-up on the new date"
