@@ -1,8 +1,9 @@
 """Change detection between a baseline and an aligned, colour-normalised follow-up.
 
 What counts: skin that became darker (new lesion, growth; also skin that
-crossed the lesion/skin lightness boundary), greyer or bluer (blue-grey
-areas) or redder. What must not: hair and ink lines (thin, removed by
+crossed the lesion/skin lightness boundary), browner (pale pigment spreading
+gains yellow-brown chroma more than it loses lightness), greyer or bluer
+(blue-grey areas) or redder. What must not: hair and ink lines (thin, removed by
 morphology before comparing, and long thin regions dropped), glare
 (brightening is ignored), shadows and colour casts (removed by
 normalisation, a shadow-likeness weight and a top-hat that keeps only compact
@@ -32,8 +33,12 @@ _LINE_HALF_WIDTH = 4.5
 _BROAD = 121
 #: Darkening to below this share of the baseline lightness is never a mere shadow.
 _DEEP = 0.7
-#: Growth regions adding this share of the lesion's area make the whole lesion "changed".
-_MIN_GROWTH = 0.05
+#: How far (px at a 640-px long side) a change may extend beyond its compact core.
+_GROW_RADIUS = 60
+#: Mean darkening (CIELAB L) that makes a region away from the lesion a new spot.
+_PIGMENT = 4.0
+#: Weight of a b* rise (browning) against a lightness drop.
+_BROWN_GAIN = 2.0
 #: Misalignment tolerated (px) by the neighbourhood comparison.
 _SLACK = 5
 #: Reference long side that areas are normalised to.
@@ -156,8 +161,17 @@ def _lesion_crossing(ref, mov, lesion_mask):
     return (_HIGH * 1.25 * was_skin * now_lesion * near).astype(np.float32)
 
 
+def _spread_band(lesion_mask, shape):
+    """Skin around the lesion that it would spread into: out to one lesion radius."""
+    if lesion_mask is None or lesion_mask.sum() < 30:
+        return np.zeros(shape, np.float32)
+    radius = np.sqrt(lesion_mask.sum() / np.pi)
+    outside = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5)
+    return ((outside > 0) & (outside <= radius)).astype(np.float32)
+
+
 def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
-    """Per-pixel evidence (CIELAB units) that the follow-up became darker, bluer or redder.
+    """Per-pixel evidence (CIELAB units) that the follow-up became darker, bluer, redder or browner.
 
     Parameters
     ----------
@@ -171,8 +185,12 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
     Returns
     -------
     evidence : ndarray, shape (M, N), float32
-    components : ndarray, shape (M, N, 3), float32
-        Darkening, bluing and reddening separately.
+        Compact changes only (broad ones removed).
+    components : ndarray, shape (M, N, 4), float32
+        Darkening, bluing, reddening and browning separately.
+    extent_evidence : ndarray, shape (M, N), float32
+        The evidence before broad changes are removed: where a compact change
+        ends (a large new area keeps only its edge in `evidence`).
     """
     # Outside the overlap the follow-up is black; borrowing the baseline there
     # keeps that edge from looking like (or hiding) a dark structure.
@@ -185,13 +203,20 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
     # Brown turning blue-grey loses a* and b* (hue and chroma); both count.
     bluer = np.hypot(np.maximum(cv2.erode(ref[..., 1], box) - mov[..., 1], 0),
                      np.maximum(cv2.erode(ref[..., 2], box) - mov[..., 2], 0))
+    # Pale pigment spreading over skin shows mostly as a b* rise, weighted up
+    # because that rise is a few units where darkening is tens. Only in the
+    # band the lesion would spread into: elsewhere it is mostly lighting.
+    browner = np.maximum(mov[..., 2] - cv2.dilate(ref[..., 2], box), 0) * _BROWN_GAIN
+    browner *= _spread_band(lesion_mask, reference_lab.shape[:2])
     # Glare whitens skin, which also lowers b*; brighter pixels are no evidence.
     brighter = mov[..., 0] > cv2.dilate(ref[..., 0], box) + 5.0
     darker *= _not_shadow(ref, mov)
     if lesion_mask is not None:
         darker = np.maximum(darker, _lesion_crossing(ref, mov, lesion_mask))
-    components = np.stack([darker, bluer, redder], axis=-1) * ~brighter[..., None]
-    components = _remove_broad(cv2.GaussianBlur(components, (0, 0), 1.2), valid_mask)
+    components = np.stack([darker, bluer, redder, browner], axis=-1) * ~brighter[..., None]
+    components = cv2.GaussianBlur(components, (0, 0), 1.2)
+    extent = np.sqrt((components**2).sum(axis=-1))
+    components = _remove_broad(components, valid_mask)
     inner = cv2.erode(valid_mask.astype(np.uint8), np.ones((11, 11), np.uint8))
     # Morphology is unreliable at the image border (and photos often have a dark frame line).
     band = _THIN + 2
@@ -199,7 +224,7 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
     inner = inner > 0
     components *= inner[..., None]
     evidence = np.sqrt((components**2).sum(axis=-1))
-    return evidence.astype(np.float32), components
+    return evidence.astype(np.float32), components, (extent * inner).astype(np.float32)
 
 
 def _hysteresis(evidence, min_area):
@@ -220,6 +245,27 @@ def _hysteresis(evidence, min_area):
     return big[labels]
 
 
+def _extent(seeds, extent_evidence, unit):
+    """Grow the detected changes to where they end.
+
+    Seeds are the compact changes; a large new area keeps only its edge there
+    (its middle looks broad), so each seed takes the connected pixels of the
+    unfiltered evidence above the low threshold, no farther than a lesion's
+    size from the seed, and its holes.
+    """
+    if not seeds.any():
+        return seeds
+    radius = max(3, int(round(_GROW_RADIUS / np.sqrt(unit))))
+    near = cv2.dilate(seeds.astype(np.uint8), cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))) > 0
+    weak = ((extent_evidence >= _LOW) & near) | seeds
+    n, labels = cv2.connectedComponents(weak.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(labels[seeds])] = True
+    keep[0] = False
+    return binary_fill_holes(keep[labels])
+
+
 def _is_line(max_half_width, area, lesion_distance):
     """A long thin region away from the lesion's edge: hair or a marker line.
 
@@ -234,14 +280,15 @@ def _is_line(max_half_width, area, lesion_distance):
 
 
 def _kind(inside, touching, components):
-    darker, bluer, redder = components
+    darker, bluer, redder, browner = components
+    darker = max(darker, browner)
     if redder > max(darker, bluer):
         return "redness"
     if inside >= 0.6:
         return "darkening"
     if touching:
         return "growth"
-    if darker >= 4.0:
+    if darker >= _PIGMENT:
         return "new_lesion"
     return "other"
 
@@ -279,50 +326,53 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
     h, w = valid_mask.shape
     unit = (_UNIT_SIDE / max(h, w)) ** 2
     lesion_mask = np.zeros((h, w), bool) if lesion_mask is None else lesion_mask.astype(bool)
-    evidence, components = change_evidence(reference_lab, moving_lab, valid_mask,
-                                           lesion_mask=lesion_mask)
-    mask = _hysteresis(evidence, max(8, _MIN_AREA / unit))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    evidence, components, extent_evidence = change_evidence(
+        reference_lab, moving_lab, valid_mask, lesion_mask=lesion_mask)
+    seeds = _hysteresis(evidence, max(8, _MIN_AREA / unit))
     if not lesion_mask.any():
         outside_dist = np.full((h, w), np.inf, np.float32)
     else:
         outside_dist = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5)
-    lesion_area = max(int(lesion_mask.sum()), 1)
     # The peak of the smoothed evidence keeps the score graded when no region
     # passes the thresholds; evidence explained as a line (hair, ink) is not counted.
     smooth = cv2.GaussianBlur(evidence, (0, 0), 3.0)
-    regions = []
-    half_width = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(seeds.astype(np.uint8), connectivity=8)
+    half_width = cv2.distanceTransform(seeds.astype(np.uint8), cv2.DIST_L2, 5)
     for i in range(1, n):
         sel = labels == i
-        values = evidence[sel]
+        if _is_line(half_width[sel].max(), int(stats[i, cv2.CC_STAT_AREA]), outside_dist[sel]):
+            seeds[sel] = False
+            smooth[cv2.dilate(sel.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0] = 0
+    mask = _extent(seeds, extent_evidence, unit)
+    lesion_area = max(int(lesion_mask.sum()), 1)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    regions = []
+    for i in range(1, n):
+        sel = labels == i
+        core = sel & seeds  # never empty: every extent grew from a seed
+        values = evidence[core]
         area = int(stats[i, cv2.CC_STAT_AREA])
         x, y, bw, bh = stats[i, :4]
         inside = float(lesion_mask[sel].mean())
         dist = float(outside_dist[sel].min()) if lesion_mask.any() else float("inf")
-        if _is_line(half_width[sel].max(), area, outside_dist[sel]):
+        mean_components = components[sel].mean(axis=0)
+        if dist > 2.0 and mean_components[:3].max() < _PIGMENT:
+            # Mere browning away from the lesion's edge is no spreading lesion.
             mask[sel] = False
-            smooth[cv2.dilate(sel.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0] = 0
             continue
-        kind = _kind(inside, dist <= 2.0, components[sel].mean(axis=0))
-        ref_px = reference_lab[sel]
-        mov_px = moving_lab[sel]
+        kind = _kind(inside, dist <= 2.0, mean_components)
         regions.append({
             "bbox": [int(x), int(y), int(x + bw - 1), int(y + bh - 1)],
             "area_px": area,
             "growth_pct": 100.0 * area / lesion_area if kind == "growth" else None,
-            "delta_e": float(deltaE_ciede2000(ref_px, mov_px).mean()),
+            "delta_e": float(deltaE_ciede2000(reference_lab[sel], moving_lab[sel]).mean()),
             "distance_to_lesion_px": 0.0 if dist <= 2.0 else dist,
             "kind": kind,
             "mass": float(values.sum()) * unit,
             "mean_evidence": float(values.mean()),
-            "peak": float(smooth[sel].max()),
+            "peak": float(smooth[core].max()),
         })
     regions.sort(key=lambda r: -r["mass"])
-    grown = sum(r["area_px"] for r in regions if r["kind"] == "growth")
-    if grown >= _MIN_GROWTH * lesion_area:
-        # A grown lesion changed as a whole: outline all of it, not just the rim.
-        mask = binary_fill_holes(mask | (lesion_mask & valid_mask))
     for r in regions:
         r["score"] = score_features(_features(r))
     top = regions[0] if regions else {"mass": 0.0, "mean_evidence": 0.0, "peak": 0.0}

@@ -14,13 +14,18 @@ _BLUR_STEPS = (0.5, 0.75, 1.0, 1.3, 1.7, 2.2, 3.0)
 _CELL = 24
 
 
+def _terms(values, x, y):
+    """Regressors: tone curve (value, value^2) and a quadratic light field.
+
+    `x` and `y` may broadcast against `values` (a row and a column for an image).
+    """
+    return [np.ones_like(values), values, values * values, x, y, x * x, x * y, y * y,
+            values * x, values * y]
+
+
 def _design(values, x, y):
-    """Per-pixel regressors: tone curve (value, value^2) and a quadratic light field."""
-    return np.stack(
-        [np.ones_like(x), values, values * values, x, y, x * x, x * y, y * y,
-         values * x, values * y],
-        axis=-1,
-    )
+    """Design matrix, shape (P, 10), of :func:`_terms` for P sampled pixels."""
+    return np.stack(_terms(values, x, y), axis=-1)
 
 
 def _robust_fit(design, target, rounds=_ROUNDS):
@@ -145,15 +150,15 @@ def normalise_colour(reference_image, moving_image, valid_mask, *, seed=0):
     pick = rng.choice(len(xs), min(_SAMPLES, len(xs)), replace=False)
     xs, ys = xs[pick], ys[pick]
     xn, yn = xs / w - 0.5, ys / h - 0.5
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32) / w - 0.5,
-                         np.arange(h, dtype=np.float32) / h - 0.5)
+    gx = (np.arange(w, dtype=np.float32) / w - 0.5)[None, :]
+    gy = (np.arange(h, dtype=np.float32) / h - 0.5)[:, None]
     out = np.empty_like(mov)
     for c in range(3):
         scale = 100.0 if c == 0 else 50.0
         coef = _robust_fit(_design(mov[ys, xs, c] / scale, xn, yn),
                            ref[ys, xs, c] / scale).astype(np.float32)
-        terms = _design(mov[..., c] / scale, gx, gy)
-        out[..., c] = np.tensordot(terms, coef, axes=([-1], [0])) * scale
+        terms = _terms(mov[..., c] / scale, gx, gy)
+        out[..., c] = sum(k * t for k, t in zip(coef, terms)) * scale
     for c in range(3):
         out[..., c] += _local_offset(ref[..., c] - out[..., c], valid_mask)
     return ref, out
