@@ -14,8 +14,9 @@ from .normalisation import match_blur, normalise_colour
 from .quality import Quality, assess_quality
 
 #: Flag threshold on the calibrated change score, chosen sensitivity-first on
-#: the calibration pairs (bench/fit_calibration.py, held-out third: 0.35 gave
-#: sensitivity 0.89, specificity 0.91; 0.5 trades sensitivity for specificity).
+#: the calibration pairs (bench/fit_calibration.py, held-out third of 300
+#: generated pairs: 0.35 gave sensitivity 0.91, specificity 0.83; 0.2 buys no
+#: sensitivity there and costs specificity).
 #: A missed recurrence costs more than a look at a false alarm.
 FLAG_THRESHOLD = 0.35
 
