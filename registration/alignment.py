@@ -18,7 +18,6 @@ from ._imageutil import (
     _homography_is_sane,
     _resize,
     _resize_matrix,
-    _scale_matrix,
 )
 
 #: Minimum MAGSAC inliers for a feature homography to be considered at all.
@@ -191,14 +190,13 @@ def _ecc_refine(ref_hp, mov_hp, mov_mask, matrix):
     quarter of the cost (the feature homography is already within a pixel
     or two).
     """
-    half = _scale_matrix(0.5, 0.5)
-    shrink = lambda im: cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2),  # noqa: E731
-                                   interpolation=cv2.INTER_AREA)
-    ref_small, mov_small = shrink(ref_hp), shrink(mov_hp)
-    mask_small = shrink(mov_mask.astype(np.uint8))
+    ref_small, mov_small = _resize(ref_hp, 0.5), _resize(mov_hp, 0.5)
+    mask_small = _resize(mov_mask.astype(np.uint8), 0.5, cv2.INTER_NEAREST)
+    to_ref = _resize_matrix(ref_hp.shape, ref_small.shape)
+    to_mov = _resize_matrix(mov_hp.shape, mov_small.shape)
     # ECC warps the input (follow-up) onto the template (baseline) with the
     # inverse mapping, baseline -> follow-up.
-    warp = (half @ np.linalg.inv(matrix) @ np.linalg.inv(half)).astype(np.float32)
+    warp = (to_mov @ np.linalg.inv(matrix) @ np.linalg.inv(to_ref)).astype(np.float32)
     warp /= warp[2, 2]
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 1e-4)
     try:
@@ -207,7 +205,7 @@ def _ecc_refine(ref_hp, mov_hp, mov_mask, matrix):
         )
     except cv2.error:
         return None, 0.0
-    refined = np.linalg.inv(half) @ np.linalg.inv(warp.astype(np.float64)) @ half
+    refined = np.linalg.inv(to_ref) @ np.linalg.inv(warp.astype(np.float64)) @ to_mov
     return refined / refined[2, 2], float(cc)
 
 

@@ -133,15 +133,16 @@ def _not_shadow(ref, mov):
     return np.where(k < _DEEP, 1.0, weight).astype(np.float32)
 
 
-def _lesion_crossing(ref, mov, lesion_mask):
+def _lesion_crossing(ref, mov, lesion_mask, near):
     """Evidence where skin turned into lesion: growth of a pale lesion.
 
     The lightness halfway between the lesion and the skin around it separates
     the two; a pixel that was clearly skin and is now clearly lesion counts
     as strongly as a clear colour change, even when the contrast is low.
+    Only pixels in `near` (bool, where growth can reach) count.
     """
     ring = cv2.dilate(lesion_mask.astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool) & ~lesion_mask
-    if lesion_mask.sum() < 30 or ring.sum() < 30:
+    if ring.sum() < 30:
         return np.zeros(lesion_mask.shape, np.float32)
     ref_l = cv2.GaussianBlur(ref[..., 0], (0, 0), 2.0)
     mov_l = cv2.GaussianBlur(mov[..., 0], (0, 0), 2.0)
@@ -155,19 +156,7 @@ def _lesion_crossing(ref, mov, lesion_mask):
     margin = (outside - inside) / 6
     was_skin = np.clip((ref_min - threshold) / margin, 0, 1)
     now_lesion = np.clip((threshold - mov_l) / margin, 0, 1)
-    # Growth spreads from the lesion: only near it (growth < ~40 % in diameter).
-    radius = np.sqrt(lesion_mask.sum() / np.pi)
-    near = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5) <= 0.5 * radius
     return (_HIGH * 1.25 * was_skin * now_lesion * near).astype(np.float32)
-
-
-def _spread_band(lesion_mask, shape):
-    """Skin around the lesion that it would spread into: out to one lesion radius."""
-    if lesion_mask is None or lesion_mask.sum() < 30:
-        return np.zeros(shape, np.float32)
-    radius = np.sqrt(lesion_mask.sum() / np.pi)
-    outside = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5)
-    return ((outside > 0) & (outside <= radius)).astype(np.float32)
 
 
 def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
@@ -205,14 +194,21 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
                      np.maximum(cv2.erode(ref[..., 2], box) - mov[..., 2], 0))
     # Pale pigment spreading over skin shows mostly as a b* rise, weighted up
     # because that rise is a few units where darkening is tens. Only in the
-    # band the lesion would spread into: elsewhere it is mostly lighting.
+    # band the lesion would spread into (below): elsewhere it is mostly lighting.
     browner = np.maximum(mov[..., 2] - cv2.dilate(ref[..., 2], box), 0) * _BROWN_GAIN
-    browner *= _spread_band(lesion_mask, reference_lab.shape[:2])
     # Glare whitens skin, which also lowers b*; brighter pixels are no evidence.
     brighter = mov[..., 0] > cv2.dilate(ref[..., 0], box) + 5.0
     darker *= _not_shadow(ref, mov)
-    if lesion_mask is not None:
-        darker = np.maximum(darker, _lesion_crossing(ref, mov, lesion_mask))
+    if lesion_mask is not None and lesion_mask.sum() >= 30:
+        radius = np.sqrt(lesion_mask.sum() / np.pi)
+        outside = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5)
+        # Growth spreads from the lesion: a crossing counts near it (growth
+        # < ~40 % in diameter), browning out to one lesion radius.
+        darker = np.maximum(darker, _lesion_crossing(ref, mov, lesion_mask,
+                                                     outside <= 0.5 * radius))
+        browner *= (outside > 0) & (outside <= radius)
+    else:
+        browner[:] = 0
     components = np.stack([darker, bluer, redder, browner], axis=-1) * ~brighter[..., None]
     components = cv2.GaussianBlur(components, (0, 0), 1.2)
     extent = np.sqrt((components**2).sum(axis=-1))
