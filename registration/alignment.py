@@ -121,6 +121,9 @@ def _feature_homography(ref_grey, ref_mask, mov_grey, mov_mask):
         xy = (back[:2, :2] @ xy.T + back[:2, 2:]).T.astype(np.float32)
         points.append((xy, des))
     (src_all, des_m), (dst_all, des_r) = points
+    # FLANN's randomised trees draw from OpenCV's global generator: seeding it
+    # makes the same two photos give the same alignment (and analysis) every time.
+    cv2.setRNGSeed(0)
     matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 48})
     pairs = matcher.knnMatch(des_m, des_r, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.85 * p[1].distance]
