@@ -33,6 +33,9 @@ _LINE_HALF_WIDTH = 4.5
 _BROAD = 121
 #: Darkening to below this share of the baseline lightness is never a mere shadow.
 _DEEP = 0.7
+#: Unfiltered evidence (CIELAB units) that a change extends over: about twice
+#: the 99th percentile on unchanged skin after normalisation.
+_EXTENT_LOW = 3.0
 #: How far (px at a 640-px long side) a change may extend beyond its compact core.
 _GROW_RADIUS = 60
 #: Mean darkening (CIELAB L) that makes a region away from the lesion a new spot.
@@ -246,7 +249,7 @@ def _extent(seeds, extent_evidence, unit):
 
     Seeds are the compact changes; a large new area keeps only its edge there
     (its middle looks broad), so each seed takes the connected pixels of the
-    unfiltered evidence above the low threshold, no farther than a lesion's
+    unfiltered evidence above ``_EXTENT_LOW``, no farther than a lesion's
     size from the seed, and its holes.
     """
     if not seeds.any():
@@ -254,7 +257,7 @@ def _extent(seeds, extent_evidence, unit):
     radius = max(3, int(round(_GROW_RADIUS / np.sqrt(unit))))
     near = cv2.dilate(seeds.astype(np.uint8), cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))) > 0
-    weak = ((extent_evidence >= _LOW) & near) | seeds
+    weak = ((extent_evidence >= _EXTENT_LOW) & near) | seeds
     n, labels = cv2.connectedComponents(weak.astype(np.uint8), connectivity=8)
     keep = np.zeros(n, bool)
     keep[np.unique(labels[seeds])] = True
@@ -351,7 +354,7 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
         x, y, bw, bh = stats[i, :4]
         inside = float(lesion_mask[sel].mean())
         dist = float(outside_dist[sel].min()) if lesion_mask.any() else float("inf")
-        mean_components = components[sel].mean(axis=0)
+        mean_components = components[core].mean(axis=0)
         if dist > 2.0 and mean_components[:3].max() < _PIGMENT:
             # Mere browning away from the lesion's edge is no spreading lesion.
             mask[sel] = False
