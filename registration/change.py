@@ -40,6 +40,10 @@ _EXTENT_LOW = 3.0
 _GROW_RADIUS = 60
 #: Mean darkening (CIELAB L) that makes a region away from the lesion a new spot.
 _PIGMENT = 4.0
+#: Mean CIEDE2000 difference below which a region is no visible change: two
+#: phone photos of the same skin differ by about this much (ΔE2000 1-2 is
+#: the just-noticeable difference side by side under controlled light).
+_VISIBLE_DE = 3.0
 #: Weight of a b* rise (browning) against a lightness drop.
 _BROWN_GAIN = 2.0
 #: Misalignment tolerated (px) by the neighbourhood comparison.
@@ -355,16 +359,19 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
         inside = float(lesion_mask[sel].mean())
         dist = float(outside_dist[sel].min()) if lesion_mask.any() else float("inf")
         mean_components = components[core].mean(axis=0)
-        if dist > 2.0 and mean_components[:3].max() < _PIGMENT:
-            # Mere browning away from the lesion's edge is no spreading lesion.
+        delta_e = float(deltaE_ciede2000(reference_lab[sel], moving_lab[sel]).mean())
+        # Mere browning away from the lesion's edge is no spreading lesion.
+        browning_only = dist > 2.0 and mean_components[:3].max() < _PIGMENT
+        if browning_only or delta_e < _VISIBLE_DE:
             mask[sel] = False
+            smooth[sel] = 0
             continue
         kind = _kind(inside, dist <= 2.0, mean_components)
         regions.append({
             "bbox": [int(x), int(y), int(x + bw - 1), int(y + bh - 1)],
             "area_px": area,
             "growth_pct": 100.0 * area / lesion_area if kind == "growth" else None,
-            "delta_e": float(deltaE_ciede2000(reference_lab[sel], moving_lab[sel]).mean()),
+            "delta_e": delta_e,
             "distance_to_lesion_px": 0.0 if dist <= 2.0 else dist,
             "kind": kind,
             "mass": float(values.sum()) * unit,

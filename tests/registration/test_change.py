@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from registration.change import detect_change
+
+
+def _skin(shape=(480, 640)):
+    lab = np.empty(shape + (3,), np.float32)
+    lab[...] = (65.0, 15.0, 20.0)
+    return lab
+
+
+def _disc(shape, centre, radius):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return np.hypot(yy - centre[0], xx - centre[1]) <= radius
+
+
+@pytest.mark.parametrize("halo, found", [(0.0, True), (3.5, False)])
+def test_a_region_must_be_visibly_different(halo, found):
+    """A strong core inside a wide, barely visible red halo averages below ΔE2000 3: not a change."""
+    reference = _skin()
+    moving = reference.copy()
+    shape = reference.shape[:2]
+    moving[_disc(shape, (240, 320), 60), 1] += halo
+    moving[_disc(shape, (240, 320), 7), 0] = 50.0
+    lesion = _disc(shape, (240, 150), 30)
+    result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion)
+    assert bool(result.regions) is found
+    assert result.mask[240, 320] is np.bool_(found)
