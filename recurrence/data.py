@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .encoding import encode_answers
+from .encoding import PATIENT_KEYS, encode_answers, encode_patient
 
 REPO = Path(__file__).resolve().parent.parent
 HISTORY_COLUMNS = ("itch", "grew", "hurt", "changed", "bleed", "elevation")
@@ -56,6 +56,10 @@ def history_of(row: dict) -> np.ndarray:
     return encode_answers({k: row.get(k) for k in HISTORY_COLUMNS})
 
 
+def patient_of(row: dict) -> np.ndarray:
+    return encode_patient({k: row.get(k) for k in PATIENT_KEYS})
+
+
 def load_rgb(path, *, draft: int | None = None) -> np.ndarray:
     """RGB uint8; ``draft``: let the JPEG decoder skip detail it does not need for images >= draft px."""
     with Image.open(path) as im:
@@ -90,7 +94,8 @@ class LesionSet:
     masks: np.ndarray             # (N, C, C) bool (given or estimated)
     features: np.ndarray          # (N, F) float32 hand-made features, given mask where there is one
     features_est: np.ndarray      # (N, F) features with an estimated mask
-    history: np.ndarray           # (N, 12) float32
+    history: np.ndarray           # (N, 12) float32 answers
+    patient: np.ndarray           # (N, 9) float32 age, sex, body site
     labels: np.ndarray            # (N,) float32 malignant
     val: np.ndarray = field(default=None)  # (N,) bool
 
@@ -131,6 +136,7 @@ def load_lesion_set(data_dir: Path, *, cache_size: int, seed: int = 0, limit: in
         rows=rows, images=imgs, images_jpeg=jpgs, masks=masks,
         features=np.stack(feats), features_est=np.stack(feats_est),
         history=np.stack([history_of(r) for r in rows]),
+        patient=np.stack([patient_of(r) for r in rows]),
         labels=np.array([float(r["malignant"]) for r in rows], np.float32),
         val=np.array([is_validation(r) for r in rows]),
     )

@@ -1,7 +1,8 @@
-"""Pure encoders shared by training and inference: patient answers, region measurements.
+"""Pure encoders shared by training and inference: patient answers, patient facts, region measurements.
 
 Answers (``grew, itch, bleed, hurt, changed, elevation``) are each encoded as two values
-``(yes, no)``: yes -> (1, 0), no -> (0, 1), missing/unknown -> (0, 0).
+``(yes, no)``: yes -> (1, 0), no -> (0, 1), missing/unknown -> (0, 0). Patient facts (``age, sex,
+region``, the body site) follow the same rule: unknown is all zeros.
 """
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ import numpy as np
 ANSWER_KEYS = ("grew", "itch", "bleed", "hurt", "changed", "elevation")
 DIAGNOSES = ("melanoma", "bcc", "scc", "other")
 KINDS = ("new_lesion", "growth", "darkening", "redness", "other")
+PATIENT_KEYS = ("age", "sex", "region")
+# body sites as the shared manifest names them, grouped as the skin-cancer literature reports risk
+SITE_GROUPS = {
+    "head_neck": ("face", "nose", "ear", "lip", "scalp", "neck", "head", "head/neck"),
+    "trunk": ("back", "chest", "abdomen", "trunk", "anterior torso", "posterior torso", "lateral torso"),
+    "upper_limb": ("upper extremity", "forearm", "arm", "hand", "palms/soles"),
+    "lower_limb": ("lower extremity", "thigh", "foot", "leg"),
+    "genital": ("genital", "oral/genital"),
+}
+PATIENT_FEATURES = (["age", "age_known", "sex_male", "sex_female"] + [f"site_{g}" for g in SITE_GROUPS])
 
 # region vector layout (n_region = 29)
 REGION_FEATURES = (
@@ -54,6 +65,25 @@ def encode_answers(answers: Mapping | None) -> np.ndarray:
             out[2 * i] = 1.0
         elif v is False:
             out[2 * i + 1] = 1.0
+    return out
+
+
+def encode_patient(facts: Mapping | None) -> np.ndarray:
+    """{"age": years, "sex": "male"/"female", "region": body site} (any subset) -> float32 (9,)"""
+    out = np.zeros(len(PATIENT_FEATURES), np.float32)
+    if not facts:
+        return out
+    try:
+        age = float(facts.get("age"))
+    except (TypeError, ValueError):
+        age = math.nan
+    if math.isfinite(age) and 0 <= age <= 120:
+        out[0], out[1] = age / 80.0, 1.0
+    sex = str(facts.get("sex") or "").strip().lower()
+    out[2], out[3] = float(sex in ("male", "m")), float(sex in ("female", "f"))
+    site = str(facts.get("region") or "").strip().lower()
+    for i, names in enumerate(SITE_GROUPS.values()):
+        out[4 + i] = float(site in names)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Hand-made colour / texture / shape features of one lesion image (pure numpy + OpenCV).
+"""Hand-made colour / texture / shape features of one lesion image (numpy, OpenCV, scikit-image).
 
 ``lesion_features(image, mask=None)`` -> float32 (N_IMAGE_FEATURES,). When no mask is
 given, the lesion is estimated: non-black pixels for background-zeroed cut-outs,
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 
 SIZE = 128
 
@@ -124,9 +125,73 @@ def lesion_features(image: np.ndarray, mask: np.ndarray | None = None) -> np.nda
     # whole-image colour (context, incl. modality cues)
     f += list((lab[valid].mean(axis=0) / 50.0).astype(float)) if valid.any() else [0.0, 0.0, 0.0]
     f += [float(valid.mean())]
+    f += (_colour_histograms(lab, m) + _core_and_rim(lab, m) + _texture(img, m) + _structures(L, m)
+          + _variegation(lab, m))
     out = np.asarray(f, np.float32)
     assert out.shape == (N_IMAGE_FEATURES,), out.shape
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-N_IMAGE_FEATURES = 42
+def _colour_histograms(lab: np.ndarray, m: np.ndarray) -> list[float]:
+    """Share of lesion pixels in 8 bins of each of L, a*, b* (fixed ranges): 24 values."""
+    out: list[float] = []
+    for c, (lo, hi) in enumerate([(0, 100), (-10, 50), (-10, 50)]):
+        h, _ = np.histogram(np.clip(lab[..., c][m], lo, hi - 1e-3), bins=8, range=(lo, hi))
+        out += list(h / max(1, m.sum()))
+    return out
+
+
+def _core_and_rim(lab: np.ndarray, m: np.ndarray) -> list[float]:
+    """Lab mean and spread of the lesion's inner half and its rim (how pigment is laid out): 12 values."""
+    depth = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 5)
+    half = 0.5 * depth.max()
+    out: list[float] = []
+    for sel in (depth > half, m & (depth <= half)):
+        if sel.sum() > 5:
+            out += list(lab[sel].mean(0) / 50) + list(lab[sel].std(0) / 20)
+        else:
+            out += [0.0] * 6
+    return out
+
+
+def _texture(img: np.ndarray, m: np.ndarray) -> list[float]:
+    """Local binary patterns at radii 1 and 3 (20) and grey co-occurrence statistics at 1 and 3 px (8)."""
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    out: list[float] = []
+    for radius in (1, 3):
+        lbp = local_binary_pattern(grey, 8, radius, method="uniform")
+        h, _ = np.histogram(lbp[m], bins=10, range=(0, 10))
+        out += list(h / max(1, m.sum()))
+    ys, xs = np.nonzero(m)
+    box = (grey // 32)[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.uint8)
+    glcm = graycomatrix(box, [1, 3], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=8, symmetric=True,
+                        normed=True)
+    for prop in ("contrast", "homogeneity", "energy", "correlation"):
+        out += [float(v) for v in graycoprops(glcm, prop).mean(axis=1)]
+    return out
+
+
+def _structures(L: np.ndarray, m: np.ndarray) -> list[float]:
+    """Dermoscopic structures: dark dots (black-hat at 5 and 9 px), network and streaks (Gabor energy
+    and its orientation spread at wavelengths 4 and 8 px): 8 values."""
+    out: list[float] = []
+    for k in (5, 9):
+        dots = cv2.morphologyEx(L, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        out += [float((dots[m] > 8).mean()), float(dots[m].mean() / 10)]
+    for wavelength in (4.0, 8.0):
+        energy = np.array([np.abs(cv2.filter2D(L, cv2.CV_32F, cv2.getGaborKernel(
+            (15, 15), wavelength / 2, theta, wavelength, 0.5, 0)))[m].mean() for theta in np.arange(4) * np.pi / 4])
+        out += [float(energy.mean() / 10), float(np.ptp(energy) / (energy.mean() + 1e-6))]
+    return out
+
+
+def _variegation(lab: np.ndarray, m: np.ndarray) -> list[float]:
+    """Spread of the mean colours of 8-px blocks inside the lesion (several colours): 3 values."""
+    blocks = cv2.resize(lab, (SIZE // 8, SIZE // 8), interpolation=cv2.INTER_AREA)
+    inside = cv2.resize(m.astype(np.float32), (SIZE // 8, SIZE // 8), interpolation=cv2.INTER_AREA) > 0.8
+    return list(blocks[inside].std(0) / 20) if inside.sum() > 3 else [0.0] * 3
+
+
+#: Colour, shape and gradient statistics (the first block); then histograms, core/rim, texture, structures.
+N_BASIC_FEATURES = 42
+N_IMAGE_FEATURES = N_BASIC_FEATURES + 24 + 12 + 28 + 8 + 3

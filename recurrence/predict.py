@@ -25,8 +25,8 @@ import torch
 from .augment import dihedral, eval_batch
 from .crops import crop_region
 from .data import HISTORY_COLUMNS, load_mask, load_rgb, resize_rgb
-from .encoding import decode_answers, encode_answers, encode_region
-from .features import lesion_features
+from .encoding import PATIENT_FEATURES, PATIENT_KEYS, decode_answers, encode_answers, encode_patient, encode_region
+from .features import N_IMAGE_FEATURES, lesion_features
 from .metrics import apply_calibration
 from .model import ModelConfig, ScarWatchModel
 
@@ -86,6 +86,11 @@ class Scorer:
         self.path = path
         self.checkpoint = checkpoint
         self.config = ModelConfig(**checkpoint["model_args"])
+        expected = N_IMAGE_FEATURES + self.config.n_history + len(PATIENT_FEATURES)
+        if self.config.n_features not in (0, expected):
+            raise ValueError(f"{path or 'checkpoint'} expects {self.config.n_features} hand-made features, this code "
+                             f"makes {expected}: it was trained by an older version; retrain with "
+                             f"python -m recurrence.train")
         self.model = ScarWatchModel(self.config)
         self.model.load_state_dict(checkpoint["model"])
         self.model.eval()
@@ -115,7 +120,9 @@ class Scorer:
             z = wc * net.logit_from_embedding(emb, torch.from_numpy(H)).numpy().astype(np.float64)
         wf = float(self.blend.get("features", 0.0))
         if wf and self.model.features is not None:
-            F = np.stack([np.concatenate([lesion_features(im, m), h]) for im, m, h in zip(images, masks, H)])
+            P = np.stack([encode_patient(h if with_history else None) for h in histories])
+            F = np.stack([np.concatenate([lesion_features(im, m), h, p])
+                          for im, m, h, p in zip(images, masks, H, P)])
             z = z + wf * self.model.features(torch.from_numpy(F))[0].numpy()
         return z
 
@@ -125,7 +132,8 @@ class Scorer:
 
         images : sequence of ndarray (H, W, 3) uint8 RGB; masks : optional sequence of (H, W) arrays or None
         (nonzero = lesion); histories : optional sequence of dicts (grew, itch, bleed, hurt, changed,
-        elevation -> bool/0/1/None). Returns a list of floats in [0, 1].
+        elevation -> bool/0/1/None; age in years, sex male/female, region = body site as in the shared
+        manifest; missing keys are unknown). Returns a list of floats in [0, 1].
         """
         images = [_check_image(im) for im in images]
         n = len(images)
@@ -295,7 +303,7 @@ def load_scorer(path: str | os.PathLike | None = None) -> Scorer:
 
 
 def _row_history(row: Mapping) -> dict | None:
-    h = {k: row.get(k) for k in HISTORY_COLUMNS if row.get(k) not in (None, "")}
+    h = {k: row.get(k) for k in HISTORY_COLUMNS + PATIENT_KEYS if row.get(k) not in (None, "")}
     return h or None
 
 
@@ -308,7 +316,7 @@ def _score_or_error(scorer: Scorer, image, mask, history) -> float | str:
 
 def score_manifest(manifest_csv, out_jsonl, *, scorer: Scorer | None = None, batch_size: int = 32) -> int:
     """Contract ``score-lesions``: MANIFEST columns image_id, image (optional mask and the history columns
-    itch, grew, hurt, changed, bleed, elevation); paths relative to the manifest's folder. Writes one JSON line per
+    itch, grew, hurt, changed, bleed, elevation, age, sex, region); paths relative to the manifest's folder. Writes one JSON line per
     image {"image_id", "malignancy_score"} (or {"image_id", "error"} when it cannot be read). Returns lines written."""
     manifest_csv, out_jsonl = Path(manifest_csv), Path(out_jsonl)
     scorer = scorer or load_scorer()

@@ -24,7 +24,7 @@ from . import __version__
 from .augment import augment_batch, dihedral, eval_batch
 from .data import default_data_dir, data_hash, load_lesion_set, LesionSet
 from .encoding import REGION_FEATURES
-from .features import N_IMAGE_FEATURES
+from .features import N_BASIC_FEATURES, N_IMAGE_FEATURES
 from .metrics import (apply_calibration, ece, fit_platt, roc_auc, sens_spec, threshold_for_sensitivity,
                       threshold_for_specificity)
 from .model import ModelConfig, ScarWatchModel, FeatureLogit
@@ -251,13 +251,14 @@ def _load(args) -> LesionSet:
         z = np.load(args.cache, allow_pickle=True)
         return LesionSet(rows=list(z["rows"]), images=z["images"], images_jpeg=z["images_jpeg"], masks=z["masks"],
                          features=z["features"], features_est=z["features_est"], history=z["history"],
-                         labels=z["labels"], val=z["val"])
+                         patient=z["patient"], labels=z["labels"], val=z["val"])
     data = load_lesion_set(Path(args.data), cache_size=args.cache_size, seed=args.seed, limit=args.limit,
                            progress=not args.no_progress)
     if args.cache:
         np.savez(args.cache, rows=np.array(data.rows, dtype=object), images=data.images,
                  images_jpeg=data.images_jpeg, masks=data.masks, features=data.features,
-                 features_est=data.features_est, history=data.history, labels=data.labels, val=data.val)
+                 features_est=data.features_est, history=data.history, patient=data.patient, labels=data.labels,
+                 val=data.val)
     return data
 
 
@@ -280,7 +281,7 @@ def main(argv=None) -> dict:
     log(f"{len(rows)} images: {len(tr_idx)} train, {len(va_idx)} validation (group split)")
 
     cfg = ModelConfig(image_size=args.image_size, crop_size=args.image_size, width=args.width,
-                      n_region=len(REGION_FEATURES), n_features=N_IMAGE_FEATURES + data.history.shape[1])
+                      n_region=len(REGION_FEATURES), n_features=N_IMAGE_FEATURES + data.history.shape[1] + data.patient.shape[1])
     model = ScarWatchModel(cfg)
 
     # reserve time for the rest of the pipeline
@@ -296,17 +297,25 @@ def main(argv=None) -> dict:
     z_cnn_1 = lesion_logits(model, emb_plain, hist)
     z_cnn_nohist = lesion_logits(model, emb_tta, None)
 
-    # hand-made features + history (with the given masks and with estimated masks as extra rows)
-    Xg = np.concatenate([data.features, data.history], 1)
-    Xe = np.concatenate([data.features_est, data.history], 1)
+    # hand-made features + answers + patient facts (with the given masks and with estimated masks as extra rows)
+    Xg = np.concatenate([data.features, data.history, data.patient], 1)
+    Xe = np.concatenate([data.features_est, data.history, data.patient], 1)
     X_fit = np.concatenate([Xg[tr_idx], Xe[tr_idx]])
     y_fit = np.concatenate([y[tr_idx], y[tr_idx]])
-    fm = fit_feature_model(X_fit, y_fit, hidden=cfg.feature_hidden, members=cfg.feature_members, epochs=100,
-                           seed=args.seed)
-    z_feat = feature_logits(fm, Xg)
+
+    def feature_mlp(columns):
+        m = fit_feature_model(X_fit[:, columns], y_fit, hidden=cfg.feature_hidden, members=cfg.feature_members,
+                              epochs=100, seed=args.seed)
+        return m, feature_logits(m, Xg[:, columns])
+
+    fm, z_feat = feature_mlp(slice(None))
     z_feat_est = feature_logits(fm, Xe)
     model.features = fm
     z_feat_lr = feature_logits(fit_feature_model(X_fit, y_fit, hidden=0), Xg)
+    # what the patient facts and the texture/structure features beyond the first 42 buy
+    n_img, n_hist = data.features.shape[1], data.history.shape[1]
+    z_feat_no_patient = feature_mlp(slice(0, n_img + n_hist))[1]
+    z_feat_basic = feature_mlp(np.r_[0:N_BASIC_FEATURES, n_img:Xg.shape[1]])[1]
 
     # blend: z = a * z_cnn + w * z_feat with each logit scaled by its validation std (label-free); the mixing
     # share is picked on validation, and its honest AUC is cross-fitted (picked on 4/5 of the validation
@@ -329,6 +338,8 @@ def main(argv=None) -> dict:
         "cnn_tta8_without_history_input": roc_auc(y[va], z_cnn_nohist[va]),
         "features_mlp_ensemble": roc_auc(y[va], z_feat[va]),
         "features_mlp_ensemble_estimated_masks": roc_auc(y[va], z_feat_est[va]),
+        "features_mlp_without_patient_facts": roc_auc(y[va], z_feat_no_patient[va]),
+        "features_mlp_basic_42_features_only": roc_auc(y[va], z_feat_basic[va]),
         "features_logreg": roc_auc(y[va], z_feat_lr[va]),
         "cnn+features_estimated_masks": roc_auc(y[va], (blend["cnn"] * z_cnn + blend["features"] * z_feat_est)[va]),
     }
@@ -336,7 +347,8 @@ def main(argv=None) -> dict:
         m = va & np.array([r["source"] == src for r in rows])
         ablations[f"isic/pad/ph2 breakdown: {src}"] = {k: roc_auc(y[m], v[m]) for k, v in
                                                        (("final", z_blend), ("cnn", z_cnn), ("features_mlp", z_feat),
-                                                                         ("features_logreg", z_feat_lr))}
+                                                        ("features_mlp_without_patient_facts", z_feat_no_patient),
+                                                        ("features_logreg", z_feat_lr))}
     lesion_metrics = {
         "validation": per_group_report(rows, y, p, va),
         "ece_validation": ece(y[va], p[va]),
@@ -370,7 +382,8 @@ def main(argv=None) -> dict:
                       f"TTA mean embedding over {args.tta} dihedral transforms",
             "cache_size": args.cache_size, "image_size": args.image_size, "tta": args.tta,
             "mean": 0.5, "std": 0.25,
-            "features": "recurrence.features.lesion_features(image, mask) ++ encode_answers(history) -> "
+            "features": "recurrence.features.lesion_features(image, mask) ++ encode_answers(history) "
+                        "++ encode_patient(history: age, sex, region) -> "
                         f"{cfg.feature_members} MLPs (hidden {cfg.feature_hidden}), mean logit",
             "blend": blend,
             "crop": change_info["crop"],

@@ -33,11 +33,13 @@ def tiny_lesions(tmp_path_factory) -> Path:
             Image.fromarray((m * 255).astype(np.uint8)).save(root / "mask" / f"{i}.png")
             mask = f"mask/{i}.png"
         hist = {k: "" for k in ("itch", "grew", "hurt", "changed", "bleed", "elevation")}
+        facts = {"age": "", "sex": "", "region": ""}
         if src == "pad":
             hist.update(bleed=str(int(mal)), grew=str(int(rng.random() < 0.5)))
+            facts = {"age": str(40 + i), "sex": ("male", "female")[i % 2], "region": ("face", "back")[i % 2]}
         rows.append({"source": src, "image_id": f"img{i}", "image": f"img/{i}.png", "mask": mask,
                      "label": "MEL" if mal else "NV", "malignant": int(mal), "group": f"g{i // 2}",
-                     "modality": "dermoscopy", "age": "", "sex": "", "region": "", "fitzpatrick": "", **hist})
+                     "modality": "dermoscopy", **facts, "fitzpatrick": "", **hist})
     with open(root / "manifest.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from recurrence.encoding import REGION_FEATURES, encode_answers, encode_region
+from recurrence.encoding import PATIENT_FEATURES, REGION_FEATURES, encode_answers, encode_patient, encode_region
 from recurrence.metrics import apply_calibration, ece, fit_platt, roc_auc, threshold_for_sensitivity
 from recurrence.model import ModelConfig, ScarWatchModel
 
@@ -48,6 +48,16 @@ def test_encode_answers_yes_no_missing():
     v = encode_answers({"grew": True, "itch": "0", "bleed": None, "hurt": "", "changed": 1})
     assert v.tolist()[:10] == [1, 0, 0, 1, 0, 0, 0, 0, 1, 0]
     assert encode_answers(None).sum() == 0
+
+
+def test_encode_patient_known_and_unknown():
+    named = dict(zip(PATIENT_FEATURES, encode_patient({"age": "60.0", "sex": "female", "region": "nose"})))
+    assert named["age"] == 0.75 and named["age_known"] == 1 and named["sex_female"] == 1
+    assert named["site_head_neck"] == 1 and named["site_trunk"] == 0
+    # unknown, empty or nonsense values are "not known" (all zeros), never a guess
+    assert encode_patient(None).sum() == 0
+    assert encode_patient({"age": "", "sex": "", "region": "unknown"}).sum() == 0
+    assert encode_patient({"age": "-3"}).sum() == 0
 
 
 def test_encode_region_layout():

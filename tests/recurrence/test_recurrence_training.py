@@ -85,6 +85,14 @@ def test_bad_inputs_raise_value_error(tiny_checkpoint):
         s.score_regions(img, img, [REGION], operating_point="lenient")
 
 
+def test_checkpoint_of_another_feature_layout_is_refused(tiny_checkpoint, tmp_path):
+    ck = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+    ck["model_args"]["n_features"] -= 9  # as trained before patient facts were features
+    torch.save(ck, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="older version"):
+        load_scorer(tmp_path / "old.pt")
+
+
 def test_score_manifest_contract(tiny_lesions, tiny_checkpoint, tmp_path):
     lines = (tiny_lesions / "manifest.csv").read_text().splitlines()
     manifest = tiny_lesions / "subset.csv"
