@@ -8,6 +8,9 @@ ANALYSIS_LONG_SIDE = 640
 
 #: Below this value (0-255, max over channels) a pixel is outside the photographed field.
 _FIELD_LEVEL = 18
+#: Border-connected areas darker than this share of the centre are a dermoscope's
+#: vignetting: outside the field for comparison and for finding the lesion.
+VIGNETTE = 0.5
 
 
 def _check_rgb(image, name):

@@ -152,7 +152,11 @@ def _lesion_crossing(ref, mov, lesion_mask, near):
     if ring.sum() < 30:
         return np.zeros(lesion_mask.shape, np.float32)
     ref_l = cv2.GaussianBlur(ref[..., 0], (0, 0), 2.0)
-    mov_l = cv2.GaussianBlur(mov[..., 0], (0, 0), 2.0)
+    # Growth is lesion that spreads as a band; a closing twice the thin-line
+    # size keeps such bands (they join the lesion) but clears what is left of
+    # crossing or looping hairs, which a low threshold would take for lesion.
+    wide = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * _THIN - 1, 2 * _THIN - 1))
+    mov_l = cv2.GaussianBlur(cv2.morphologyEx(mov[..., 0], cv2.MORPH_CLOSE, wide), (0, 0), 2.0)
     # Compare with the darkest baseline value nearby: a residual shift of the
     # lesion's edge must not look like growth.
     ref_min = cv2.erode(ref_l, np.ones((2 * _SLACK - 1, 2 * _SLACK - 1), np.uint8))

@@ -27,3 +27,20 @@ def test_a_region_must_be_visibly_different(halo, found):
     result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion)
     assert bool(result.regions) is found
     assert result.mask[240, 320] is np.bool_(found)
+
+
+def test_hairs_leaving_the_lesion_edge_are_not_growth():
+    """Two hairs side by side leave the lesion: a dark band wider than one hair, but no spreading lesion."""
+    import cv2
+
+    reference = _skin()
+    shape = reference.shape[:2]
+    lesion = _disc(shape, (240, 320), 90)
+    reference[lesion] = (45.0, 18.0, 22.0)
+    moving = reference.copy()
+    hairs = np.zeros(shape, np.uint8)
+    cv2.line(hairs, (380, 240), (470, 240), 1, 12)
+    # dark-brown hair: the skin's colour at a lower light level
+    moving[(hairs > 0) & ~lesion] = (50.0, 15.0 * 50 / 65, 20.0 * 50 / 65)
+    result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion)
+    assert not [r for r in result.regions if r["kind"] == "growth"]
