@@ -85,8 +85,14 @@ class PageWatch:
     def attach(self, page):
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: uncaught {exc}"))
         page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"{page.url}: console {msg.text}"))
-        page.on("requestfailed", lambda req: self.errors.append(f"request failed {req.url}: {req.failure}"))
+        page.on("requestfailed", self._request_failed)
         return page
+
+    def _request_failed(self, req):
+        # The browser aborts what is still loading (the favicon, say) when a
+        # click navigates away; that is no failure of the page.
+        if req.failure != "net::ERR_ABORTED":
+            self.errors.append(f"request failed {req.url}: {req.failure}")
 
 
 @pytest.fixture
