@@ -226,7 +226,7 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget; training stops early if hit")
     ap.add_argument("--epochs", type=int, default=None, help="default: auto from the time budget")
-    ap.add_argument("--max-epochs", type=int, default=40)
+    ap.add_argument("--max-epochs", type=int, default=120)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--image-size", type=int, default=80)
