@@ -316,8 +316,9 @@ def _score_or_error(scorer: Scorer, image, mask, history) -> float | str:
 
 def score_manifest(manifest_csv, out_jsonl, *, scorer: Scorer | None = None, batch_size: int = 32) -> int:
     """Contract ``score-lesions``: MANIFEST columns image_id, image (optional mask and the history columns
-    itch, grew, hurt, changed, bleed, elevation, age, sex, region); paths relative to the manifest's folder. Writes one JSON line per
-    image {"image_id", "malignancy_score"} (or {"image_id", "error"} when it cannot be read). Returns lines written."""
+    itch, grew, hurt, changed, bleed, elevation, age, sex, region); paths relative to the manifest's folder.
+    Writes one JSON line per image {"image_id", "malignancy_score"} (or {"image_id", "error"} when it cannot be
+    read). Returns lines written."""
     manifest_csv, out_jsonl = Path(manifest_csv), Path(out_jsonl)
     scorer = scorer or load_scorer()
     root = manifest_csv.parent
