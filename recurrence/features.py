@@ -192,6 +192,7 @@ def _variegation(lab: np.ndarray, m: np.ndarray) -> list[float]:
     return list(blocks[inside].std(0) / 20) if inside.sum() > 3 else [0.0] * 3
 
 
-#: Colour, shape and gradient statistics (the first block); then histograms, core/rim, texture, structures.
+#: Colour, shape and gradient statistics (the first block); then histograms, core/rim, texture, structures,
+#: variegation.
 N_BASIC_FEATURES = 42
 N_IMAGE_FEATURES = N_BASIC_FEATURES + 24 + 12 + 28 + 8 + 3
