@@ -27,6 +27,11 @@ _LOW = 6.0
 _MIN_AREA = 100
 #: Thin-structure size (px) removed before comparing: hair, ink lines.
 _THIN = 11
+#: A thin structure is a spot (not a line: hair, ink) when its area is at most
+#: this times its squared width (a disc has 0.8, a 2:1 oval 1.6) ...
+_SPOT_AREA = 3.0
+#: ... and its length at most this times its width.
+_SPOT_ELONGATION = 3.0
 #: Regions no wider than twice this (px) and long are lines (hair, ink), not lesions.
 _LINE_HALF_WIDTH = 4.5
 #: Changes broader than this (px at a 640-px long side) are lighting, not lesions.
@@ -78,20 +83,47 @@ class ChangeResult:
     score: float = 0.0
 
 
-def _remove_thin(lab):
-    """Replace thin lines (hair, marker ink) by the skin around them.
+def _spots(mask, keep):
+    """Components of `mask` (uint8) that are compact and mostly inside `keep` (bool).
+
+    Compact: area at most ``_SPOT_AREA`` times the squared widest width, and
+    the second moments' long axis at most ``_SPOT_ELONGATION`` times the short
+    one (hair, even a short stub, is longer than that).
+    """
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    half_width = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    widest = np.zeros(n, np.float32)
+    np.maximum.at(widest, labels.ravel(), half_width.ravel())
+    area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    dx, dy = xs - centroids[lab, 0], ys - centroids[lab, 1]
+    sxx, syy, sxy = (np.bincount(lab, v, minlength=n) / area for v in (dx * dx, dy * dy, dx * dy))
+    spread = np.sqrt(((sxx - syy) / 2) ** 2 + sxy**2)
+    major, minor = (sxx + syy) / 2 + spread, (sxx + syy) / 2 - spread
+    spot = (area <= _SPOT_AREA * (2 * widest) ** 2) & (major <= _SPOT_ELONGATION**2 * np.maximum(minor, 1e-6))
+    spot &= np.bincount(labels[keep], minlength=n) > area / 2
+    spot[0] = False
+    return spot[labels]
+
+
+def _remove_thin(lab, *, keep):
+    """Replace thin structures (hair, marker ink, dots) by the skin around them.
 
     Thin structures are what a morphological closing (dark in L, low in b*)
-    or opening (high in a*) of the line's width removes; there L takes the
-    closing's value and a*, b* a median over a window more than twice the
-    line width.
+    or opening (high in a*) of ``_THIN`` px removes; there L takes the
+    closing's value and a*, b* a median over a window more than twice that.
+    Compact ones (about as long as wide) mostly in `keep` (bool, shape
+    (M, N)) stay: on the skin around the lesion a small new spot is what an
+    early recurrence looks like, while a line there is hair or ink.
     """
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_THIN, _THIN))
     closed = cv2.morphologyEx(lab[..., 0], cv2.MORPH_CLOSE, kernel)
     thin = (closed - lab[..., 0] > 3.0)
     thin |= lab[..., 1] - cv2.morphologyEx(lab[..., 1], cv2.MORPH_OPEN, kernel) > 3.0
     thin |= cv2.morphologyEx(lab[..., 2], cv2.MORPH_CLOSE, kernel) - lab[..., 2] > 3.0
-    thin = cv2.dilate(thin.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    thin = cv2.dilate(thin.astype(np.uint8), np.ones((3, 3), np.uint8))
+    thin = (thin > 0) & ~_spots(thin, keep)
     out = lab.copy()
     out[..., 0] = np.where(thin, closed, lab[..., 0])
     for c in (1, 2):
@@ -195,8 +227,13 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
     # Outside the overlap the follow-up is black; borrowing the baseline there
     # keeps that edge from looking like (or hiding) a dark structure.
     moving_lab = np.where(valid_mask[..., None], moving_lab, reference_lab)
-    ref = _remove_thin(reference_lab)
-    mov = _remove_thin(moving_lab)
+    # Dots and globules inside a lesion come and go between photos; small
+    # new spots are looked for on the skin around it.
+    skin = np.ones(valid_mask.shape, bool)
+    if lesion_mask is not None and lesion_mask.any():
+        skin = cv2.dilate(lesion_mask.astype(np.uint8), np.ones((2 * _SLACK + 1,) * 2, np.uint8)) == 0
+    ref = _remove_thin(reference_lab, keep=skin)
+    mov = _remove_thin(moving_lab, keep=skin)
     box = np.ones((_SLACK, _SLACK), np.uint8)
     darker = np.maximum(cv2.erode(ref[..., 0], box) - mov[..., 0], 0)
     redder = np.maximum(mov[..., 1] - cv2.dilate(ref[..., 1], box), 0)

@@ -44,3 +44,24 @@ def test_hairs_leaving_the_lesion_edge_are_not_growth():
     moving[(hairs > 0) & ~lesion] = (50.0, 15.0 * 50 / 65, 20.0 * 50 / 65)
     result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion)
     assert not [r for r in result.regions if r["kind"] == "growth"]
+
+
+@pytest.mark.parametrize("shape_kind, found", [("spot", True), ("line", False)])
+def test_a_small_new_spot_is_found_and_a_line_is_not(shape_kind, found):
+    """A new dark spot narrower than the hair filter is an early recurrence; a line as dark is hair."""
+    import cv2
+
+    reference = _skin()
+    shape = reference.shape[:2]
+    lesion = _disc(shape, (240, 200), 40)
+    reference[lesion] = (45.0, 18.0, 22.0)
+    moving = reference.copy()
+    mark = np.zeros(shape, np.uint8)
+    if shape_kind == "spot":
+        cv2.circle(mark, (420, 240), 5, 1, -1)
+    else:
+        cv2.line(mark, (380, 200), (470, 300), 1, 3)
+    moving[mark > 0] = (35.0, 20.0, 18.0)
+    result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion)
+    assert bool(result.regions) is found
+    assert result.mask[mark > 0].any() is np.bool_(found)
