@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -13,6 +14,15 @@ def _skin(shape=(480, 640)):
 def _disc(shape, centre, radius):
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     return np.hypot(yy - centre[0], xx - centre[1]) <= radius
+
+
+def _skin_with_lesion(centre, radius):
+    """(baseline Lab image with a dark lesion, the lesion mask, an empty uint8 canvas to draw on)."""
+    reference = _skin()
+    shape = reference.shape[:2]
+    lesion = _disc(shape, centre, radius)
+    reference[lesion] = (45.0, 18.0, 22.0)
+    return reference, lesion, np.zeros(shape, np.uint8)
 
 
 @pytest.mark.parametrize("halo, found", [(0.0, True), (3.5, False)])
@@ -31,37 +41,25 @@ def test_a_region_must_be_visibly_different(halo, found):
 
 def test_hairs_leaving_the_lesion_edge_are_not_growth():
     """Two hairs side by side leave the lesion: a dark band wider than one hair, but no spreading lesion."""
-    import cv2
-
-    reference = _skin()
-    shape = reference.shape[:2]
-    lesion = _disc(shape, (240, 320), 90)
-    reference[lesion] = (45.0, 18.0, 22.0)
+    reference, lesion, hairs = _skin_with_lesion((240, 320), 90)
     moving = reference.copy()
-    hairs = np.zeros(shape, np.uint8)
     cv2.line(hairs, (380, 240), (470, 240), 1, 12)
     # dark-brown hair: the skin's colour at a lower light level
     moving[(hairs > 0) & ~lesion] = (50.0, 15.0 * 50 / 65, 20.0 * 50 / 65)
-    result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion)
+    result = detect_change(reference, moving, np.ones(lesion.shape, bool), lesion_mask=lesion)
     assert not [r for r in result.regions if r["kind"] == "growth"]
 
 
 @pytest.mark.parametrize("shape_kind, found", [("spot", True), ("line", False)])
 def test_a_small_new_spot_is_found_and_a_line_is_not(shape_kind, found):
     """A new dark spot narrower than the hair filter is an early recurrence; a line as dark is hair."""
-    import cv2
-
-    reference = _skin()
-    shape = reference.shape[:2]
-    lesion = _disc(shape, (240, 200), 40)
-    reference[lesion] = (45.0, 18.0, 22.0)
+    reference, lesion, mark = _skin_with_lesion((240, 200), 40)
     moving = reference.copy()
-    mark = np.zeros(shape, np.uint8)
     if shape_kind == "spot":
         cv2.circle(mark, (420, 240), 5, 1, -1)
     else:
         cv2.line(mark, (380, 200), (470, 300), 1, 3)
     moving[mark > 0] = (35.0, 20.0, 18.0)
-    result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion)
+    result = detect_change(reference, moving, np.ones(lesion.shape, bool), lesion_mask=lesion)
     assert bool(result.regions) is found
     assert result.mask[mark > 0].any() is np.bool_(found)
