@@ -43,6 +43,12 @@ _DEEP = 0.7
 _EXTENT_LOW = 3.0
 #: How far (px at a 640-px long side) a change may extend beyond its compact core.
 _GROW_RADIUS = 60
+#: Out to this distance a patchy change (a darkening in blotches) also extends
+#: over weaker evidence that is spatially coherent: at least ``_FAR_LOW`` after a
+#: Gaussian blur of ``_FAR_SIGMA`` px, and half ``_EXTENT_LOW`` in the pixel itself.
+_FAR_RADIUS = 180
+_FAR_SIGMA = 2.5
+_FAR_LOW = 2.5
 #: Mean darkening (CIELAB L) that makes a region away from the lesion a new spot.
 _PIGMENT = 4.0
 #: Mean CIEDE2000 difference below which a region is no visible change: two
@@ -294,15 +300,16 @@ def _extent(seeds, extent_evidence, unit):
 
     Seeds are the compact changes; a large new area keeps only its edge there
     (its middle looks broad), so each seed takes the connected pixels of the
-    unfiltered evidence above ``_EXTENT_LOW``, no farther than a lesion's
-    size from the seed, and its holes.
+    unfiltered evidence above ``_EXTENT_LOW`` no farther than a lesion's size
+    (``_GROW_RADIUS``), those of weaker but coherent evidence out to
+    ``_FAR_RADIUS`` (a darkening in blotches), and its holes.
     """
     if not seeds.any():
         return seeds
-    radius = max(3, int(round(_GROW_RADIUS / np.sqrt(unit))))
-    near = cv2.dilate(seeds.astype(np.uint8), cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))) > 0
-    weak = ((extent_evidence >= _EXTENT_LOW) & near) | seeds
+    distance = cv2.distanceTransform((~seeds).astype(np.uint8), cv2.DIST_L2, 5) * np.sqrt(unit)
+    smooth = cv2.GaussianBlur(extent_evidence, (0, 0), _FAR_SIGMA / np.sqrt(unit))
+    weak = ((extent_evidence >= _EXTENT_LOW) & (distance <= _GROW_RADIUS)) | seeds
+    weak |= (smooth >= _FAR_LOW) & (extent_evidence >= _EXTENT_LOW / 2) & (distance <= _FAR_RADIUS)
     n, labels = cv2.connectedComponents(weak.astype(np.uint8), connectivity=8)
     keep = np.zeros(n, bool)
     keep[np.unique(labels[seeds])] = True

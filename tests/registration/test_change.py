@@ -63,3 +63,15 @@ def test_a_small_new_spot_is_found_and_a_line_is_not(shape_kind, found):
     result = detect_change(reference, moving, np.ones(lesion.shape, bool), lesion_mask=lesion)
     assert bool(result.regions) is found
     assert result.mask[mark > 0].any() is np.bool_(found)
+
+
+def test_a_patchy_darkening_is_outlined_beyond_its_strong_core():
+    """A blue-grey area that is strong at one end and faint over most of its length is outlined as a whole."""
+    reference, lesion, _ = _skin_with_lesion((240, 320), 150)
+    moving = reference.copy()
+    moving[220:260, 180:225] += (-15.0, -6.0, -10.0)  # the strong core
+    moving[220:260, 225:400] += (-3.0, -2.0, -4.0)  # faint, 175 px long
+    result = detect_change(reference, moving, np.ones(lesion.shape, bool), lesion_mask=lesion)
+    assert result.regions
+    assert result.mask[225:255, 230:395].mean() > 0.9
+    assert not result.mask[300:, :].any()  # the unchanged rest of the lesion
