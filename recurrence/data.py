@@ -19,6 +19,13 @@ from .encoding import PATIENT_KEYS, encode_answers, encode_patient
 REPO = Path(__file__).resolve().parent.parent
 HISTORY_COLUMNS = ("itch", "grew", "hurt", "changed", "bleed", "elevation")
 VAL_PERCENT = 20
+#: Diagnosis groups of the auxiliary training target: the sources' labels for one diagnosis share a group.
+DIAGNOSIS_GROUPS = {
+    "melanoma": ("MEL", "melanoma"), "basal_cell_carcinoma": ("BCC",), "squamous_cell_carcinoma": ("SCC",),
+    "actinic_keratosis": ("AK", "ACK"), "nevus": ("NV", "NEV", "common_nevus"), "atypical_nevus": ("atypical_nevus",),
+    "keratosis": ("BKL", "SEK"), "dermatofibroma": ("DF",), "vascular": ("VASC",),
+}
+_DIAGNOSIS_INDEX = {label: i for i, labels in enumerate(DIAGNOSIS_GROUPS.values()) for label in labels}
 
 
 def default_data_dir() -> Path:
@@ -50,6 +57,11 @@ def data_hash(data_dir: Path, rows: list[dict]) -> str:
         p = data_dir / f
         h.update(f"{f}\t{p.stat().st_size if p.exists() else -1}\n".encode())
     return h.hexdigest()
+
+
+def diagnosis_indices(rows: list[dict]) -> np.ndarray:
+    """(N,) int64 index into DIAGNOSIS_GROUPS of each row's label; -1 for a label outside the groups."""
+    return np.array([_DIAGNOSIS_INDEX.get(r.get("label", ""), -1) for r in rows], np.int64)
 
 
 def history_of(row: dict) -> np.ndarray:

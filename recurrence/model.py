@@ -33,6 +33,7 @@ class ModelConfig:
     n_history: int = N_HISTORY
     n_region: int = 29          # see recurrence.encoding.REGION_FEATURES
     n_features: int = 0         # hand-made features for FeatureLogit (0 = no feature model)
+    n_diagnoses: int = 0        # auxiliary diagnosis-group head used in training only (0 = none)
     feature_hidden: int = 64    # 0 = logistic regression
     feature_members: int = 5
     head_hidden: int = 64
@@ -94,6 +95,8 @@ class LesionNet(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.image_head = nn.Linear(d, 1)
         self.history_head = nn.Sequential(nn.Linear(config.n_history, 16), nn.ReLU(), nn.Linear(16, 1))
+        # Telling melanoma from keratosis from nevus is a richer training signal than malignant/benign alone.
+        self.diagnosis_head = nn.Linear(d, config.n_diagnoses) if config.n_diagnoses else None
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)
@@ -104,11 +107,17 @@ class LesionNet(nn.Module):
             logit = logit + self.history_head(history).squeeze(-1)
         return logit
 
-    def forward(self, images, history=None, targets=None):
-        logit = self.logit_from_embedding(self.embed(images), history)
+    def forward(self, images, history=None, targets=None, diagnoses=None, diagnosis_weight: float = 0.5):
+        """``diagnoses``: (B,) long diagnosis-group indices, -1 = unknown; adds
+        ``diagnosis_weight`` times their cross-entropy to the loss (needs ``n_diagnoses``)."""
+        emb = self.embed(images)
+        logit = self.logit_from_embedding(emb, history)
         loss = None
         if targets is not None:
             loss = F.binary_cross_entropy_with_logits(logit, targets.float())
+            if diagnoses is not None and self.diagnosis_head is not None and (diagnoses >= 0).any():
+                aux = F.cross_entropy(self.diagnosis_head(self.drop(emb)), diagnoses, ignore_index=-1)
+                loss = loss + diagnosis_weight * aux
         return logit, loss
 
 

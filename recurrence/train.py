@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from .augment import augment_batch, dihedral, eval_batch
-from .data import default_data_dir, data_hash, load_lesion_set, LesionSet
+from .data import DIAGNOSIS_GROUPS, default_data_dir, data_hash, diagnosis_indices, load_lesion_set, LesionSet
 from .encoding import REGION_FEATURES
 from .features import N_BASIC_FEATURES, N_IMAGE_FEATURES
 from .metrics import (apply_calibration, ece, fit_platt, roc_auc, sens_spec, threshold_for_sensitivity,
@@ -37,11 +37,12 @@ SPECIFICITY_TARGET = 0.90
 
 def train_lesion_cnn(model: ScarWatchModel, data: LesionSet, idx: np.ndarray, *, epochs: int | None,
                      batch_size: int, lr: float, seed: int, deadline: float, max_epochs: int = 40,
-                     history_dropout: float = 0.3, use_history: bool = True, progress: bool = True,
-                     log=print) -> dict:
-    """AdamW, one warm-up epoch then cosine decay. ``epochs=None`` ('auto'): after the warm-up epoch the
-    number of epochs is set from its duration so that training ends before ``deadline`` (the chosen number
-    is returned and stored in the checkpoint; pass it as --epochs to reproduce the run exactly)."""
+                     history_dropout: float = 0.3, use_history: bool = True, diagnosis_weight: float = 0.5,
+                     progress: bool = True, log=print) -> dict:
+    """AdamW, one warm-up epoch then cosine decay. The loss adds ``diagnosis_weight`` times the auxiliary
+    diagnosis-group cross-entropy when the model has that head. ``epochs=None`` ('auto'): after the warm-up
+    epoch the number of epochs is set from its duration so that training ends before ``deadline`` (the chosen
+    number is returned and stored in the checkpoint; pass it as --epochs to reproduce the run exactly)."""
     cfg = model.config
     net = model.lesion
     g = torch.Generator().manual_seed(seed)
@@ -59,6 +60,7 @@ def train_lesion_cnn(model: ScarWatchModel, data: LesionSet, idx: np.ndarray, *,
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     labels = torch.from_numpy(data.labels)
+    diagnoses = torch.from_numpy(diagnosis_indices(data.rows))
     hist = torch.from_numpy(data.history)
     step, stopped_early = 0, False
     bar = None
@@ -79,7 +81,7 @@ def train_lesion_cnn(model: ScarWatchModel, data: LesionSet, idx: np.ndarray, *,
             h = hist[b].clone()
             drop = torch.rand(len(b), generator=g) < history_dropout
             h[drop] = 0.0
-            _, loss = net(x, h if use_history else None, labels[b])
+            _, loss = net(x, h if use_history else None, labels[b], diagnoses[b], diagnosis_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -236,6 +238,8 @@ def parse_args(argv=None):
     ap.add_argument("--feature-weight-decay", type=float, default=0.1,
                     help="AdamW weight decay of the feature MLPs (see MODEL_CARD.md: 1.0 wins a "
                          "cross-validation inside the training split but not the blend on validation)")
+    ap.add_argument("--diagnosis-weight", type=float, default=0.5,
+                    help="weight of the auxiliary diagnosis-group loss of the lesion CNN (0 = no such head)")
     ap.add_argument("--no-history", action="store_true")
     ap.add_argument("--change-pairs", type=int, default=4000)
     ap.add_argument("--change-epochs", type=int, default=30)
@@ -282,14 +286,15 @@ def main(argv=None) -> dict:
     log(f"{len(rows)} images: {len(tr_idx)} train, {len(va_idx)} validation (group split)")
 
     cfg = ModelConfig(image_size=args.image_size, crop_size=args.image_size, width=args.width,
-                      n_region=len(REGION_FEATURES), n_features=N_IMAGE_FEATURES + data.history.shape[1] + data.patient.shape[1])
+                      n_region=len(REGION_FEATURES), n_features=N_IMAGE_FEATURES + data.history.shape[1] + data.patient.shape[1],
+                      n_diagnoses=len(DIAGNOSIS_GROUPS) if args.diagnosis_weight > 0 else 0)
     model = ScarWatchModel(cfg)
 
     # reserve time for the rest of the pipeline
     lesion_deadline = deadline - 60 * min(6.0, 0.25 * args.minutes)
     train_info = train_lesion_cnn(model, data, tr_idx, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                   seed=args.seed, deadline=lesion_deadline, max_epochs=args.max_epochs,
-                                  use_history=not args.no_history,
+                                  use_history=not args.no_history, diagnosis_weight=args.diagnosis_weight,
                                   progress=not args.no_progress, log=log)
     t_cnn = time.time() - t0
     hist = None if args.no_history else data.history
@@ -393,6 +398,7 @@ def main(argv=None) -> dict:
         "thresholds": change_info["thresholds"],
         "lesion_thresholds": lesion_metrics["thresholds"],
         "calibration": {"lesion": cal, "region": change_info["calibration"]},
+        "diagnosis_groups": {name: list(labels) for name, labels in DIAGNOSIS_GROUPS.items()},
         "data_hash": data_hash(Path(args.data), rows),
         "metrics": {"lesion": lesion_metrics, "change": change_info["metrics"]},
         "version": f"recurrence-{__version__}+{time.strftime('%Y%m%d')}-seed{args.seed}",

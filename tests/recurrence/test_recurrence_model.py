@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from recurrence.data import DIAGNOSIS_GROUPS, diagnosis_indices
 from recurrence.encoding import PATIENT_FEATURES, REGION_FEATURES, encode_answers, encode_patient, encode_region
 from recurrence.metrics import apply_calibration, ece, fit_platt, roc_auc, threshold_for_sensitivity
 from recurrence.model import ModelConfig, ScarWatchModel
@@ -26,6 +27,28 @@ def test_lesion_forward_shapes_and_loss(model):
     h2 = h.clone()
     h2[:, 4] = 1.0
     assert not torch.allclose(model(x, h)[0], model(x, h2)[0])
+
+
+def test_diagnosis_head_adds_a_loss_and_ignores_unknown_labels():
+    torch.manual_seed(0)
+    m = ScarWatchModel(ModelConfig(image_size=32, crop_size=32, width=8, n_diagnoses=4)).eval()
+    x, h, y = torch.randn(3, 3, 32, 32), torch.zeros(3, 12), torch.tensor([0.0, 1.0, 1.0])
+    plain = m(x, h, targets=y)[1]
+    unknown = m.lesion(x, h, y, diagnoses=torch.full((3,), -1))[1]
+    assert torch.allclose(unknown, plain)
+    known = m.lesion(x, h, y, diagnoses=torch.tensor([0, 3, -1]))[1]
+    assert known > plain
+    known.backward()
+    assert m.lesion.diagnosis_head.weight.grad.abs().sum() > 0
+
+
+def test_diagnosis_groups_join_the_sources_labels():
+    rows = [{"label": "MEL"}, {"label": "melanoma"}, {"label": "ACK"}, {"label": "AK"}, {"label": "lupus"}]
+    idx = diagnosis_indices(rows)
+    assert idx[0] == idx[1] >= 0 and idx[2] == idx[3] >= 0 and idx[0] != idx[2]
+    assert idx[4] == -1
+    assert len(set(diagnosis_indices([{"label": lab} for labs in DIAGNOSIS_GROUPS.values() for lab in labs]))) \
+        == len(DIAGNOSIS_GROUPS)
 
 
 def test_change_forward_shapes_and_loss(model):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from recurrence_helpers import shared_lesions_dir
-from recurrence.data import is_validation
+from recurrence.data import diagnosis_indices, is_validation
 from recurrence.predict import default_checkpoint, load_scorer, score_manifest
 
 DATA = shared_lesions_dir()
@@ -47,3 +47,8 @@ def test_committed_checkpoint_scores_real_images(tmp_path):
     assert s[y == 1].mean() > s[y == 0].mean()
     assert per_image < 1.0
     assert load_scorer().version
+
+
+def test_every_shared_label_has_a_diagnosis_group():
+    rows = list(csv.DictReader(open(DATA / "manifest.csv")))
+    assert (diagnosis_indices(rows) >= 0).all()

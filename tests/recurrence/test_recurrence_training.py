@@ -15,7 +15,8 @@ REGION = {"bbox": [100, 100, 140, 150], "area_px": 1500, "growth_pct": 23.0, "de
 
 def test_checkpoint_is_self_describing(tiny_checkpoint):
     ck = torch.load(tiny_checkpoint, weights_only=False)
-    for k in ("model", "model_args", "preprocess", "thresholds", "calibration", "data_hash", "metrics", "version"):
+    for k in ("model", "model_args", "preprocess", "thresholds", "calibration", "diagnosis_groups", "data_hash",
+              "metrics", "version"):
         assert k in ck
     assert set(ck["thresholds"]) >= {"sensitivity_first", "specificity_first"}
     assert 0 <= ck["thresholds"]["specificity_first"] <= 1 and 0 <= ck["thresholds"]["sensitivity_first"] <= 1
