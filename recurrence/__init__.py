@@ -1,3 +1,3 @@
 """Recurrence model: lesion malignancy and per-region recurrence scores (see MODEL_CARD.md)."""
-__version__ = "1.2"
+__version__ = "1.3"
 __all__ = ["__version__"]

@@ -34,6 +34,7 @@ class ModelConfig:
     n_region: int = 29          # see recurrence.encoding.REGION_FEATURES
     n_features: int = 0         # hand-made features for FeatureLogit (0 = no feature model)
     n_diagnoses: int = 0        # auxiliary diagnosis-group head used in training only (0 = none)
+    cnn_members: int = 1        # lesion CNNs whose malignancy logits are averaged (the first also serves the change head)
     feature_hidden: int = 64    # 0 = logistic regression
     feature_members: int = 5
     head_hidden: int = 64
@@ -195,7 +196,14 @@ class ScarWatchModel(nn.Module):
         self.change = ChangeNet(config, self.lesion)
         self.features = (FeatureLogit(config.n_features, config.feature_hidden, config.feature_members)
                          if config.n_features > 0 else None)
+        # Averaging small from-scratch CNNs steadies the malignancy score, which moves with initialisation.
+        self.more_lesion = nn.ModuleList(LesionNet(config) for _ in range(config.cnn_members - 1))
+
+    @property
+    def lesion_nets(self) -> list[LesionNet]:
+        """Every lesion CNN; the malignancy CNN logit is their mean."""
+        return [self.lesion, *self.more_lesion]
 
     def forward(self, images, history=None, targets=None):
-        """Lesion malignancy logit (the score-lesions path)."""
+        """Lesion malignancy logit of the first CNN (training and tests; the Scorer averages every CNN)."""
         return self.lesion(images, history, targets)

@@ -114,10 +114,11 @@ class Scorer:
         if wc:  # the CNN is skipped when the validation-picked blend gives it no weight
             small = np.stack([resize_rgb(im, self.cache_size) for im in images])
             x = eval_batch(small, self.image_size)
-            net = self.model.lesion
             t = max(1, self.tta)
-            emb = sum(net.embed(dihedral(x, k)) for k in range(t)) / t
-            z = wc * net.logit_from_embedding(emb, torch.from_numpy(H)).numpy().astype(np.float64)
+            nets = self.model.lesion_nets
+            z_cnn = sum(net.logit_from_embedding(sum(net.embed(dihedral(x, k)) for k in range(t)) / t,
+                                                 torch.from_numpy(H)) for net in nets) / len(nets)
+            z = wc * z_cnn.numpy().astype(np.float64)
         wf = float(self.blend.get("features", 0.0))
         if wf and self.model.features is not None:
             P = np.stack([encode_patient(h if with_history else None) for h in histories])

@@ -27,7 +27,7 @@ from .encoding import REGION_FEATURES
 from .features import N_BASIC_FEATURES, N_IMAGE_FEATURES
 from .metrics import (apply_calibration, ece, fit_platt, roc_auc, sens_spec, threshold_for_sensitivity,
                       threshold_for_specificity)
-from .model import ModelConfig, ScarWatchModel, FeatureLogit
+from .model import ModelConfig, ScarWatchModel, FeatureLogit, LesionNet
 
 SENSITIVITY_TARGET = 0.95
 SPECIFICITY_TARGET = 0.90
@@ -35,7 +35,7 @@ SPECIFICITY_TARGET = 0.90
 
 # --------------------------------------------------------------------------- lesion CNN
 
-def train_lesion_cnn(model: ScarWatchModel, data: LesionSet, idx: np.ndarray, *, epochs: int | None,
+def train_lesion_cnn(net: LesionNet, data: LesionSet, idx: np.ndarray, *, epochs: int | None,
                      batch_size: int, lr: float, seed: int, deadline: float, max_epochs: int = 40,
                      history_dropout: float = 0.3, use_history: bool = True, diagnosis_weight: float = 0.5,
                      progress: bool = True, log=print) -> dict:
@@ -43,8 +43,7 @@ def train_lesion_cnn(model: ScarWatchModel, data: LesionSet, idx: np.ndarray, *,
     diagnosis-group cross-entropy when the model has that head. ``epochs=None`` ('auto'): after the warm-up
     epoch the number of epochs is set from its duration so that training ends before ``deadline`` (the chosen
     number is returned and stored in the checkpoint; pass it as --epochs to reproduce the run exactly)."""
-    cfg = model.config
-    net = model.lesion
+    cfg = net.config
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
     steps_per_epoch = max(1, len(idx) // batch_size)
@@ -112,13 +111,12 @@ def train_lesion_cnn(model: ScarWatchModel, data: LesionSet, idx: np.ndarray, *,
 
 
 @torch.no_grad()
-def lesion_embeddings(model: ScarWatchModel, images: np.ndarray, *, tta: int = 8, batch_size: int = 128):
+def lesion_embeddings(net: LesionNet, images: np.ndarray, *, tta: int = 8, batch_size: int = 128):
     """-> (embedding averaged over ``tta`` dihedral views, embedding of the plain view)."""
-    net = model.lesion
     net.eval()
     mean, plain = [], []
     for i in range(0, len(images), batch_size):
-        x = eval_batch(images[i:i + batch_size], model.config.image_size)
+        x = eval_batch(images[i:i + batch_size], net.config.image_size)
         embs = [net.embed(dihedral(x, k)) for k in range(max(1, tta))]
         mean.append(sum(embs) / len(embs))
         plain.append(embs[0])
@@ -126,13 +124,9 @@ def lesion_embeddings(model: ScarWatchModel, images: np.ndarray, *, tta: int = 8
 
 
 @torch.no_grad()
-def lesion_logits(model: ScarWatchModel, emb: torch.Tensor, history: np.ndarray | None) -> np.ndarray:
+def lesion_logits(net: LesionNet, emb: torch.Tensor, history: np.ndarray | None) -> np.ndarray:
     h = torch.from_numpy(history) if history is not None else None
-    return model.lesion.logit_from_embedding(emb, h).numpy()
-
-
-def predict_lesion_logits(model, images, history, *, tta: int = 8) -> np.ndarray:
-    return lesion_logits(model, lesion_embeddings(model, images, tta=tta)[0], history)
+    return net.logit_from_embedding(emb, h).numpy()
 
 
 # --------------------------------------------------------------------------- feature model
@@ -235,6 +229,8 @@ def parse_args(argv=None):
     ap.add_argument("--cache-size", type=int, default=128)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--tta", type=int, default=8)
+    ap.add_argument("--cnn-members", type=int, default=2,
+                    help="lesion CNNs trained with seeds seed, seed+1, ...; the malignancy score averages them")
     ap.add_argument("--feature-weight-decay", type=float, default=0.1,
                     help="AdamW weight decay of the feature MLPs (see MODEL_CARD.md: 1.0 wins a "
                          "cross-validation inside the training split but not the blend on validation)")
@@ -287,21 +283,30 @@ def main(argv=None) -> dict:
 
     cfg = ModelConfig(image_size=args.image_size, crop_size=args.image_size, width=args.width,
                       n_region=len(REGION_FEATURES), n_features=N_IMAGE_FEATURES + data.history.shape[1] + data.patient.shape[1],
-                      n_diagnoses=len(DIAGNOSIS_GROUPS) if args.diagnosis_weight > 0 else 0)
+                      n_diagnoses=len(DIAGNOSIS_GROUPS) if args.diagnosis_weight > 0 else 0,
+                      cnn_members=args.cnn_members)
     model = ScarWatchModel(cfg)
 
-    # reserve time for the rest of the pipeline
+    # reserve time for the rest of the pipeline; each CNN gets an equal share of what is left
     lesion_deadline = deadline - 60 * min(6.0, 0.25 * args.minutes)
-    train_info = train_lesion_cnn(model, data, tr_idx, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                  seed=args.seed, deadline=lesion_deadline, max_epochs=args.max_epochs,
-                                  use_history=not args.no_history, diagnosis_weight=args.diagnosis_weight,
-                                  progress=not args.no_progress, log=log)
+    nets = model.lesion_nets
+    train_members = []
+    for k, net in enumerate(nets):
+        member_deadline = time.time() + (lesion_deadline - time.time()) / (len(nets) - k)
+        train_members.append(train_lesion_cnn(
+            net, data, tr_idx, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed + k,
+            deadline=member_deadline, max_epochs=args.max_epochs, use_history=not args.no_history,
+            diagnosis_weight=args.diagnosis_weight, progress=not args.no_progress, log=log))
+    train_info = {**train_members[0], "members": train_members}
     t_cnn = time.time() - t0
     hist = None if args.no_history else data.history
-    emb_tta, emb_plain = lesion_embeddings(model, data.images, tta=args.tta)
-    z_cnn = lesion_logits(model, emb_tta, hist)
-    z_cnn_1 = lesion_logits(model, emb_plain, hist)
-    z_cnn_nohist = lesion_logits(model, emb_tta, None)
+    z_members, z_members_1, z_members_nohist = [], [], []
+    for net in nets:
+        emb_tta, emb_plain = lesion_embeddings(net, data.images, tta=args.tta)
+        z_members.append(lesion_logits(net, emb_tta, hist))
+        z_members_1.append(lesion_logits(net, emb_plain, hist))
+        z_members_nohist.append(lesion_logits(net, emb_tta, None))
+    z_cnn, z_cnn_1, z_cnn_nohist = (np.mean(z, axis=0) for z in (z_members, z_members_1, z_members_nohist))
 
     # hand-made features + answers + patient facts (with the given masks and with estimated masks as extra rows)
     Xg = np.concatenate([data.features, data.history, data.patient], 1)
@@ -340,6 +345,7 @@ def main(argv=None) -> dict:
         "cnn_tta8+features (cross-fitted share, honest)": share_cv_auc,
         "cnn_share_of_blend": share,
         "cnn_tta8": roc_auc(y[va], z_cnn[va]),
+        "cnn_tta8_first_member_only": roc_auc(y[va], z_members[0][va]),
         "cnn_no_tta": roc_auc(y[va], z_cnn_1[va]),
         "cnn_tta8_without_history_input": roc_auc(y[va], z_cnn_nohist[va]),
         "features_mlp_ensemble": roc_auc(y[va], z_feat[va]),

@@ -42,6 +42,14 @@ def test_diagnosis_head_adds_a_loss_and_ignores_unknown_labels():
     assert m.lesion.diagnosis_head.weight.grad.abs().sum() > 0
 
 
+def test_more_cnn_members_are_separate_nets_and_the_first_serves_the_change_head():
+    m = ScarWatchModel(ModelConfig(image_size=32, crop_size=32, width=8, cnn_members=3))
+    nets = m.lesion_nets
+    assert len(nets) == 3 and len({id(n) for n in nets}) == 3
+    assert m.change.lesion is nets[0]
+    assert len(ScarWatchModel(ModelConfig(image_size=32, crop_size=32, width=8)).lesion_nets) == 1
+
+
 def test_diagnosis_groups_join_the_sources_labels():
     rows = [{"label": "MEL"}, {"label": "melanoma"}, {"label": "ACK"}, {"label": "AK"}, {"label": "lupus"}]
     idx = diagnosis_indices(rows)
