@@ -11,6 +11,8 @@ _FIELD_LEVEL = 18
 #: Border-connected areas darker than this share of the centre are a dermoscope's
 #: vignetting: outside the field for comparison and for finding the lesion.
 VIGNETTE = 0.5
+#: A channel at or above this (0-255) is clipped at the camera's ceiling.
+_SATURATION_LEVEL = 250
 
 
 def _check_rgb(image, name):
@@ -95,6 +97,17 @@ def _field_mask(image, *, relative=None):
         x, y, bw, bh, _ = stats[i]
         outside[i] = x == 0 or y == 0 or x + bw == w or y + bh == h
     return ~outside[labels]
+
+
+def _saturated(image):
+    """Bool mask, shape (M, N), of pixels with a channel clipped at the ceiling.
+
+    Their neighbours count too: blur and JPEG spread a clipped area's edge.
+    `image` is RGB uint8, shape (M, N, 3).
+    """
+    level = np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
+    clipped = (level >= _SATURATION_LEVEL).astype(np.uint8)
+    return cv2.dilate(clipped, np.ones((3, 3), np.uint8)) > 0
 
 
 def _homography_is_sane(matrix, *, max_scale=4.0):

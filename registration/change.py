@@ -8,7 +8,8 @@ morphology before comparing, and long thin regions dropped), glare
 (brightening is ignored), shadows and colour casts (removed by
 normalisation, a shadow-likeness weight and a top-hat that keeps only compact
 changes), small misalignment (each follow-up pixel is compared with the most
-similar value in a small baseline neighbourhood).
+similar value in a small baseline neighbourhood), over-exposure (a hue shift
+that a clipped colour channel explains is not counted).
 """
 
 from dataclasses import dataclass, field
@@ -208,7 +209,7 @@ def _lesion_crossing(ref, mov, lesion_mask, near):
     return (_HIGH * 1.25 * was_skin * now_lesion * near).astype(np.float32)
 
 
-def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
+def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, saturated=None):
     """Per-pixel evidence (CIELAB units) that the follow-up became darker, bluer, redder or browner.
 
     Parameters
@@ -219,6 +220,9 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
         Pixels both photos show.
     lesion_mask : ndarray, shape (M, N), bool, optional
         The baseline lesion; enables the skin-turned-lesion (growth) evidence.
+    saturated : tuple of two ndarray, shape (M, N), bool, optional
+        Baseline and follow-up pixels with a colour channel clipped at the
+        camera's ceiling (:func:`registration._imageutil._saturated`).
 
     Returns
     -------
@@ -253,6 +257,15 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
     # Glare whitens skin, which also lowers b*; brighter pixels are no evidence.
     brighter = mov[..., 0] > cv2.dilate(ref[..., 0], box) + 5.0
     darker *= _not_shadow(ref, mov)
+    if saturated is not None:
+        # A clipped channel (skin's red first, in a bright photo) understates
+        # that photo's a* and b*: a hue loss where the follow-up is clipped, or
+        # a hue gain where the baseline is, is the camera's, not the skin's.
+        # Lightness still counts, and the other direction only understates.
+        ref_saturated, mov_saturated = saturated
+        bluer *= ~mov_saturated
+        redder *= ~ref_saturated
+        browner *= ~ref_saturated
     if lesion_mask is not None and lesion_mask.sum() >= 30:
         radius = np.sqrt(lesion_mask.sum() / np.pi)
         outside = cv2.distanceTransform((~lesion_mask).astype(np.uint8), cv2.DIST_L2, 5)
@@ -355,7 +368,7 @@ def score_features(features):
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
-def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
+def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, saturated=None):
     """Find clinically relevant change between baseline and aligned follow-up.
 
     Parameters
@@ -367,6 +380,9 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
         Pixels both photos show.
     lesion_mask : ndarray, shape (M, N), bool, optional
         The baseline lesion or scar; used to name and measure regions.
+    saturated : tuple of two ndarray, shape (M, N), bool, optional
+        Clipped pixels of the baseline and of the follow-up (see
+        :func:`change_evidence`).
 
     Returns
     -------
@@ -378,7 +394,7 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None):
     unit = (_UNIT_SIDE / max(h, w)) ** 2
     lesion_mask = np.zeros((h, w), bool) if lesion_mask is None else lesion_mask.astype(bool)
     evidence, components, extent_evidence = change_evidence(
-        reference_lab, moving_lab, valid_mask, lesion_mask=lesion_mask)
+        reference_lab, moving_lab, valid_mask, lesion_mask=lesion_mask, saturated=saturated)
     seeds = _hysteresis(evidence, max(8, _MIN_AREA / unit))
     if not lesion_mask.any():
         outside_dist = np.full((h, w), np.inf, np.float32)

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ._imageutil import VIGNETTE, _analysis_scale, _check_rgb, _field_mask, _resize
+from ._imageutil import (VIGNETTE, _analysis_scale, _check_rgb, _field_mask, _resize,
+                         _saturated)
 from .alignment import _align_prepared, _prepare
 from .change import _HIGH, detect_change
 from .lesion import segment_lesion
@@ -189,7 +190,8 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
                          cv2.INTER_LINEAR) > 127
     else:
         lesion = segment_lesion(ref_small, field_mask=ref_field)
-    result = detect_change(ref_lab, mov_lab, valid_small, lesion_mask=lesion)
+    result = detect_change(ref_lab, mov_lab, valid_small, lesion_mask=lesion,
+                           saturated=(_saturated(ref_matched), _saturated(mov_matched)))
     timings["change"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -75,3 +75,33 @@ def test_a_patchy_darkening_is_outlined_beyond_its_strong_core():
     assert result.regions
     assert result.mask[225:255, 230:395].mean() > 0.9
     assert not result.mask[300:, :].any()  # the unchanged rest of the lesion
+
+
+@pytest.mark.parametrize("clipped, found", [(False, True), (True, False)])
+def test_a_hue_loss_where_the_follow_up_is_clipped_is_no_change(clipped, found):
+    """Over-exposed skin loses red as its red channel clips (a* falls, L rises a little)."""
+    reference, lesion, _ = _skin_with_lesion((240, 200), 40)
+    shape = lesion.shape
+    moving = reference.copy()
+    patch = _disc(shape, (240, 450), 25)
+    moving[patch] += (2.0, -14.0, -4.0)
+    unclipped = np.zeros(shape, bool)
+    saturated = (unclipped, _disc(shape, (240, 450), 28) if clipped else unclipped)
+    result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion,
+                           saturated=saturated)
+    assert bool(result.regions) is found
+    assert result.mask[patch].any() is np.bool_(found)
+
+
+def test_a_new_spot_on_clipped_baseline_skin_is_still_found():
+    """Where the baseline is clipped only its hue is unsure: a new dark spot there still counts."""
+    reference, lesion, _ = _skin_with_lesion((240, 200), 40)
+    shape = lesion.shape
+    moving = reference.copy()
+    spot = _disc(shape, (240, 450), 12)
+    moving[spot] = (35.0, 20.0, 18.0)
+    saturated = (np.ones(shape, bool), np.zeros(shape, bool))
+    result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion,
+                           saturated=saturated)
+    assert [r["kind"] for r in result.regions] == ["new_lesion"]
+    assert result.mask[spot].mean() > 0.5

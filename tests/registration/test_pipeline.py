@@ -38,6 +38,16 @@ def test_confounders_are_not_flagged(skin, confounder):
     assert len(flagged) <= 1, (confounder, flagged)
 
 
+def test_an_over_exposed_follow_up_is_not_a_change(skin):
+    """Most of the skin clipped white: its red channel saturates first, which is no loss of red."""
+    image, _ = skin
+    over = np.clip(image.astype(np.float32) * 1.3, 0, 255).astype(np.uint8)
+    assert (over.max(axis=-1) >= 250).mean() > 0.8
+    analysis = analyze_pair(image, over)
+    assert analysis.registered
+    assert not analysis.flag, analysis.reasons
+
+
 def test_analysis_fields_have_contract_shapes(skin):
     pair = _pair(skin, 30, kind="new_lesion")
     analysis = analyze_pair(pair.reference_image, pair.moving_image, reference_mask=skin[1])
