@@ -9,8 +9,11 @@ ANALYSIS_LONG_SIDE = 640
 #: Below this value (0-255, max over channels) a pixel is outside the photographed field.
 _FIELD_LEVEL = 18
 #: Border-connected areas darker than this share of the centre are a dermoscope's
-#: vignetting: outside the field for comparison and for finding the lesion.
+#: vignetting: outside the field for finding the lesion ...
 VIGNETTE = 0.5
+#: ... and, with a wider margin, for comparing two photos: in the vignetting's
+#: steep fall-off a sub-pixel shift or a change of light is a large colour difference.
+VIGNETTE_COMPARE = 0.6
 #: A channel at or above this (0-255) is clipped at the camera's ceiling.
 _SATURATION_LEVEL = 250
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ._imageutil import (VIGNETTE, _analysis_scale, _check_rgb, _field_mask, _resize,
-                         _saturated)
+from ._imageutil import (VIGNETTE, VIGNETTE_COMPARE, _analysis_scale, _check_rgb, _field_mask,
+                         _resize, _saturated)
 from .alignment import _align_prepared, _prepare
 from .change import _HIGH, detect_change
 from .lesion import segment_lesion
@@ -176,7 +176,7 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
     mov_field = cv2.warpPerspective(mov_field, small_h, (sw, sh), flags=cv2.INTER_NEAREST) > 0
     # Steep, dark vignetting cannot be compared reliably; leave it out.
     ref_field = _field_mask(ref_small, relative=VIGNETTE)
-    valid_small = mov_field & ref_field
+    valid_small = mov_field & _field_mask(ref_small, relative=VIGNETTE_COMPARE)
     timings["warp"] = time.perf_counter() - start
 
     start = time.perf_counter()
