@@ -12,6 +12,9 @@ _SAMPLES = 20000
 _BLUR_STEPS = (0.5, 0.75, 1.0, 1.3, 1.7, 2.2, 3.0)
 #: Grid cell, in pixels, of the local (shadow) correction.
 _CELL = 24
+#: Share of the overlap, the most different after a rough match, that the
+#: sharpness comparison leaves out: new hair, ink or a new lesion is no detail.
+_DIFFERENT_SHARE = 0.1
 
 
 def _terms(values, x, y):
@@ -76,6 +79,25 @@ def _detail(image, valid):
     return float(np.mean((gx * gx + gy * gy)[valid])) if valid.any() else 0.0
 
 
+def _shared_scene(reference_image, moving_image, inner):
+    """Pixels of `inner` (bool, shape (M, N)) where both photos show about the same.
+
+    Blurred greys are standardised inside `inner`; the most different
+    ``_DIFFERENT_SHARE`` of it, with 3 px around (the gradient's reach), is left
+    out. Falls back to `inner` when too little would remain.
+    """
+    if inner.sum() < 500:
+        return inner
+    standard = []
+    for image in (reference_image, moving_image):
+        grey = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 2.0)
+        standard.append((grey - grey[inner].mean()) / (grey[inner].std() + 1e-6))
+    difference = np.abs(standard[0] - standard[1])
+    different = (difference > np.quantile(difference[inner], 1 - _DIFFERENT_SHARE)).astype(np.uint8)
+    shared = inner & (cv2.dilate(different, np.ones((7, 7), np.uint8)) == 0)
+    return shared if shared.sum() >= 500 else inner
+
+
 def match_blur(reference_image, moving_image, valid_mask):
     """Blur the sharper of two aligned photos so both show the same detail.
 
@@ -93,9 +115,13 @@ def match_blur(reference_image, moving_image, valid_mask):
     -------
     reference_image, moving_image : ndarray, shape (M, N, 3), uint8
         The same photos, the sharper one blurred with the Gaussian (sigma up to
-        3 px) that best matches the other's detail energy.
+        3 px) that best matches the other's detail energy on the scene both
+        show alike.
     """
     inner = cv2.erode(valid_mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    # New hair's strong edges would pass for a sharper follow-up, which then
+    # gets blurred: compare detail only where the photos show the same scene.
+    inner = _shared_scene(reference_image, moving_image, inner)
     ref_detail = _detail(reference_image, inner)
     mov_detail = _detail(moving_image, inner)
     sharp, soft, target = ((reference_image, moving_image, mov_detail) if ref_detail > mov_detail
