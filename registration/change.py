@@ -424,8 +424,11 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, sa
         dist = float(outside_dist[sel].min()) if lesion_mask.any() else float("inf")
         mean_components = components[core].mean(axis=0)
         delta_e = float(deltaE_ciede2000(reference_lab[sel], moving_lab[sel]).mean())
-        # Mere browning away from the lesion's edge is no spreading lesion.
-        browning_only = dist > 2.0 and mean_components[:3].max() < _PIGMENT
+        # Mere browning away from the lesion's edge is no spreading lesion; a
+        # new lesion darkens (or greys, or reddens) over a good part of its
+        # core, if not on average over its pale rim.
+        upper = np.percentile(components[core][:, :3], 75, axis=0)
+        browning_only = dist > 2.0 and upper.max() < _PIGMENT
         if browning_only or delta_e < _VISIBLE_DE:
             mask[sel] = False
             smooth[sel] = 0

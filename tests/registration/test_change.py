@@ -105,3 +105,16 @@ def test_a_new_spot_on_clipped_baseline_skin_is_still_found():
                            saturated=saturated)
     assert [r["kind"] for r in result.regions] == ["new_lesion"]
     assert result.mask[spot].mean() > 0.5
+
+
+def test_a_new_lesion_with_a_pale_brown_rim_is_not_mere_browning():
+    """Its dark centre is a third of it: too little to darken it on average, enough to be a lesion."""
+    reference, lesion, _ = _skin_with_lesion((240, 200), 60)
+    shape = lesion.shape
+    moving = reference.copy()
+    new = _disc(shape, (240, 300), 20)
+    moving[new, 2] += 12.0  # pale brown: b* up, lightness kept
+    moving[_disc(shape, (240, 300), 11)] += (-10.0, 0.0, 0.0)
+    result = detect_change(reference, moving, np.ones(shape, bool), lesion_mask=lesion)
+    assert result.regions
+    assert result.mask[new].mean() > 0.5
