@@ -71,9 +71,14 @@ def _local_offset(difference, valid):
     return cv2.resize(cells, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _grey(image, sigma):
+    """Grey float32 copy of an RGB uint8 image, smoothed with a Gaussian of `sigma` px."""
+    return cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), sigma)
+
+
 def _detail(image, valid):
     """Mean gradient energy of a lightly smoothed grey copy (noise mostly ignored)."""
-    grey = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
+    grey = _grey(image, 1.0)
     gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1)
     return float(np.mean((gx * gx + gy * gy)[valid])) if valid.any() else 0.0
@@ -90,7 +95,7 @@ def _shared_scene(reference_image, moving_image, inner):
         return inner
     standard = []
     for image in (reference_image, moving_image):
-        grey = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 2.0)
+        grey = _grey(image, 2.0)
         standard.append((grey - grey[inner].mean()) / (grey[inner].std() + 1e-6))
     difference = np.abs(standard[0] - standard[1])
     different = (difference > np.quantile(difference[inner], 1 - _DIFFERENT_SHARE)).astype(np.uint8)
