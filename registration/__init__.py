@@ -5,14 +5,21 @@ Pure functions on RGB uint8 arrays; no web framework, no database.
 
 from .alignment import Alignment, align
 from .change import ChangeResult, detect_change
-from .lesion import segment_lesion
+from .lesion import segment_clinical_lesion, segment_lesion
+from .modality import CLINICAL, DERMOSCOPY, MODALITIES, detect_modality
 from .normalisation import normalise_colour
 from .overlays import render_overlays
 from .pipeline import FLAG_THRESHOLD, PairAnalysis, analyze_pair
 from .quality import Quality, assess_quality
+from .site import (mask_to_polygon, outline_from_point, pixels_per_mm, polygon_to_mask, propose_site,
+                   site_region)
+from .skin import segment_skin
 from .synth import make_pair
 
 __all__ = [
+    "CLINICAL",
+    "DERMOSCOPY",
+    "MODALITIES",
     "Alignment",
     "ChangeResult",
     "FLAG_THRESHOLD",
@@ -22,8 +29,17 @@ __all__ = [
     "analyze_pair",
     "assess_quality",
     "detect_change",
+    "detect_modality",
     "make_pair",
+    "mask_to_polygon",
     "normalise_colour",
+    "outline_from_point",
+    "pixels_per_mm",
+    "polygon_to_mask",
+    "propose_site",
     "render_overlays",
+    "segment_clinical_lesion",
     "segment_lesion",
+    "segment_skin",
+    "site_region",
 ]

@@ -19,6 +19,7 @@ from ._imageutil import (
     _resize,
     _resize_matrix,
 )
+from .skin import segment_skin
 
 #: Minimum MAGSAC inliers for a feature homography to be considered at all.
 _MIN_INLIERS = 12
@@ -77,11 +78,21 @@ def _tools():
     return _SIFT, _CLAHE
 
 
-def _prepare(image):
-    """Analysis-resolution copy: (RGB, grey, field mask, full->analysis matrix)."""
-    small = _resize(image, _analysis_scale(image.shape))
+def _prepare(image, *, small=None, mask=None, skin=False):
+    """Analysis-resolution copy: (RGB, grey, mask, full->analysis matrix).
+
+    The mask is what may be matched: `mask` when given, else the skin (`skin`, a phone photo) or
+    the photographed field (a dermoscope's black surround left out). `small` is the
+    analysis-resolution copy when the caller already has it.
+    """
+    if small is None:
+        small = _resize(image, _analysis_scale(image.shape))
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    return small, grey, _field_mask(small), _resize_matrix(image.shape, small.shape)
+    if mask is None:
+        mask = _field_mask(small)
+        if skin:
+            mask &= segment_skin(small)
+    return small, grey, mask, _resize_matrix(image.shape, small.shape)
 
 
 def _high_pass(grey, mask):
@@ -248,8 +259,11 @@ def align(reference_image, moving_image):
     return _align_prepared(_prepare(reference_image), _prepare(moving_image))
 
 
-def _align_prepared(reference, moving):
-    """:func:`align` on the outputs of :func:`_prepare` (shared with the pipeline)."""
+def _align_prepared(reference, moving, *, site_mask=None):
+    """:func:`align` on the outputs of :func:`_prepare` (shared with the pipeline).
+
+    `site_mask` (bool, the reference's analysis size) is the watched site region.
+    """
     _, ref_grey, ref_mask, ref_to_small = reference
     _, mov_grey, mov_mask, mov_to_small = moving
     if ref_mask.mean() < 0.05 or mov_mask.mean() < 0.05:

@@ -368,7 +368,7 @@ def score_features(features):
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
-def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, saturated=None):
+def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, site_mask=None, saturated=None):
     """Find clinically relevant change between baseline and aligned follow-up.
 
     Parameters
@@ -380,6 +380,8 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, sa
         Pixels both photos show.
     lesion_mask : ndarray, shape (M, N), bool, optional
         The baseline lesion or scar; used to name and measure regions.
+    site_mask : ndarray, shape (M, N), bool, optional
+        The watched site region; a region touching it is ``in_site`` (all are without one).
     saturated : tuple of two ndarray, shape (M, N), bool, optional
         Clipped pixels of the baseline and of the follow-up (see
         :func:`change_evidence`).
@@ -444,6 +446,7 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, sa
             "mass": float(values.sum()) * unit,
             "mean_evidence": float(values.mean()),
             "peak": float(smooth[core].max()),
+            "in_site": bool(site_mask is None or site_mask[sel].any()),
         })
     regions.sort(key=lambda r: -r["mass"])
     for r in regions:

@@ -10,9 +10,12 @@ from ._imageutil import (VIGNETTE, VIGNETTE_COMPARE, _analysis_scale, _check_rgb
                          _resize, _saturated)
 from .alignment import _align_prepared, _prepare
 from .change import _HIGH, detect_change
-from .lesion import segment_lesion
+from .lesion import segment_clinical_lesion, segment_lesion
+from .modality import CLINICAL, DERMOSCOPY, detect_modality
 from .normalisation import match_blur, normalise_colour
 from .quality import Quality, assess_quality
+from .site import pixels_per_mm, site_region
+from .skin import segment_skin
 
 #: Flag threshold on the calibrated change score, chosen sensitivity-first on
 #: the calibration pairs (bench/fit_calibration.py, held-out third of 300
@@ -21,6 +24,8 @@ from .quality import Quality, assess_quality
 #: the flag gains only region-less pairs, which have nothing to point at.
 #: A missed recurrence costs more than a look at a false alarm.
 FLAG_THRESHOLD = 0.35
+#: Margin (mm) around the outlined scar or lesion that is watched when the caller gives none.
+DEFAULT_SITE_MARGIN_MM = 10.0
 
 _KIND_WORDS = {
     "new_lesion": "a new dark spot {where}",
@@ -68,6 +73,15 @@ class PairAnalysis:
         ``FLAG_THRESHOLD`` and at least one located region.
     change_features : ndarray, shape (2,), float64
         Inputs of the calibrated change score (for recalibration).
+    modality : str
+        ``'clinical'`` (a phone photo) or ``'dermoscopy'``: which rules were applied.
+    outline : ndarray, shape (M, N), bool
+        The scar or lesion on the baseline (given, or proposed when not).
+    site_mask : ndarray, shape (M, N), bool
+        The watched site region: the outline and its margin. Each region's ``in_site`` says
+        whether it touches it; ``site_flag`` is ``flag`` counting only those regions (changes
+        outside the site are reported but never make a priority-1 alert alone).
+    site_flag : bool
     """
 
     quality: Quality
@@ -84,6 +98,10 @@ class PairAnalysis:
     timings: dict = field(default_factory=dict)
     flag: bool = False
     change_features: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    modality: str = CLINICAL
+    outline: np.ndarray | None = None
+    site_mask: np.ndarray | None = None
+    site_flag: bool = False
 
 
 def _region_to_full(region, scale):
@@ -100,14 +118,15 @@ def _region_to_full(region, scale):
                                   float(round(region["distance_to_lesion_px"] / scale, 1))),
         "kind": region["kind"],
         "score": round(region["score"], 4),
+        "in_site": region["in_site"],
     }
 
 
 def _describe(regions):
     """One short sentence per kind of change, strongest kinds first."""
     sentences = []
-    for kind in dict.fromkeys(r["kind"] for r in regions):
-        group = [r for r in regions if r["kind"] == kind]
+    for kind, in_site in dict.fromkeys((r["kind"], r["in_site"]) for r in regions):
+        group = [r for r in regions if r["kind"] == kind and r["in_site"] == in_site]
         d = min(r["distance_to_lesion_px"] for r in group)
         if d == 0:
             where = "at the edge of the lesion or scar"
@@ -117,11 +136,12 @@ def _describe(regions):
             where = "in the photo"
         growth = sum(r["growth_pct"] or 0.0 for r in group)
         growth = f"{growth:.0f} %" if growth >= 1 else "less than 1 %"
-        sentences.append(_KIND_WORDS[kind].format(where=where, growth=growth))
+        sentence = _KIND_WORDS[kind].format(where=where, growth=growth)
+        sentences.append(sentence if in_site else sentence + " (outside the watched site)")
     return sentences
 
 
-def analyze_pair(reference_image, moving_image, *, reference_mask=None):
+def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality=None, site_margin_px=None):
     """Compare a follow-up photo with the baseline photo of the same site.
 
     Parameters
@@ -131,7 +151,14 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
     moving_image : ndarray, shape (P, Q, 3), uint8
         Follow-up RGB photo.
     reference_mask : ndarray, shape (M, N), bool or uint8, optional
-        The baseline lesion or scar (non-zero inside); segmented when omitted.
+        The baseline lesion or scar outline (non-zero inside); proposed when omitted
+        (:func:`registration.propose_site`).
+    modality : {'clinical', 'dermoscopy'}, optional
+        What the baseline is (the upload may say); detected when omitted. Dermoscopy rules (a
+        field with vignetting) are applied to dermoscopy only.
+    site_margin_px : float, optional
+        Margin (baseline pixels) around the outline that makes the watched site region; by
+        default ``DEFAULT_SITE_MARGIN_MM`` at the modality's usual scale.
 
     Returns
     -------
@@ -144,15 +171,50 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
     moving_image = _check_rgb(moving_image, "moving_image")
     if reference_mask is not None and np.asarray(reference_mask).shape != reference_image.shape[:2]:
         raise ValueError("reference_mask must have the baseline's height and width.")
+    if modality is None:
+        modality = detect_modality(reference_image)
+    elif modality not in (CLINICAL, DERMOSCOPY):
+        raise ValueError(f"unknown modality {modality!r}; use {CLINICAL!r} or {DERMOSCOPY!r}.")
+    if site_margin_px is None:
+        site_margin_px = DEFAULT_SITE_MARGIN_MM * pixels_per_mm(reference_image.shape, modality=modality)
     timings = {}
     h, w = reference_image.shape[:2]
+    full_size = (w, h)
+    scale = _analysis_scale(reference_image.shape)
+
     start = time.perf_counter()
-    ref_prepared, mov_prepared = _prepare(reference_image), _prepare(moving_image)
-    alignment = _align_prepared(ref_prepared, mov_prepared)
+    ref_small = _resize(reference_image, scale)
+    sh, sw = ref_small.shape[:2]
+    if modality == DERMOSCOPY:
+        # Steep, dark vignetting is no place to look for a lesion.
+        ref_field = _field_mask(ref_small, relative=VIGNETTE)
+        outline_small = None
+    else:
+        given = (None if reference_mask is None else
+                 cv2.resize(np.asarray(reference_mask).astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0)
+        ref_field = segment_skin(ref_small, site_mask=given) & _field_mask(ref_small)
+        outline_small = given
+    if reference_mask is not None:
+        outline = np.asarray(reference_mask).astype(bool)
+        outline_small = _resize(outline.astype(np.uint8) * 255, scale, cv2.INTER_LINEAR) > 127
+    else:
+        outline_small = (segment_lesion(ref_small, field_mask=ref_field) if modality == DERMOSCOPY
+                         else segment_clinical_lesion(ref_small, skin_mask=ref_field))
+        outline = cv2.resize(outline_small.astype(np.uint8), full_size, interpolation=cv2.INTER_NEAREST) > 0
+    site_mask = site_region(outline, margin_px=site_margin_px)
+    site_small = cv2.resize(site_mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
+    timings["site"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    ref_prepared = _prepare(reference_image, small=ref_small,
+                            mask=None if modality == DERMOSCOPY else ref_field)
+    mov_prepared = _prepare(moving_image, skin=modality == CLINICAL)
+    alignment = _align_prepared(ref_prepared, mov_prepared, site_mask=site_small)
     timings["alignment"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    quality = assess_quality(moving_image, reference_image=reference_image, alignment=alignment)
+    quality = assess_quality(moving_image, reference_image=reference_image, alignment=alignment,
+                             field_mask=None if modality == DERMOSCOPY else mov_prepared[2])
     timings["quality"] = time.perf_counter() - start
     empty = np.zeros((h, w), bool)
     if not alignment.registered:
@@ -161,22 +223,23 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
             np.zeros((h, w), np.float32), [],
             ["the follow-up could not be aligned with the baseline; "
              "no change assessment was made — please retake or review"] + quality.reasons,
-            timings, False,
+            timings, False, modality=modality, outline=outline, site_mask=site_mask,
         )
 
     start = time.perf_counter()
-    scale = _analysis_scale(reference_image.shape)
-    ref_small, _, _, to_ref_small = ref_prepared
+    _, _, ref_mask, to_ref_small = ref_prepared
     mov_small, _, mov_field, to_mov_small = mov_prepared
-    sh, sw = ref_small.shape[:2]
     small_h = to_ref_small @ alignment.homography @ np.linalg.inv(to_mov_small)
     warped = cv2.warpPerspective(mov_small, small_h, (sw, sh), flags=cv2.INTER_LINEAR)
     # The field edge is smeared by blur and JPEG; keep clear of it.
     mov_field = cv2.erode(mov_field.astype(np.uint8), np.ones((5, 5), np.uint8))
     mov_field = cv2.warpPerspective(mov_field, small_h, (sw, sh), flags=cv2.INTER_NEAREST) > 0
-    # Steep, dark vignetting cannot be compared reliably; leave it out.
-    ref_field = _field_mask(ref_small, relative=VIGNETTE)
-    valid_small = mov_field & _field_mask(ref_small, relative=VIGNETTE_COMPARE)
+    if modality == DERMOSCOPY:
+        # Steep, dark vignetting cannot be compared reliably; leave it out.
+        valid_small = mov_field & _field_mask(ref_small, relative=VIGNETTE_COMPARE)
+    else:
+        # Only skin both photos show: never the background, clothing or a card.
+        valid_small = mov_field & ref_mask
     timings["warp"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -185,19 +248,13 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
     timings["normalisation"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    if reference_mask is not None:
-        lesion = _resize(np.asarray(reference_mask).astype(np.uint8) * 255, scale,
-                         cv2.INTER_LINEAR) > 127
-    else:
-        lesion = segment_lesion(ref_small, field_mask=ref_field)
-    result = detect_change(ref_lab, mov_lab, valid_small, lesion_mask=lesion,
+    result = detect_change(ref_lab, mov_lab, valid_small, lesion_mask=outline_small, site_mask=site_small,
                            saturated=(_saturated(ref_matched), _saturated(mov_matched)))
     timings["change"] = time.perf_counter() - start
 
     start = time.perf_counter()
     aligned = cv2.warpPerspective(moving_image, alignment.homography, (w, h),
                                   flags=cv2.INTER_LINEAR)
-    full_size = (w, h)
     change_mask = cv2.resize(result.mask.astype(np.uint8), full_size,
                              interpolation=cv2.INTER_NEAREST) > 0
     valid_mask = cv2.resize(valid_small.astype(np.uint8), full_size,
@@ -210,6 +267,7 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
     # An alert must point at something: a high score without any located
     # region (scattered faint evidence) is reported in the score, not flagged.
     flag = result.score >= FLAG_THRESHOLD and bool(regions)
+    site_flag = flag and any(r["in_site"] and r["score"] >= FLAG_THRESHOLD for r in regions)
     if regions:
         reasons = _describe(regions)
     elif result.score >= FLAG_THRESHOLD:
@@ -221,5 +279,5 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None):
     return PairAnalysis(
         quality, True, alignment.homography, alignment.confidence, aligned,
         valid_mask, change_mask, result.score, heatmap, regions, reasons, timings, flag,
-        result.features,
+        result.features, modality=modality, outline=outline, site_mask=site_mask, site_flag=site_flag,
     )

@@ -22,6 +22,8 @@ _MIN_BRIGHTNESS = 45
 _MAX_GLARE = 0.15
 _MAX_CLIPPED = 0.4
 _MIN_FIELD = 0.25
+#: Share of a phone photo that must be skin for it to be a photo of the site at all.
+_MIN_SKIN = 0.08
 #: Below this alignment confidence the follow-up may show another site.
 _MIN_SAME_SITE = 0.15
 
@@ -37,6 +39,8 @@ REASONS = {
     "other_site": "this does not look like the same spot as your first photo — "
                   "photograph the same scar, from about the same distance",
     "overlap": "only part of the scar is in the photo — centre the scar and retake",
+    "not_skin": "this photo does not seem to show skin — photograph the scar itself, close up, "
+                "with the skin around it filling the frame",
 }
 
 
@@ -72,15 +76,20 @@ def _sharpness(image):
     return float(np.sqrt(np.mean(lap[inner] ** 2)))
 
 
-def _measure(image):
+def _measure(image, field_mask=None):
     scale = _analysis_scale(image.shape, 512)
     small = _resize(image, scale)
-    field = _field_mask(small)
+    photographed = _field_mask(small)
+    field = photographed
+    if field_mask is not None:
+        field = photographed & (cv2.resize(np.asarray(field_mask).astype(np.uint8), field.shape[::-1],
+                                           interpolation=cv2.INTER_NEAREST) > 0)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     inside = grey[field] if field.any() else grey.ravel()
     return {
         "width": int(image.shape[1]),
         "height": int(image.shape[0]),
+        "photographed": float(photographed.mean()),
         "field": float(field.mean()),
         "brightness": float(np.median(inside)),
         "clipped": float(np.mean(small[field].min(axis=1) >= 250)) if field.any() else 0.0,
@@ -105,7 +114,7 @@ def _same_photo(reference_image, image, alignment):
     return float(np.mean(np.abs(a.astype(np.float32) - b))) < 1.5
 
 
-def assess_quality(image, *, reference_image=None, alignment=None):
+def assess_quality(image, *, reference_image=None, alignment=None, field_mask=None):
     """Decide whether a photo can be analysed, with patient-facing reasons.
 
     Parameters
@@ -117,18 +126,23 @@ def assess_quality(image, *, reference_image=None, alignment=None):
     alignment : registration.alignment.Alignment, optional
         Alignment of `image` to `reference_image`, when already computed; its
         confidence and overlap feed the same-site check.
+    field_mask : ndarray, shape (P, Q), bool, optional
+        What the photo shows of the patient (the skin of a phone photo, at any size); by default
+        the photographed field (all but a dermoscope's black surround).
 
     Returns
     -------
     quality : Quality
     """
     image = _check_rgb(image, "image")
-    metrics = _measure(image)
+    metrics = _measure(image, field_mask)
     keys = []
     if min(image.shape[:2]) < _MIN_SIDE:
         keys.append("tiny")
-    if metrics["field"] < 0.02 or metrics["brightness"] < 12:
+    if metrics["photographed"] < 0.02 or metrics["brightness"] < 12:
         keys.append("black")
+    elif field_mask is not None and metrics["field"] < _MIN_SKIN:
+        keys.append("not_skin")
     else:
         if metrics["brightness"] < _MIN_BRIGHTNESS:
             keys.append("dark")
@@ -144,7 +158,7 @@ def assess_quality(image, *, reference_image=None, alignment=None):
         reference_image = _check_rgb(reference_image, "reference_image")
     if reference_image is not None and _same_photo(reference_image, image, alignment):
         keys.append("same_photo")
-    if alignment is not None and "black" not in keys:
+    if alignment is not None and not {"black", "not_skin"} & set(keys):
         metrics["alignment_confidence"] = alignment.confidence
         metrics["overlap"] = alignment.overlap
         if not alignment.registered or alignment.confidence < _MIN_SAME_SITE:

@@ -61,7 +61,7 @@ def test_analysis_fields_have_contract_shapes(skin):
     assert 0.0 <= analysis.heatmap.min() and analysis.heatmap.max() <= 1.0
     assert 0.0 <= analysis.alignment_confidence <= 1.0
     assert set(analysis.timings) >= {"alignment", "normalisation", "change"}
-    keys = {"bbox", "area_px", "growth_pct", "delta_e", "distance_to_lesion_px", "kind", "score"}
+    keys = {"bbox", "area_px", "growth_pct", "delta_e", "distance_to_lesion_px", "kind", "score", "in_site"}
     for region in analysis.regions:
         assert set(region) == keys
         x0, y0, x1, y1 = region["bbox"]
