@@ -57,22 +57,26 @@ def _blend(image, colour_image, alpha):
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _donor_blob(rng, diameter):
-    """A brown, textured, irregular blob used when no donor lesion is given."""
+def _donor_blob(rng, diameter, colour=None):
+    """A textured, irregular blob (brown unless `colour`, RGB) used when no donor lesion is given."""
     size = int(diameter * 1.4) + 4
     yy, xx = np.mgrid[:size, :size] - size / 2
     angle = np.arctan2(yy, xx)
     radius = diameter / 2 * (1 + 0.15 * np.sin(3 * angle + rng.uniform(0, 6)))
     mask = np.hypot(xx, yy) < radius
-    base = np.array(rng.uniform([70, 40, 25], [130, 85, 60]), np.float32)
+    base = (np.array(rng.uniform([70, 40, 25], [130, 85, 60]), np.float32) if colour is None
+            else np.asarray(colour, np.float32))
     tex = cv2.GaussianBlur(rng.normal(0, 18, (size, size)).astype(np.float32), (0, 0), 1.5)
     patch = np.clip(base[None, None] + tex[..., None], 0, 255).astype(np.uint8)
     return patch, mask
 
 
-def _add_new_lesion(image, lesion, field, rng, donor):
+def _add_new_lesion(image, lesion, field, rng, donor, unit=1.0):
+    """Paste a lesion 18-50 px across, 10-140 px from `lesion` (pixel figures times `unit`)."""
     h, w = lesion.shape
-    diameter = rng.uniform(18, 50)
+    diameter = rng.uniform(18, 50) * unit
+    if callable(donor):
+        donor = donor(rng, diameter)
     if donor is not None:
         d_img, d_mask = donor
         ys, xs = np.nonzero(d_mask)
@@ -89,7 +93,7 @@ def _add_new_lesion(image, lesion, field, rng, donor):
     inner = cv2.erode(field.astype(np.uint8), np.ones((31, 31), np.uint8)) > 0
     margin = max(ph, pw)
     inner[:margin], inner[-margin:], inner[:, :margin], inner[:, -margin:] = False, False, False, False
-    spots = np.argwhere(inner & (dist >= 10 + diameter / 2) & (dist <= 140 + diameter / 2))
+    spots = np.argwhere(inner & (dist >= 10 * unit + diameter / 2) & (dist <= 140 * unit + diameter / 2))
     if len(spots) == 0:
         spots = np.argwhere(inner & ~lesion)
     if len(spots) == 0:
