@@ -103,7 +103,7 @@ def generate(out_dir, n_pairs, *, side="bench", seed=7, root=PHONE, progress=Tru
         if pair.change_mask.any():
             mask_path = f"masks/{pair_id}.png"
             Image.fromarray(pair.change_mask.astype(np.uint8) * 255).save(out_dir / mask_path)
-        params = {k: v for k, v in pair.params.items() if k != "skin"}
+        params = {k: v for k, v in pair.params.items() if k not in ("skin", "moving_skin")}
         truth_lines.append({"pair_id": pair_id, "homography": pair.homography.tolist(),
                             "change": bool(pair.change_mask.any()), "kind": pair.kind,
                             "confounder": pair.confounder, "mask": mask_path, "params": params,

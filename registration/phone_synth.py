@@ -321,7 +321,8 @@ def make_phone_pair(image, *, lesion_mask, kind="none", confounder=None, rng=Non
     -------
     pair : registration.synth.SynthPair
         ``change_mask`` holds changed baseline pixels of visible skin; ``params`` the draws, with
-        ``skin`` (bool, baseline frame: the body part, card excluded) among them.
+        ``skin`` (bool, baseline frame: the body part, cards excluded) and ``moving_skin`` (the
+        same in the follow-up's frame) among them.
     """
     image = _check_rgb(image, "image")
     if kind not in KINDS:
@@ -389,6 +390,9 @@ def make_phone_pair(image, *, lesion_mask, kind="none", confounder=None, rng=Non
     # What covers the skin in the follow-up (card, object), in the baseline frame.
     hidden = cv2.warpPerspective(follow_covered.astype(np.uint8), truth, (w, h), flags=cv2.INTER_NEAREST) > 0
     params["skin"] = skin & ~hidden
+    # The follow-up's skin: the body part where the frame shows it, minus what lies on it.
+    body_follow = cv2.warpPerspective(skin.astype(np.uint8), b2f, (w, h), flags=cv2.INTER_NEAREST) > 0
+    params["moving_skin"] = body_follow & ~follow_covered
     change_mask &= skin & ~hidden
     return SynthPair(baseline, follow, truth, change_mask, kind, confounder, params)
 

@@ -12,26 +12,40 @@ skin when they touch it; they are only left out when they are separated from it.
 
 import cv2
 import numpy as np
-from scipy.ndimage import binary_fill_holes
 
 from ._imageutil import _check_rgb, _resize
 
 #: Long side (px) the segmentation works at; the mask is scaled back to the photo's size.
 _SKIN_SIDE = 256
 #: Mahalanobis distance (in chromaticity) within which a pixel is skin.
-_MAX_DISTANCE = 3.5
+_MAX_DISTANCE = 5.0
 #: Smallest spread (rg chromaticity) of the skin model: one photo's skin is more uniform than skin
 #: under another light, and the spread must not shrink to the noise.
 _MIN_SPREAD = 0.012
 #: Largest hue difference (degrees, CIELAB a*b*) from the photo's skin: blue drapes, green
 #: gowns and purple ink are far from any skin under any white balance.
 _MAX_HUE_SHIFT = 50.0
+#: Hues (degrees, CIELAB a*b*) a skin colour cluster may have: from red to yellow, with room for
+#: a phone's white balance.
+_SKIN_HUES = (-30.0, 115.0)
 #: Below this chroma a hue means nothing; such pixels are judged by chromaticity alone.
 _MIN_HUE_CHROMA = 6.0
 #: Below this lightness (CIELAB L) nothing can be told apart: not skin.
 _MIN_LIGHTNESS = 6.0
-#: A component away from the seed counts only when at least this share of the photo.
+#: A skin-coloured part away from the photo's middle counts only when at least this share of it.
 _MIN_OTHER_AREA = 0.03
+#: Smallest rigid object (share of the photo) looked for.
+_MIN_RIGID_AREA = 0.003
+#: Share of its smallest enclosing rectangle that a four-sided object fills (an ellipse: 0.785).
+_RECT_FILL = 0.88
+#: Bright and colourless (CIELAB L, chroma): no skin is both, under any light the phone balanced.
+_WHITE_LIGHTNESS = 90.0
+_WHITE_CHROMA = 5.0
+#: Dark and colourless (CIELAB L): a card's print, whose squares join its white into one object.
+_BLACK_LIGHTNESS = 20.0
+#: A part that is not skin-coloured and reaches the border is the surroundings unless at least
+#: this share of it lies in the photo's middle (then it is taken for a large lesion).
+_MAX_MIDDLE_SHARE = 0.25
 
 
 def _chromaticity(image):
@@ -41,9 +55,27 @@ def _chromaticity(image):
     return (linear[..., :2] / total).astype(np.float32)
 
 
-def _seed(shape, site_mask):
-    """Pixels assumed to be skin: a ring around the site, or the photo's central part."""
-    h, w = shape
+def _clusters(features, k=4, iterations=8):
+    """Deterministic k-means: labels, shape (P,), of `features` (P, D) float32."""
+    order = np.argsort(features @ np.linalg.svd(features - features.mean(0), full_matrices=False)[2][0])
+    centres = features[order[((np.arange(k) + 0.5) / k * len(order)).astype(int)]]
+    for _ in range(iterations):
+        labels = np.argmin(((features[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        for j in range(k):
+            if (labels == j).any():
+                centres[j] = features[labels == j].mean(0)
+    return labels
+
+
+def _seed(image, chroma, site_mask):
+    """Pixels assumed to be skin: a ring around the site, or the colour that surrounds the middle.
+
+    Without a site, the photo's colours are clustered; skin is the cluster that fills most of
+    both the middle of the photo (where the patient puts the scar) and the band along its border
+    (skin surrounds the scar), so neither a lesion filling the middle nor a table along the
+    border is taken for it.
+    """
+    h, w = chroma.shape[:2]
     if site_mask is not None and site_mask.any():
         size = max(3, int(0.06 * max(h, w)) | 1)
         outer = cv2.dilate(site_mask.astype(np.uint8), np.ones((size * 3, size * 3), np.uint8))
@@ -51,8 +83,24 @@ def _seed(shape, site_mask):
         ring = (outer > 0) & (inner == 0)
         if ring.sum() >= 50:
             return ring
-    seed = np.zeros(shape, bool)
-    seed[int(0.2 * h):int(0.8 * h), int(0.2 * w):int(0.8 * w)] = True
+    step = max(1, int(np.sqrt(h * w / 4000)))  # about 4,000 pixels are plenty to cluster
+    lightness = image[::step, ::step].max(axis=-1).astype(np.float32) / 255
+    features = np.concatenate([chroma[::step, ::step] * 10, lightness[..., None]], axis=-1)
+    labels = _clusters(features.reshape(-1, 3)).reshape(lightness.shape)
+    sh, sw = labels.shape
+    ring = np.zeros(labels.shape, bool)
+    ring[int(0.2 * sh):int(0.8 * sh), int(0.2 * sw):int(0.8 * sw)] = True
+    ring[int(0.4 * sh):int(0.6 * sh), int(0.4 * sw):int(0.6 * sw)] = False
+    lab = cv2.cvtColor(image[::step, ::step], cv2.COLOR_RGB2Lab).astype(np.float32)
+    share = []
+    for j in range(labels.max() + 1):
+        a, b = (float(np.median(lab[..., c][labels == j])) - 128 if (labels == j).any() else 0.0 for c in (1, 2))
+        hue = np.degrees(np.arctan2(b, a))
+        # Whatever the white balance, skin is warmer than a blue drape, a green gown or paper.
+        skin_like = _SKIN_HUES[0] <= hue <= _SKIN_HUES[1] and np.hypot(a, b) >= _MIN_HUE_CHROMA
+        share.append(np.mean(labels[ring] == j) * (1.0 if skin_like else 0.1))
+    seed = cv2.resize((labels == int(np.argmax(share))).astype(np.uint8), (w, h),
+                      interpolation=cv2.INTER_NEAREST) > 0
     if site_mask is not None:
         seed &= ~site_mask
     return seed
@@ -93,7 +141,7 @@ def skin_likeness(image, *, site_mask=None):
         if site_mask.shape != (h, w):
             raise ValueError("site_mask must have the photo's height and width.")
     chroma = _chromaticity(image)
-    seed = _seed((h, w), site_mask)
+    seed = _seed(image, chroma, site_mask)
     centre, inverse = _model(chroma, seed)
     diff = chroma - centre
     distance = np.sqrt(np.einsum("...i,ij,...j->...", diff, inverse, diff))
@@ -105,6 +153,45 @@ def skin_likeness(image, *, site_mask=None):
     shift = np.degrees(np.abs(np.angle(np.exp(1j * (np.arctan2(b, a) - skin_hue)))))
     plausible = ((shift <= _MAX_HUE_SHIFT) | (np.hypot(a, b) < _MIN_HUE_CHROMA)) & (lightness >= _MIN_LIGHTNESS)
     return np.where(plausible, distance, np.inf).astype(np.float32)
+
+
+def _rigid(other, shape):
+    """Bool mask of non-skin parts outlined by four straight sides: a card, a ruler, a label, paper.
+
+    Lesions and wounds have irregular or rounded outlines; what a factory made has four sides.
+    """
+    closed = cv2.morphologyEx(other, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.zeros(shape, np.uint8)
+    for contour in contours:
+        area = cv2.contourArea(contour)
+        x, y, w, h = cv2.boundingRect(contour)
+        # What reaches the photo's border is judged as surroundings, not here (the frame's
+        # own edges are straight).
+        if area < _MIN_RIGID_AREA * shape[0] * shape[1] or x == 0 or y == 0 or \
+                x + w == shape[1] or y + h == shape[0]:
+            continue
+        corners = cv2.approxPolyDP(contour, 0.03 * cv2.arcLength(contour, True), True)
+        (_, _), (rw, rh), _ = cv2.minAreaRect(contour)
+        # Four corners and filling its bounding rectangle: a card or a ruler, even tilted; a
+        # round or oval lesion fills at most pi/4 of it and needs more corners.
+        if len(corners) == 4 and area >= _RECT_FILL * rw * rh:
+            cv2.drawContours(out, [contour], -1, 1, -1)
+    return out > 0
+
+
+def _paper_white(image):
+    """Bool mask of bright, colourless pixels: paper, a white card or drape, specular glare."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
+    chroma = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
+    return (lab[..., 0] * (100.0 / 255.0) >= _WHITE_LIGHTNESS) & (chroma <= _WHITE_CHROMA)
+
+
+def _black(image):
+    """Bool mask of dark, colourless pixels: print on a card, a marker's squares (and dark hair)."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
+    chroma = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
+    return (lab[..., 0] * (100.0 / 255.0) <= _BLACK_LIGHTNESS) & (chroma <= _WHITE_CHROMA)
 
 
 def segment_skin(image, *, site_mask=None):
@@ -134,22 +221,30 @@ def segment_skin(image, *, site_mask=None):
             raise ValueError("site_mask must have the photo's height and width.")
         site_small = cv2.resize(site_mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
     distance = skin_likeness(cv2.GaussianBlur(small, (0, 0), 1.0), site_mask=site_small)
-    skin = (distance <= _MAX_DISTANCE).astype(np.uint8)
-    skin = cv2.medianBlur(skin, 5)
-    skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(skin, connectivity=8)
-    seed = _seed((sh, sw), site_small)
-    keep = np.zeros(n, bool)
-    keep[np.unique(labels[seed & (skin > 0)])] = True
-    keep |= stats[:, cv2.CC_STAT_AREA] >= _MIN_OTHER_AREA * sh * sw
-    keep[0] = False
-    mask = keep[labels]
+    white = _paper_white(small)
+    other = ((distance > _MAX_DISTANCE) | white).astype(np.uint8)
+    other = cv2.medianBlur(other, 5)
+    other = cv2.morphologyEx(other, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    # What is not skin-coloured is the surroundings only when it reaches the border and lies
+    # mostly away from the middle: a lesion, a wound or ink inside the skin (or a large lesion
+    # filling the middle and touching the border) stays in, which is the safe side.
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(other, connectivity=8)
+    middle = np.zeros((sh, sw), bool)
+    middle[int(0.25 * sh):int(0.75 * sh), int(0.25 * sw):int(0.75 * sw)] = True
+    in_middle = np.bincount(labels[middle], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+    x, y, bw, bh = (stats[:, i] for i in range(4))
+    touches = (x == 0) | (y == 0) | (x + bw == sw) | (y + bh == sh)
+    around = touches & (in_middle < _MAX_MIDDLE_SHARE)
+    around[0] = False
+    mask = ~around[labels] & ~_rigid(other | _black(small).astype(np.uint8), (sh, sw)) & ~white
     if site_small is not None:
         mask |= site_small
-    # Lesions, hair and ink inside the skin are on the skin; a hole open to the border is not.
-    mask = binary_fill_holes(mask)
-    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE,
-                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    # Skin-coloured specks in the surroundings (wood grain, a beige pattern) are not the body.
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = (stats[:, cv2.CC_STAT_AREA] >= _MIN_OTHER_AREA * sh * sw) | (np.bincount(labels[middle], minlength=n) > 0)
+    keep[0] = False
+    mask = keep[labels].astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR) > 0
     if site_mask is not None:
         mask |= site_mask
