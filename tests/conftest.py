@@ -72,10 +72,18 @@ def pg_schema(tmp_path_factory) -> bool:
         return False
     app = create_app(base_config(tmp_path_factory.mktemp("pg"), "postgresql"))
     with app.app_context():
-        db.drop_all()
+        drop_pg_tables()
         db.create_all()
         db.engine.dispose()
     return True
+
+
+def drop_pg_tables() -> None:
+    """Drop the models' tables (and Alembic's) from PostgreSQL, whatever schema an earlier run left there:
+    ``drop_all`` assumes today's (it drops the site → photo foreign key by name, which older schemas lack)."""
+    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {tables}, alembic_version CASCADE")
 
 
 def _truncate_all() -> None:

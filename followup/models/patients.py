@@ -4,12 +4,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import Date, ForeignKey, String
+from sqlalchemy import JSON, Date, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
 
 DIAGNOSES = ("melanoma", "bcc", "scc", "other")
+# Who outlined the scar on the baseline: proposed by the pipeline, or drawn or tapped by staff.
+OUTLINE_SOURCES = ("auto", "staff")
 
 
 class Patient(db.Model):
@@ -41,5 +43,12 @@ class Site(db.Model):
     dermatologist_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
     closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The scar outlined on a baseline photo: [[x, y], ...] in that photo's pixels (see followup.outlines).
+    # It applies only while that photo is the site's baseline. (use_alter: photo refers to site too.)
+    outline_polygon: Mapped[Optional[list[list[float]]]] = mapped_column(JSON)
+    outline_source: Mapped[Optional[str]] = mapped_column(String(10))  # auto | staff
+    outline_photo_id: Mapped[Optional[int]] = mapped_column(ForeignKey("photo.id", use_alter=True), index=True)
+    # What staff should know about the outline (e.g. a new baseline replaced the one they outlined on).
+    outline_note: Mapped[Optional[str]] = mapped_column(String(300))
 
     patient: Mapped[Patient] = relationship(back_populates="sites")

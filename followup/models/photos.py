@@ -8,6 +8,7 @@ from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
+from registration.modality import MODALITIES  # noqa: F401 - a photo is a phone (clinical) one or a dermoscope's
 
 PHOTO_KINDS = ("baseline", "followup")
 PHOTO_STATUSES = ("queued", "processing", "done", "rejected", "failed")
@@ -46,6 +47,8 @@ class Photo(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     upload_link_id: Mapped[Optional[int]] = mapped_column(ForeignKey("upload_link.id"), index=True)
     uploaded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
+    # Declared by the uploader (clinical | dermoscopy); None: detected from the pixels.
+    modality: Mapped[Optional[str]] = mapped_column(String(12))
     # The patient's answers: True, False or None (not answered / not sure).
     grew: Mapped[Optional[bool]]
     itch: Mapped[Optional[bool]]
@@ -54,7 +57,7 @@ class Photo(db.Model):
     changed: Mapped[Optional[bool]]
     elevation: Mapped[Optional[bool]]
 
-    site: Mapped["Site"] = relationship()  # noqa: F821
+    site: Mapped["Site"] = relationship(foreign_keys=[site_id])  # noqa: F821
     analyses: Mapped[list["Analysis"]] = relationship(
         back_populates="photo", foreign_keys="Analysis.photo_id", order_by="Analysis.id"
     )
@@ -78,6 +81,10 @@ class Analysis(db.Model):
     change_score: Mapped[Optional[float]] = mapped_column(Float)
     recurrence_score: Mapped[Optional[float]] = mapped_column(Float)
     flag: Mapped[bool] = mapped_column(default=False)
+    # ``flag`` counting only changed regions in the watched site (each region's ``in_site``); None: older rows.
+    site_flag: Mapped[Optional[bool]]
+    # The rules the comparison used (clinical | dermoscopy); for a baseline's quality row, what it is.
+    modality: Mapped[Optional[str]] = mapped_column(String(12))
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     model_version: Mapped[Optional[str]] = mapped_column(String(80))
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)

@@ -5,11 +5,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app import create_app
 from followup.db import db
-from tests.conftest import base_config
+from tests.conftest import base_config, drop_pg_tables
 
 MIGRATIONS_PG = os.environ.get("TEST_MIGRATIONS_DATABASE_URL", "")
 TARGETS = ["sqlite"] + (["postgresql"] if MIGRATIONS_PG else [])
@@ -23,9 +23,7 @@ def migrations_app(request, tmp_path):
     app = create_app(config)
     with app.app_context():
         if request.param == "postgresql":
-            db.drop_all()
-            with db.engine.begin() as connection:
-                connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+            drop_pg_tables()
         yield app
         db.session.remove()
         db.engine.dispose()
@@ -45,3 +43,35 @@ def test_upgrade_matches_models_then_downgrade_and_upgrade_again(migrations_app)
     upgrade()
     assert _differences() == []
     assert "photo" in inspect(db.engine).get_table_names()
+
+
+def test_site_outline_migration_keeps_the_rows_and_goes_down_again(migrations_app):
+    upgrade(revision="0002_reminders")
+    now = "2026-12-01 10:00:00+00:00"
+    for sql in (
+        "INSERT INTO clinic (id, name, timezone, protocol_overrides, operating_point, created_at) "
+        f"VALUES (1, 'North', 'Europe/London', '{{}}', 'sensitivity_first', '{now}')",
+        "INSERT INTO patient (id, clinic_id, name, phone, timezone, sms_consent, created_at) "
+        f"VALUES (1, 1, 'Grace', '+447700900456', 'Europe/London', true, '{now}')",
+        "INSERT INTO site (id, patient_id, body_site, diagnosis, excision_date, created_at) "
+        f"VALUES (1, 1, 'left shoulder', 'bcc', '2026-11-01', '{now}')",
+        "INSERT INTO photo (id, site_id, kind, sha256, storage_key, content_type, size_bytes, width, height, "
+        "received_at, status, status_changed_at, attempts) "
+        f"VALUES (1, 1, 'baseline', 'abc', 'abc.jpg', 'image/jpeg', 10, 64, 48, '{now}', 'done', '{now}', 0)",
+    ):
+        db.session.execute(text(sql))
+    db.session.commit()
+    upgrade()
+    columns = {c["name"] for c in inspect(db.engine).get_columns("site")}
+    assert {"outline_polygon", "outline_source", "outline_photo_id", "outline_note"} <= columns
+    assert {"modality", "site_flag"} <= {c["name"] for c in inspect(db.engine).get_columns("analysis")}
+    assert any(fk["referred_table"] == "photo" for fk in inspect(db.engine).get_foreign_keys("site"))
+    db.session.execute(text("UPDATE site SET outline_polygon = '[[1, 1], [9, 1], [9, 9]]', outline_source = 'staff', "
+                            "outline_photo_id = 1"))
+    db.session.commit()
+    assert db.session.execute(text("SELECT outline_source, outline_photo_id FROM site")).one() == ("staff", 1)
+    db.session.remove()
+    downgrade(revision="0002_reminders")
+    assert not {"outline_polygon", "outline_photo_id"} & {c["name"] for c in inspect(db.engine).get_columns("site")}
+    assert "modality" not in {c["name"] for c in inspect(db.engine).get_columns("photo")}
+    assert db.session.execute(text("SELECT body_site FROM site")).scalar_one() == "left shoulder"
