@@ -38,10 +38,14 @@ class Analyser:
         return getattr(self.scorer, "version", None)
 
     def analyse(self, reference_image: np.ndarray, moving_image: np.ndarray, *, reference_mask=None,
+                modality: Optional[str] = None, site_margin_px: Optional[float] = None,
                 diagnosis: Optional[str] = None, years_since_surgery: Optional[float] = None,
                 answers: Optional[Mapping[str, Optional[bool]]] = None,
                 operating_point: Optional[str] = None) -> tuple[PairAnalysis, Recurrence]:
-        analysis = analyze_pair(reference_image, moving_image, reference_mask=reference_mask)
+        """``reference_mask`` (the scar on the reference, bool, its size), ``modality`` (None: detected) and
+        ``site_margin_px`` (the watched margin) go to ``registration.analyze_pair``."""
+        analysis = analyze_pair(reference_image, moving_image, reference_mask=reference_mask, modality=modality,
+                                site_margin_px=site_margin_px)
         return analysis, self.recurrence(analysis, diagnosis=diagnosis, years_since_surgery=years_since_surgery,
                                          answers=answers, reference_image=reference_image,
                                          operating_point=operating_point)

@@ -12,22 +12,26 @@ from followup import jobs
 from followup.db import db, utcnow
 from followup.intake import clean_photo
 from followup.models import Photo, Site, UploadLink, User
-from followup.models.photos import ANSWER_FIELDS
+from followup.models.photos import ANSWER_FIELDS, MODALITIES
 from followup.storage import storage
 
 log = logging.getLogger(__name__)
 
 
 def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mapping[str, Optional[bool]]] = None,
-                  link: Optional[UploadLink] = None, user: Optional[User] = None, enqueue: bool = True) -> Photo:
+                  link: Optional[UploadLink] = None, user: Optional[User] = None, enqueue: bool = True,
+                  modality: Optional[str] = None) -> Photo:
     """Validate, strip and store a photo, record it as queued, and hand it to the job queue.
 
     Raises ``IntakeError`` before anything is written when the file is not an acceptable photo.
     If the database write fails, the stored file is removed again unless another photo shares it.
     ``enqueue=False`` leaves the queued row for the caller to run (the demo seeding runs jobs itself).
+    ``modality`` is what the uploader says the photo is (clinical or dermoscopy); None: told from the pixels.
     """
     if kind not in ("baseline", "followup"):
         raise ValueError("kind must be baseline or followup")
+    if modality is not None and modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {', '.join(MODALITIES)}")
     clean = clean_photo(data, max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     store = storage()
     key = store.put(clean.data, ext="jpg")
@@ -38,7 +42,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
         site_id=site.id, kind=kind, sha256=key.split(".")[0], storage_key=key, original_key=original_key,
         content_type="image/jpeg", size_bytes=len(clean.data), width=clean.width, height=clean.height,
         captured_at=clean.captured_at, status="queued", status_changed_at=utcnow(),
-        upload_link_id=link.id if link else None, uploaded_by_id=user.id if user else None,
+        upload_link_id=link.id if link else None, uploaded_by_id=user.id if user else None, modality=modality,
         **{f: (answers or {}).get(f) for f in ANSWER_FIELDS},
     )
     try:

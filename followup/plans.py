@@ -14,6 +14,11 @@ Where a range is given, the intensive end is the default (a missed recurrence is
 
 Between visits the patient sends photos: monthly in year 1, every 2 months in years 2–3, every 3 months
 after, never within two weeks of a clinic visit, and only while the protocol's follow-up lasts.
+
+Each protocol also says how far around the outlined scar the photos are watched (``site_margin_mm``): 20 mm
+after a melanoma (a recurrence within 2 cm of the scar is the conventional meaning of a local recurrence or a
+satellite), 10 mm after a BCC, SCC or other excision (their recurrences arise in or right beside the scar).
+A change outside that site is still reported, but on its own it never makes a priority-1 alert.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ Schedule = list[tuple[int, int]]
 
 DEFAULT_PHOTO_SCHEDULE: Schedule = [(12, 1), (36, 2), (60, 3)]
 PHOTO_GAP_AROUND_VISIT_DAYS = 14
+# Watched margin (mm) around the outlined scar, by diagnosis; a protocol's ``site_margin_mm``.
+SITE_MARGIN_MM = {"melanoma": 20.0, "scc": 10.0, "bcc": 10.0, "other": 10.0}
 
 
 @dataclass(frozen=True)
@@ -41,17 +48,20 @@ class Protocol:
     visits: Schedule
     photo_until_month: int
     photos: Schedule = field(default_factory=lambda: list(DEFAULT_PHOTO_SCHEDULE))
+    site_margin_mm: float = SITE_MARGIN_MM["other"]
 
 
+_MELANOMA, _BCC, _SCC, _OTHER = (SITE_MARGIN_MM[d] for d in ("melanoma", "bcc", "scc", "other"))
 PROTOCOLS: dict[str, Protocol] = {
-    "melanoma-0": Protocol("melanoma-0", NICE_NG14, [], 12),
-    "melanoma-IA": Protocol("melanoma-IA", NICE_NG14, [(12, 3)], 12),
-    "melanoma-IB-IV": Protocol("melanoma-IB-IV", NICE_NG14, [(36, 3), (60, 6)], 60),
-    "bcc": Protocol("bcc", NCCN_BCC, [(60, 6)], 60),
-    "bcc-low": Protocol("bcc-low", NCCN_BCC, [(60, 12)], 60),
-    "scc": Protocol("scc", NCCN_SCC, [(24, 3), (60, 6)], 60),
-    "scc-low": Protocol("scc-low", NCCN_SCC, [(24, 6), (60, 12)], 60),
-    "other": Protocol("other", "Clinic default for other excised skin cancers", [(24, 6), (60, 12)], 60),
+    "melanoma-0": Protocol("melanoma-0", NICE_NG14, [], 12, site_margin_mm=_MELANOMA),
+    "melanoma-IA": Protocol("melanoma-IA", NICE_NG14, [(12, 3)], 12, site_margin_mm=_MELANOMA),
+    "melanoma-IB-IV": Protocol("melanoma-IB-IV", NICE_NG14, [(36, 3), (60, 6)], 60, site_margin_mm=_MELANOMA),
+    "bcc": Protocol("bcc", NCCN_BCC, [(60, 6)], 60, site_margin_mm=_BCC),
+    "bcc-low": Protocol("bcc-low", NCCN_BCC, [(60, 12)], 60, site_margin_mm=_BCC),
+    "scc": Protocol("scc", NCCN_SCC, [(24, 3), (60, 6)], 60, site_margin_mm=_SCC),
+    "scc-low": Protocol("scc-low", NCCN_SCC, [(24, 6), (60, 12)], 60, site_margin_mm=_SCC),
+    "other": Protocol("other", "Clinic default for other excised skin cancers", [(24, 6), (60, 12)], 60,
+                      site_margin_mm=_OTHER),
 }
 
 
@@ -70,7 +80,8 @@ def protocol_name(diagnosis: str, stage: Optional[str]) -> str:
 
 
 def resolve_protocol(name: str, overrides: Optional[Mapping[str, Any]] = None) -> Protocol:
-    """The named protocol with a clinic's override (``{"visits": [[until, every], ...], ...}``) applied."""
+    """The named protocol with a clinic's override (``{"visits": [[until, every], ...], "site_margin_mm": 15,
+    ...}``) applied."""
     base = PROTOCOLS[name]
     override = (overrides or {}).get(name)
     if not override:
@@ -81,6 +92,7 @@ def resolve_protocol(name: str, overrides: Optional[Mapping[str, Any]] = None) -
         visits=[tuple(p) for p in override.get("visits", base.visits)],
         photo_until_month=int(override.get("photo_until_month", base.photo_until_month)),
         photos=[tuple(p) for p in override.get("photos", base.photos)],
+        site_margin_mm=float(override.get("site_margin_mm", base.site_margin_mm)),
     )
 
 

@@ -1,10 +1,13 @@
 """What a photo job does: a stored photo becomes analyses, and maybe an alert or a retake request.
 
 - A baseline photo is checked for quality: accepted (done) or rejected with reasons a patient can act on.
+  An accepted baseline gets the site's outline proposed on it (followup.outlines).
 - A follow-up is compared with the site's baseline and with the previous accepted follow-up (slow growth
   shows against the baseline, sudden change against the last photo); both analyses are kept and the alert
-  uses the worse. A photo the pipeline cannot read is never "no change": it is rejected with reasons
-  (the patient is asked to retake), and after repeated failures it goes to a human.
+  uses the worse. Both are made with the site's outline and its watched margin: a change located only
+  outside the watched site is reported but never makes a priority-1 alert.
+- A photo the pipeline cannot read is never "no change": it is rejected with reasons (the patient is asked
+  to retake), and after repeated failures it goes to a human.
 """
 from __future__ import annotations
 
@@ -17,17 +20,19 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from followup import alerts, reminders
+from followup import alerts, outlines, reminders
 from followup.analyser import Recurrence, get_analyser
 from followup.db import db, utcnow
 from followup.models import Analysis, Clinic, Photo, Site, UploadLink
 from followup.photos import baseline_of, previous_followup_of
 from followup.storage import storage
-from registration import PairAnalysis, assess_quality, render_overlays
+from registration import PairAnalysis, assess_quality, detect_modality, render_overlays
 
 log = logging.getLogger(__name__)
 
 HIGH_PRIORITY_SCORE = 0.8
+# The most urgent priority a change gets when every region it located is outside the watched site.
+OUTSIDE_SITE_PRIORITY = 2
 UNREADABLE_IN_A_ROW_FOR_HUMAN = 2
 WORRYING_ANSWERS = {"bleed": "bleeding", "grew": "growth"}
 
@@ -46,10 +51,10 @@ def process_photo(photo: Photo) -> None:
         db.session.commit()
         return
 
-    analyses = [_compare(photo, image, site, "baseline", baseline)]
+    analyses = [_compare(photo, image, site, "baseline", baseline, baseline)]
     previous = previous_followup_of(photo)
     if previous is not None and analyses[0].registered:
-        analyses.append(_compare(photo, image, site, "previous", previous))
+        analyses.append(_compare(photo, image, site, "previous", previous, baseline))
     main = analyses[0]
     if not main.quality.get("usable", False) or not main.registered:
         _reject(photo, site, main)
@@ -70,29 +75,42 @@ def load_image(key: str) -> np.ndarray:
 
 def _check_baseline(photo: Photo, image: np.ndarray) -> None:
     quality = assess_quality(image)
+    modality = photo.modality or detect_modality(image)
     if quality.usable:
         _finish(photo, "done", None)
     else:
         _finish(photo, "rejected", "; ".join(quality.reasons))
     db.session.add(Analysis(photo_id=photo.id, comparison="quality", quality=_quality_dict(quality), flag=False,
-                            reasons=list(quality.reasons)))
+                            reasons=list(quality.reasons), modality=modality))
+    if quality.usable:
+        try:
+            outlines.propose_for_baseline(db.session.get(Site, photo.site_id), photo, image, modality=modality)
+        except Exception:  # noqa: BLE001 - the outline is an aid: without one, staff are asked to draw it
+            log.exception("photo %s: the site outline could not be proposed", photo.id)
     db.session.commit()
 
 
-def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, reference: Photo) -> Analysis:
+def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, reference: Photo,
+             baseline: Photo) -> Analysis:
     reference_image = load_image(reference.storage_key)
     years = (photo.received_at.date() - site.excision_date).days / 365.25
     clinic = db.session.get(Clinic, site.patient.clinic_id)
-    result, recurrence = get_analyser().analyse(reference_image, image, diagnosis=site.diagnosis,
-                                                years_since_surgery=max(years, 0.0), answers=photo.answers(),
-                                                operating_point=clinic.operating_point)
+    declared = photo.modality or baseline.modality  # None: the pipeline tells from the pixels
+    margin = outlines.margin_px(reference_image.shape, margin_mm=outlines.site_margin_mm(site),
+                                modality=declared or detect_modality(reference_image))
+    outline = outlines.reference_mask(site, baseline, reference, reference_image.shape)
+    result, recurrence = get_analyser().analyse(
+        reference_image, image, reference_mask=outline, modality=declared, site_margin_px=margin,
+        diagnosis=site.diagnosis, years_since_surgery=max(years, 0.0),
+        answers=photo.answers(), operating_point=clinic.operating_point)
     row = Analysis(
         photo_id=photo.id, reference_photo_id=reference.id, comparison=comparison,
         registered=bool(result.registered),
         homography=None if result.homography is None else result.homography.tolist(),
         alignment_confidence=float(result.alignment_confidence), quality=_quality_dict(result.quality),
         regions=_regions(result, recurrence), change_score=float(result.change_score),
-        recurrence_score=recurrence.score, flag=bool(result.flag), reasons=_reasons(result, recurrence),
+        recurrence_score=recurrence.score, flag=bool(result.flag), site_flag=bool(result.site_flag),
+        modality=result.modality, reasons=_reasons(result, recurrence),
         model_version=recurrence.model_version, timings={k: round(float(v), 4) for k, v in result.timings.items()},
         overlays=_store_overlays(reference_image, result, recurrence),
     )
@@ -194,15 +212,20 @@ def _alert_if_needed(photo: Photo, site: Site, analyses: list[Analysis]) -> None
     # on synthetic unchanged re-captures, follow-up-to-follow-up comparisons flagged about half the time.
     # So that comparison raises an alert only when the baseline comparison also located a changed region.
     usable = [a for a in analyses if a.comparison == "baseline" or baseline.regions]
-    worst = max(usable, key=lambda a: (a.flag, a.recurrence_score or 0.0))
+    # A change in the watched site first (site_flag None: a row from before sites had outlines).
+    worst = max(usable, key=lambda a: (a.flag, a.site_flag is not False, a.recurrence_score or 0.0))
     answers = photo.answers()
     worrying = [word for field, word in WORRYING_ANSWERS.items() if answers.get(field)]
     if worst.flag:
         score = float(worst.recurrence_score or worst.change_score or 0.0)
         priority = 1 if score >= HIGH_PRIORITY_SCORE or len(worrying) == len(WORRYING_ANSWERS) else 2
         label = "against the baseline" if worst.comparison == "baseline" else "since the last photo"
-        _raise(site, photo, kind="change", priority=priority, score=score,
-               reasons=[f"change {label}"] + list(worst.reasons))
+        reasons = [f"change {label}"]
+        if worst.site_flag is False:
+            priority = max(priority, OUTSIDE_SITE_PRIORITY)
+            reasons.append(f"the change is outside the watched site ({outlines.site_margin_mm(site):g} mm around "
+                           "the scar)")
+        _raise(site, photo, kind="change", priority=priority, score=score, reasons=reasons + list(worst.reasons))
     elif worrying:
         # The image shows nothing, but the patient does: a person should look (the patient knows things we don't).
         _raise(site, photo, kind="patient_report", priority=3, score=float(worst.recurrence_score or 0.0),
