@@ -4,8 +4,9 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from followup import audit
-from followup.api.schemas import PatientCreateSchema, PatientSchema, SiteCreateSchema, SiteSchema
+from followup import audit, outlines
+from followup.api.schemas import (ErrorSchema, OutlineRequestSchema, OutlineSchema, PatientCreateSchema, PatientSchema,
+                                  SiteCreateSchema, SiteSchema)
 from followup.auth import api_user, roles_required
 from followup.db import db
 from followup.models import Clinic, User
@@ -25,6 +26,7 @@ def site_body(site) -> dict:
             "visits": [i for i in items if i.kind == "visit"],
             "photos": [i for i in items if i.kind == "photo"],
         },
+        "outline": outlines.outline_body(site),
     }
 
 
@@ -84,3 +86,28 @@ class SiteResource(MethodView):
         site = site_for(user, site_id)
         audit.record("read_site", "site", site.id, user=user)
         return site_body(site)
+
+
+@blp.route("/sites/<int:site_id>/outline")
+class SiteOutline(MethodView):
+    @roles_required()
+    @blp.arguments(OutlineRequestSchema)
+    @blp.response(200, OutlineSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="The site has no accepted baseline photo yet, "
+                                                           "or photo_id is no longer its baseline")
+    def put(self, body, site_id):
+        """Correct the scar's outline on the site's baseline: a drawn ``polygon`` or a tap (``point``) on it.
+
+        The outline is stored as drawn by staff (source ``staff``); a new baseline photo gets a new proposal."""
+        user = api_user()
+        site = site_for(user, site_id)
+        try:
+            baseline = outlines.save_staff_outline(site, polygon=body.get("polygon"), point=body.get("point"),
+                                                   photo_id=body.get("photo_id"))
+        except outlines.OutlineError as exc:
+            db.session.rollback()
+            abort(exc.status, message=exc.message)
+        audit.record("edit_outline", "site", site.id, user=user, commit=False, photo_id=baseline.id,
+                     method="point" if "point" in body else "polygon", points=len(site.outline_polygon))
+        db.session.commit()
+        return outlines.outline_body(site)

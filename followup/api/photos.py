@@ -6,7 +6,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from followup import audit, links
-from followup.api.schemas import PhotoFileSchema, PhotoSchema, PhotoUploadSchema, UploadLinkSchema
+from followup.api.schemas import (PhotoFileSchema, PhotoSchema, PhotoUploadRequestSchema, PhotoUploadSchema,
+                                  UploadLinkSchema)
 from followup.auth import api_user, roles_required
 from followup.db import db
 from followup.intake import IntakeError
@@ -21,7 +22,7 @@ def photo_body(photo) -> dict:
     analyses = [a for a in photo.analyses if a.comparison == "baseline"] or photo.analyses
     return {
         "id": photo.id, "site_id": photo.site_id, "kind": photo.kind, "status": photo.status,
-        "status_detail": photo.status_detail, "received_at": photo.received_at,
+        "status_detail": photo.status_detail, "received_at": photo.received_at, "modality": photo.modality,
         "analysis": analyses[-1] if analyses else None,
     }
 
@@ -31,15 +32,18 @@ class SitePhotos(MethodView):
     @roles_required()
     @blp.arguments(PhotoUploadSchema, location="form")
     @blp.arguments(PhotoFileSchema, location="files")
+    @blp.doc(requestBody={"required": True, "content": {"multipart/form-data": {"schema": PhotoUploadRequestSchema}}})
     @blp.response(202, PhotoSchema)
     def post(self, form, files, site_id):
-        """Upload a baseline or follow-up photo (multipart); analysis runs in the background."""
+        """Upload a baseline or follow-up photo (multipart); analysis runs in the background.
+
+        A baseline that is accepted gets the scar's outline proposed on it (see the site's ``outline``)."""
         user = api_user()
         site = site_for(user, site_id)
         upload = files["file"]
-        kind = form.pop("kind")
+        kind, modality = form.pop("kind"), form.pop("modality")
         try:
-            photo = receive_photo(site, upload.read(), kind=kind, answers=form, user=user)
+            photo = receive_photo(site, upload.read(), kind=kind, answers=form, user=user, modality=modality)
         except IntakeError as exc:
             abort(exc.status, message=exc.message, code=exc.code)
         audit.record("upload_photo", "photo", photo.id, user=user)

@@ -4,10 +4,11 @@ from __future__ import annotations
 from datetime import date
 
 import marshmallow as ma
-from marshmallow import ValidationError, validates
+from marshmallow import ValidationError, post_dump, validates, validates_schema
 
 from followup.models.alerts import OUTCOMES
-from followup.models.patients import DIAGNOSES
+from followup.models.patients import DIAGNOSES, OUTLINE_SOURCES
+from followup.models.photos import MODALITIES
 from followup.patients import normalise_e164
 
 
@@ -112,13 +113,48 @@ class PlanSchema(ma.Schema):
     photos = ma.fields.List(ma.fields.Nested(PlanItemSchema))
 
 
+class OutlineSchema(ma.Schema):
+    polygon = ma.fields.List(ma.fields.List(ma.fields.Float()), metadata={
+        "description": "The scar's outline, [[x, y], ...] in pixels of the baseline photo `photo_id`"})
+    source = ma.fields.String(validate=ma.validate.OneOf(OUTLINE_SOURCES), metadata={
+        "description": "auto: proposed on the baseline; staff: drawn or tapped by staff"})
+    photo_id = ma.fields.Integer(metadata={"description": "The baseline photo it was drawn on"})
+    margin_mm = ma.fields.Float(metadata={
+        "description": "Watched margin around the outline, from the clinic's protocol for the diagnosis"})
+    note = ma.fields.String(allow_none=True, metadata={
+        "description": "What staff should check, e.g. that a new baseline replaced the one they outlined"})
+
+
 class SiteSchema(SiteSummarySchema):
     patient_id = ma.fields.Integer()
     plan = ma.fields.Nested(PlanSchema)
+    outline = ma.fields.Nested(OutlineSchema, allow_none=True, metadata={
+        "description": "The scar outlined on the baseline photo; null until there is one"})
+
+
+class OutlineRequestSchema(Strict):
+    """Either a drawn outline or a tap on the scar, on the site's current baseline photo."""
+
+    polygon = ma.fields.List(
+        ma.fields.List(ma.fields.Float(), validate=ma.validate.Length(equal=2)),
+        validate=ma.validate.Length(min=3, max=2000),
+        metadata={"description": "Drawn outline, [[x, y], ...] (at least 3 points) in baseline-photo pixels"})
+    point = ma.fields.List(ma.fields.Float(), validate=ma.validate.Length(equal=2), metadata={
+        "description": "A tap on the scar, [x, y] in baseline-photo pixels; the server outlines what it falls on"})
+    photo_id = ma.fields.Integer(load_default=None, allow_none=True, metadata={
+        "description": "The baseline photo the outline was made on; 409 when it is no longer the baseline"})
+
+    @validates_schema
+    def _one_of(self, data, **kwargs):
+        if ("polygon" in data) == ("point" in data):
+            raise ValidationError("send either polygon or point", "polygon")
 
 
 class PhotoUploadSchema(ma.Schema):
     kind = ma.fields.String(required=True, validate=ma.validate.OneOf(("baseline", "followup")))
+    modality = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.OneOf(MODALITIES),
+                                metadata={"description": "clinical (a phone photo) or dermoscopy; "
+                                                         "detected from the pixels when left out"})
     grew = ma.fields.Boolean(load_default=None, allow_none=True)
     itch = ma.fields.Boolean(load_default=None, allow_none=True)
     bleed = ma.fields.Boolean(load_default=None, allow_none=True)
@@ -134,6 +170,32 @@ class PhotoFileSchema(ma.Schema):
     file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
 
 
+class PhotoUploadRequestSchema(PhotoUploadSchema, PhotoFileSchema):
+    """The whole multipart body of a photo upload, for the OpenAPI document (the view reads the form fields and
+    the file separately)."""
+
+
+class RegionSchema(ma.Schema):
+    """A changed region, in baseline pixels; figures the pipeline adds later are passed through as they are."""
+
+    bbox = ma.fields.List(ma.fields.Integer(), metadata={"description": "[x0, y0, x1, y1]"})
+    area_px = ma.fields.Integer()
+    growth_pct = ma.fields.Float(allow_none=True)
+    delta_e = ma.fields.Float(allow_none=True)
+    distance_to_lesion_px = ma.fields.Float(allow_none=True)
+    kind = ma.fields.String()
+    score = ma.fields.Float()
+    in_site = ma.fields.Boolean(metadata={"description": "Whether it touches the watched site (scar + margin)"})
+    recurrence_score = ma.fields.Float(allow_none=True)
+    model_reasons = ma.fields.List(ma.fields.String())
+
+    @post_dump(pass_original=True)
+    def _keep_other_figures(self, data, original, **kwargs):
+        if isinstance(original, dict):
+            data.update({k: v for k, v in original.items() if k not in data})
+        return data
+
+
 class AnalysisSchema(ma.Schema):
     id = ma.fields.Integer()
     comparison = ma.fields.String()
@@ -142,10 +204,13 @@ class AnalysisSchema(ma.Schema):
     homography = ma.fields.Raw(allow_none=True)
     alignment_confidence = ma.fields.Float(allow_none=True)
     quality = ma.fields.Dict()
-    regions = ma.fields.List(ma.fields.Dict())
+    regions = ma.fields.List(ma.fields.Nested(RegionSchema))
     change_score = ma.fields.Float(allow_none=True)
     recurrence_score = ma.fields.Float(allow_none=True)
     flag = ma.fields.Boolean()
+    site_flag = ma.fields.Boolean(allow_none=True, metadata={
+        "description": "flag counting only regions in the watched site; null for analyses made before sites had one"})
+    modality = ma.fields.String(allow_none=True, metadata={"description": "clinical or dermoscopy: the rules used"})
     reasons = ma.fields.List(ma.fields.String())
     model_version = ma.fields.String(allow_none=True)
     created_at = ma.fields.DateTime()
@@ -158,6 +223,7 @@ class PhotoSchema(ma.Schema):
     status = ma.fields.String()
     status_detail = ma.fields.String(allow_none=True)
     received_at = ma.fields.DateTime()
+    modality = ma.fields.String(allow_none=True, metadata={"description": "As declared at upload"})
     analysis = ma.fields.Nested(AnalysisSchema, allow_none=True)
 
 

@@ -20,6 +20,7 @@ MATRIX = [
     ("POST", "/api/v1/patients", "patient", (401, 401, 201, 201, 201)),
     ("POST", "/api/v1/patients/{patient}/sites", "site", (401, 401, 404, 201, 201)),
     ("GET", "/api/v1/sites/{site}", None, (401, 401, 404, 200, 200)),
+    ("PUT", "/api/v1/sites/{site}/outline", "outline", (401, 401, 404, 200, 200)),
     ("POST", "/api/v1/sites/{site}/photos", "photo", (401, 401, 404, 202, 202)),
     ("GET", "/api/v1/photos/{photo}", None, (401, 401, 404, 200, 200)),
     ("GET", "/api/v1/photos/{photo}/image", None, (401, 401, 404, 200, 200)),
@@ -69,6 +70,8 @@ def request_kwargs(body: str | None) -> dict:
     if body == "photo":
         return {"data": {"file": (io.BytesIO(jpeg_bytes(seed=3)), "b.jpg"), "kind": "followup"},
                 "content_type": "multipart/form-data"}
+    if body == "outline":
+        return {"json": {"polygon": [[10, 10], [60, 10], [60, 50]]}}
     if body == "resolve":
         return {"json": {"outcome": "no_change"}}
     if body == "user":
