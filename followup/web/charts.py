@@ -1,7 +1,7 @@
-"""Small server-drawn SVG charts (no script, no external library, CSP-safe)."""
+"""Small server-drawn SVG charts and overlays (no script, no external library, CSP-safe)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from markupsafe import Markup, escape
 
@@ -71,5 +71,40 @@ def timeline_chart(timeline: Sequence[dict[str, Any]]) -> Markup:
     if last != first:
         parts.append(f'<text x="{LEFT + plot_w}" y="{HEIGHT - 8}" font-size="11" text-anchor="end" '
                      f'fill="#333">{last:%d %b %Y}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+SCAR_COLOUR, SITE_COLOUR, DRAFT_COLOUR = "#ffffff", "#00c8ff", "#ff3df2"  # as registration.render_overlays draws
+
+
+def outline_overlay(*, width: int, height: int, polygon: Optional[Sequence[Sequence[float]]],
+                    margin_px: Optional[float], shown_width: float, key: str) -> Markup:
+    """An SVG to lay over a baseline photo of ``width`` × ``height`` pixels: the watched site (the outline and
+    ``margin_px`` around it, blue) and the scar's outline (white), in photo pixels; plus an empty
+    ``polyline.draft`` that the outline editor draws into. ``shown_width`` is the photo's width on the page
+    (for line widths); ``key`` makes the ids unique on the page."""
+    lw = 2.0 * width / max(shown_width, 1.0)  # two screen pixels, in photo pixels
+    parts = [f'<svg class="outline-overlay" viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
+             f'aria-hidden="true" focusable="false" xmlns="http://www.w3.org/2000/svg">']
+    if polygon:
+        points = escape(" ".join(f"{float(x):.1f},{float(y):.1f}" for x, y in polygon))
+        if margin_px:
+            m = float(margin_px)
+            mask = f"outline-margin-{escape(key)}"
+            parts += [
+                f'<defs><mask id="{mask}" maskUnits="userSpaceOnUse" x="0" y="0" width="{width}" height="{height}">'
+                f'<polygon points="{points}" fill="#fff" stroke="#fff" stroke-width="{2 * (m + lw):.1f}" '
+                f'stroke-linejoin="round"/>'
+                f'<polygon points="{points}" fill="#000" stroke="#000" stroke-width="{2 * m:.1f}" '
+                f'stroke-linejoin="round"/></mask></defs>',
+                f'<g opacity="0.22"><polygon class="site-region" points="{points}" fill="{SITE_COLOUR}" '
+                f'stroke="{SITE_COLOUR}" stroke-width="{2 * m:.1f}" stroke-linejoin="round"/></g>',
+                f'<rect class="site-edge" width="{width}" height="{height}" fill="{SITE_COLOUR}" mask="url(#{mask})"/>',
+            ]
+        parts.append(f'<polygon class="scar-outline" points="{points}" fill="none" stroke="{SCAR_COLOUR}" '
+                     f'stroke-width="2" vector-effect="non-scaling-stroke"/>')
+    parts.append(f'<polyline class="draft" points="" fill="none" stroke="{DRAFT_COLOUR}" stroke-width="2" '
+                 f'stroke-dasharray="6 3" vector-effect="non-scaling-stroke"/>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -2,6 +2,7 @@
 model performance, and (admins) the clinic's users."""
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 
@@ -9,7 +10,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import case, func, select
 
-from followup import audit, links, reminders
+from followup import audit, links, outlines, reminders
 from followup.accounts import AccountError, create_user
 from followup.db import db, utcnow
 from followup.intake import IntakeError
@@ -19,13 +20,16 @@ from followup.models.accounts import ROLES
 from followup.models.patients import DIAGNOSES
 from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
 from followup.patients import create_patient, create_site, patient_for, site_for, site_plan
-from followup.photos import receive_photo
+from followup.photos import baseline_of, receive_photo
+from followup.web.charts import outline_overlay
 from followup.web.common import staff_required
 
 bp = Blueprint("clinic", __name__)
 
 PAGE_SIZE = 50
 _LINK = re.compile(r"(/u/)[A-Za-z0-9_.\-]+")
+# Widest a baseline photo is shown for outlining (CSS pixels); a click's position is scaled from it.
+OUTLINE_SHOWN_WIDTH = 640
 # Outcomes that mean the alert pointed at something real (a visit or a biopsy was needed).
 ACTIONABLE = ("visit", "biopsy")
 SCORE_BANDS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
@@ -122,9 +126,10 @@ def enrol():
                           "Upload it again from the patient's page.", "error")
                 else:
                     audit.record("upload_photo", "photo", photo.id, commit=False)
-                    flash("Patient enrolled.", "info")
+                    flash("Patient enrolled. Check the scar's outline on the baseline photo below.", "info")
                 audit.record("enrol_patient", "patient", patient.id)
-                return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
+                return redirect(url_for("clinic.patient_page", patient_id=patient.id, _anchor=f"outline-{site.id}"),
+                                303)
         db.session.rollback()
     return render_template("clinic/enrol.html", form=form, errors=errors, diagnoses=DIAGNOSES,
                            dermatologists=_dermatologists()), 400 if errors else 200
@@ -142,7 +147,8 @@ def patient_page(patient_id: int):
         site_alerts = db.session.execute(
             select(Alert).where(Alert.site_id == site.id).order_by(Alert.created_at.desc()).limit(10)
         ).scalars().all()
-        sites.append({"site": site, "plan": site_plan(site), "photos": photos, "alerts": site_alerts})
+        sites.append({"site": site, "plan": site_plan(site), "photos": photos, "alerts": site_alerts,
+                      "outline": _outline_view(site)})
     outbound = db.session.execute(
         select(OutboundMessage).where(OutboundMessage.patient_id == patient.id)
         .order_by(OutboundMessage.created_at.desc()).limit(20)
@@ -156,6 +162,57 @@ def patient_page(patient_id: int):
                            dermatologists=_dermatologists(), today=date.today())
     audit.record("view_patient", "patient", patient.id)
     return page
+
+
+def _outline_view(site: Site) -> dict:
+    """The site's baseline with its outline and watched margin drawn over it, as the patient page shows it."""
+    view = outlines.outline_view(site)
+    baseline = view["baseline"]
+    if baseline is not None:
+        shown = min(baseline.width, OUTLINE_SHOWN_WIDTH)
+        view["shown"] = (shown, round(baseline.height * shown / baseline.width))
+        view["svg"] = outline_overlay(width=baseline.width, height=baseline.height, polygon=view["polygon"],
+                                      margin_px=view["margin_px"], shown_width=shown, key=str(site.id))
+    return view
+
+
+@bp.post("/sites/<int:site_id>/outline")
+@staff_required()
+def save_outline(site_id: int):
+    """Staff correct the scar's outline: a click on the photo (``tap.x``/``tap.y`` of the image button, scaled
+    from the shown size) or a polygon drawn on it (``polygon``, JSON, photo pixels)."""
+    site = site_for(current_user, site_id)
+    back = redirect(url_for("clinic.patient_page", patient_id=site.patient_id, _anchor=f"outline-{site.id}"), 303)
+    form = request.form
+    try:
+        photo_id = int(form["photo_id"]) if form.get("photo_id") else None
+        if "tap.x" in form:
+            x, y, shown = float(form["tap.x"]), float(form["tap.y"]), float(form.get("shown_width") or 0)
+            if x == 0 and y == 0:  # an image button pressed from the keyboard sends no position
+                flash("Click on the scar in the photo to outline it.", "error")
+                return back
+            baseline = baseline_of(site.id)
+            scale = baseline.width / shown if baseline is not None and shown > 0 else 1.0
+            kwargs = {"point": (x * scale, y * scale)}
+        else:
+            kwargs = {"polygon": json.loads(form.get("polygon") or "null")}
+            if kwargs["polygon"] is None:
+                flash("Click around the scar to draw its outline, then save it.", "error")
+                return back
+    except (ValueError, KeyError):
+        flash("The outline was not saved: the form was incomplete; try again.", "error")
+        return back
+    try:
+        baseline = outlines.save_staff_outline(site, photo_id=photo_id, **kwargs)
+    except outlines.OutlineError as exc:
+        db.session.rollback()
+        flash(f"The outline was not saved: {exc.message}", "error")
+        return back
+    audit.record("edit_outline", "site", site.id, commit=False, photo_id=baseline.id,
+                 method="point" if "point" in kwargs else "polygon", points=len(site.outline_polygon))
+    db.session.commit()
+    flash("Outline saved.", "info")
+    return back
 
 
 @bp.post("/patients/<int:patient_id>/sites")

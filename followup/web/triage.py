@@ -14,7 +14,7 @@ from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
 
-from followup import alerts, audit
+from followup import alerts, audit, outlines
 from followup.db import db, utcnow
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
 from followup.models.alerts import OUTCOMES
@@ -200,6 +200,8 @@ def describe_region(region: dict[str, Any]) -> str:
         parts.append("on the scar" if distance <= 0 else f"{distance:.0f} px from the scar")
     if region.get("score") is not None:
         parts.append(f"score {float(region['score']):.2f}")
+    if region.get("in_site") is False:
+        parts.append("outside the watched site")
     return ", ".join(parts)
 
 
@@ -229,6 +231,7 @@ def alert_page(alert_id: int):
         comparison=comparison, has_previous=has_previous, reference=reference, overlays=overlays,
         timeline=timeline, chart=timeline_chart(timeline), claimer=claimer, resolver=resolver,
         regions=[describe_region(r) for r in (analysis.regions if analysis else [])],
+        margin_mm=outlines.site_margin_mm(site),
         outcome_labels=OUTCOME_LABELS, retake_reasons=RETAKE_REASONS, overdue=is_overdue(alert),
         plan=site_plan(site), visit_default=date.today() + timedelta(days=14), clinic=db.session.get(Clinic, alert.clinic_id),
     )
