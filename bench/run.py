@@ -1,12 +1,15 @@
 """Benchmark: our pipeline (through followup.batch.run_batch) beside plain OpenCV peers.
 
-Scores every measure of shared/bench/README.md on the dev pairs, the false
-alarm rate on the real re-captures (shared/data/lesions/same_lesion_pairs.csv),
-and seconds and peak memory per pair for dev pairs and 12-megapixel versions.
+Dermoscopy: every measure of shared/bench/README.md on the dev pairs and the false alarm rate on
+the real dermoscopy re-captures (shared/data/lesions/same_lesion_pairs.csv). Phone: the same
+measures on phone pairs generated from the ``bench`` third of shared/data/phone's patients
+(bench/phone_pairs.py), and false alarms and refusals on the real phone re-captures
+(shared/data/phone/same_lesion_pairs.csv). Then seconds and peak memory per pair (one thread,
+a fresh process) for dev pairs, 1-megapixel phone pairs and 12-megapixel versions.
 
 Usage, from the repository root::
 
-    .venv/bin/python -m bench.run [--limit N] [--recaptures N] [--timed N] [--big N] [--out DIR]
+    .venv/bin/python -m bench.run [--limit N] [--phone-pairs N] [--recaptures N] [--timed N] [--big N] [--out DIR]
 """
 
 import argparse
@@ -22,12 +25,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench import phone_pairs
 from bench.peers import peer_analyze
 from followup.batch import load_rgb, run_batch
 
 SHARED = Path(os.environ.get("SCARWATCH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DEV = SHARED / "bench" / "dev-pairs"
 LESIONS = SHARED / "data" / "lesions"
+PHONE = SHARED / "data" / "phone"
 PEERS = ("sift", "orb")
 
 
@@ -65,12 +70,21 @@ def _sens_at_spec(scores, labels, specificity=0.9):
 
 
 def _score(results, truth):
-    """All README measures for one method; results and truth keyed by pair_id."""
+    """All README measures for one method; results and truth keyed by pair_id.
+
+    A change less than half inside what the follow-up shows cannot be seen: such pairs count
+    for registration only (``hidden change pairs``), as in shared/bench/README.md.
+    """
+    all_ids = [t["pair_id"] for t in truth]
+    errors = np.array([results[i]["grid_error"] for i in all_ids])
+    hidden = {t["pair_id"] for t in truth if t["change"]
+              and (results[t["pair_id"]]["truth_mask"] & results[t["pair_id"]]["shown"]).sum()
+              < 0.5 * results[t["pair_id"]]["truth_mask"].sum()}
+    truth = [t for t in truth if t["pair_id"] not in hidden]
     ids = [t["pair_id"] for t in truth]
     change = np.array([t["change"] for t in truth])
     scores = np.array([results[i]["change_score"] for i in ids])
     flags = np.array([results[i]["flag"] for i in ids])
-    errors = np.array([results[i]["grid_error"] for i in ids])
     confounded = np.array([bool(t["confounder"]) for t in truth])
     dice, hits = [], []
     for t in truth:
@@ -87,6 +101,9 @@ def _score(results, truth):
     return {
         "registration success": float((errors <= 3).mean()),
         "median grid error px": float(np.median(errors)),
+        "wrong alignment reported": float(np.mean([results[i]["homography"] is not None and results[i]["grid_error"] > 10
+                                                   for i in all_ids])),
+        "hidden change pairs": float(len(hidden)),
         "change ROC AUC": _auc(scores, change),
         "sensitivity @90% spec": _sens_at_spec(scores, change),
         "flag sensitivity": float(flags[change].mean()),
@@ -94,14 +111,14 @@ def _score(results, truth):
         "confounders flagged": float(flags[confounded].mean()) if confounded.any() else float("nan"),
         "hit rate (>=30% covered)": float(np.mean(hits)) if hits else float("nan"),
         "mean Dice": float(np.mean(dice)) if dice else float("nan"),
-        "median s/pair": float(np.median([results[i]["seconds"] for i in ids])),
+        "median s/pair": float(np.median([results[i]["seconds"] for i in all_ids])),
     }
 
 
-def _truth_masks(t, baseline_shape, followup_shape):
+def _truth_masks(folder, t, baseline_shape, followup_shape):
     h, w = baseline_shape[:2]
     if t["mask"]:
-        truth_mask = cv2.imread(str(DEV / t["mask"]), cv2.IMREAD_GRAYSCALE) > 127
+        truth_mask = cv2.imread(str(folder / t["mask"]), cv2.IMREAD_GRAYSCALE) > 127
     else:
         truth_mask = np.zeros((h, w), bool)
     shown = cv2.warpPerspective(np.full(followup_shape[:2], 255, np.uint8),
@@ -109,28 +126,28 @@ def _truth_masks(t, baseline_shape, followup_shape):
     return truth_mask, shown
 
 
-def run_dev(limit, out_dir, progress):
-    """Ours (run_batch) and the peers on the dev pairs; returns {method: measures}."""
-    truth = [json.loads(line) for line in open(DEV / "truth.jsonl")][:limit]
-    with open(DEV / "manifest.csv", newline="") as fh:
+def run_pairs(folder, limit, out_dir, progress, name="dev"):
+    """Ours (run_batch) and the peers on a folder of pairs with truth; returns {method: measures}."""
+    truth = [json.loads(line) for line in open(folder / "truth.jsonl")][:limit]
+    with open(folder / "manifest.csv", newline="") as fh:
         files = {row["pair_id"]: row for row in csv.DictReader(fh)}
-    manifest = out_dir / "dev_manifest.csv"
+    manifest = out_dir / f"{name}_manifest.csv"
     with open(manifest, "w", newline="") as fh:
         writer = csv.DictWriter(fh, ["pair_id", "baseline", "followup"])
         writer.writeheader()
         for t in truth:
             row = files[t["pair_id"]]
-            writer.writerow({"pair_id": t["pair_id"], "baseline": str(DEV / row["baseline"]),
-                             "followup": str(DEV / row["followup"])})
-    run_batch(manifest, out_dir / "dev_results.jsonl", progress=progress)
+            writer.writerow({"pair_id": t["pair_id"], "baseline": str(folder / row["baseline"]),
+                             "followup": str(folder / row["followup"])})
+    run_batch(manifest, out_dir / f"{name}_results.jsonl", progress=progress)
     ours = {json.loads(line)["pair_id"]: json.loads(line)
-            for line in open(out_dir / "dev_results.jsonl")}
+            for line in open(out_dir / f"{name}_results.jsonl")}
     methods = {"ours": {}, **{p: {} for p in PEERS}}
     for t in truth:
         pid = t["pair_id"]
-        reference = load_rgb(DEV / files[pid]["baseline"])
-        moving = load_rgb(DEV / files[pid]["followup"])
-        truth_mask, shown = _truth_masks(t, reference.shape, moving.shape)
+        reference = load_rgb(folder / files[pid]["baseline"])
+        moving = load_rgb(folder / files[pid]["followup"])
+        truth_mask, shown = _truth_masks(folder, t, reference.shape, moving.shape)
         line = ours[pid]
         if "error" in line:
             entry = {"homography": None, "change_score": 0.0, "flag": False, "seconds": 0.0,
@@ -152,28 +169,31 @@ def run_dev(limit, out_dir, progress):
     return {m: _score(r, truth) for m, r in methods.items()}
 
 
-def run_recaptures(limit, out_dir, progress):
-    """Share of real re-captures of unchanged lesions that each method flags."""
-    with open(LESIONS / "same_lesion_pairs.csv", newline="") as fh:
+def run_recaptures(root, limit, out_dir, progress, name="recapture"):
+    """Share of real re-captures of unchanged lesions (`root`/same_lesion_pairs.csv) that each method flags."""
+    with open(root / "same_lesion_pairs.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))[:limit]
-    manifest = out_dir / "recapture_manifest.csv"
+    if not rows:
+        return {}
+    lesion_key = "lesion_id" if "lesion_id" in rows[0] else "lesion"
+    manifest = out_dir / f"{name}_manifest.csv"
     with open(manifest, "w", newline="") as fh:
         writer = csv.DictWriter(fh, ["pair_id", "baseline", "followup"])
         writer.writeheader()
         for i, row in enumerate(rows):
-            writer.writerow({"pair_id": f"{row['lesion_id']}_{i}", "baseline": str(LESIONS / row["a"]),
-                             "followup": str(LESIONS / row["b"])})
-    run_batch(manifest, out_dir / "recapture_results.jsonl", progress=progress)
-    lines = [json.loads(x) for x in open(out_dir / "recapture_results.jsonl")]
+            writer.writerow({"pair_id": f"{row[lesion_key]}_{i}", "baseline": str(root / row["a"]),
+                             "followup": str(root / row["b"])})
+    run_batch(manifest, out_dir / f"{name}_results.jsonl", progress=progress)
+    lines = [json.loads(x) for x in open(out_dir / f"{name}_results.jsonl")]
     summary = {"ours": {
         "real re-captures flagged": float(np.mean([bool(x.get("flag")) for x in lines])),
-        "real re-captures unusable/unregistered": float(np.mean(
+        "real re-captures refused": float(np.mean(
             ["error" in x or not x["quality"]["usable"] or not x["registered"] for x in lines])),
     }}
     for peer in PEERS:
-        flags = [peer_analyze(load_rgb(LESIONS / r["a"]), load_rgb(LESIONS / r["b"]), method=peer)["flag"]
-                 for r in rows]
-        summary[peer] = {"real re-captures flagged": float(np.mean(flags))}
+        results = [peer_analyze(load_rgb(root / r["a"]), load_rgb(root / r["b"]), method=peer) for r in rows]
+        summary[peer] = {"real re-captures flagged": float(np.mean([r["flag"] for r in results])),
+                         "real re-captures refused": float(np.mean([not r["registered"] for r in results]))}
     return summary
 
 
@@ -203,8 +223,25 @@ def _measure(pairs):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_resources(n_timed, n_big, out_dir):
-    """Time (image decoding included) and memory on dev pairs, as they are and at 12 MP.
+def _one_megapixel(pairs, out_dir):
+    """Copies of phone pairs at one megapixel (the aspect kept)."""
+    out = []
+    for i, (ref, mov) in enumerate(pairs):
+        paths = []
+        for name, src in (("b", ref), ("f", mov)):
+            image = cv2.imread(src)
+            f = np.sqrt(1e6 / (image.shape[0] * image.shape[1]))
+            image = cv2.resize(image, (round(image.shape[1] * f), round(image.shape[0] * f)),
+                               interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
+            path = out_dir / f"phone1mp_{i}_{name}.jpg"
+            cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            paths.append(str(path))
+        out.append(tuple(paths))
+    return out
+
+
+def run_resources(n_timed, n_big, out_dir, phone_folder=None):
+    """Time (image decoding included) and memory on dev pairs, 1-MP phone pairs and at 12 MP.
 
     The median over `n_timed` pairs keeps the first call's one-off start-up
     (lazy imports, detector creation) from standing for a typical pair.
@@ -222,8 +259,17 @@ def run_resources(n_timed, n_big, out_dir):
             cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
             paths.append(str(path))
         big.append(tuple(paths))
+    sets = [("dev pair", small)]
+    if phone_folder is not None and (phone_folder / "manifest.csv").exists():
+        with open(phone_folder / "manifest.csv", newline="") as fh:
+            phone = [(str(phone_folder / r["baseline"]), str(phone_folder / r["followup"]))
+                     for r in csv.DictReader(fh)][:n_timed]
+        sets.append(("1-MP phone", _one_megapixel(phone, out_dir)))
+    sets.append(("12-MP pair", big))
     result = {}
-    for label, pairs in (("dev pair", small), ("12-MP pair", big)):
+    for label, pairs in sets:
+        if not pairs:
+            continue
         measured = _measure(pairs)
         result[label] = {"median s": float(np.median(measured["seconds"])),
                          "median cpu s": float(np.median(measured["cpu"])),
@@ -248,6 +294,9 @@ def _table(rows, methods):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Scar Watch image-analysis benchmark.")
     parser.add_argument("--limit", type=int, default=None, help="dev pairs to use (default all)")
+    parser.add_argument("--phone-pairs", type=int, default=150,
+                        help="phone pairs to generate from the bench third of shared/data/phone (0: none)")
+    parser.add_argument("--phone-seed", type=int, default=7)
     parser.add_argument("--recaptures", type=int, default=None,
                         help="real re-capture pairs to use (default all)")
     parser.add_argument("--timed", type=int, default=30, help="dev pairs to time one by one")
@@ -263,19 +312,35 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
     start = time.perf_counter()
-    rows = run_dev(args.limit, out_dir, progress)
-    for method, values in run_recaptures(args.recaptures, out_dir, progress).items():
+    rows = run_pairs(DEV, args.limit, out_dir, progress)
+    for method, values in run_recaptures(LESIONS, args.recaptures, out_dir, progress).items():
         rows[method].update(values)
+    measures = {"dermoscopy": rows}
+    phone_folder = None
+    if args.phone_pairs and (PHONE / "manifest.csv").exists():
+        phone_folder = out_dir / "phone-pairs"
+        if not (phone_folder / "truth.jsonl").exists():
+            phone_pairs.generate(phone_folder, args.phone_pairs, side="bench", seed=args.phone_seed,
+                                 root=PHONE, progress=progress)
+        phone = run_pairs(phone_folder, None, out_dir, progress, name="phone")
+        for method, values in run_recaptures(PHONE, args.recaptures, out_dir, progress,
+                                             name="phone_recapture").items():
+            phone[method].update(values)
+        measures["phone"] = phone
     methods = ["ours", *PEERS]
-    print(f"\nDev pairs: {DEV}\n")
+    print(f"\nDermoscopy: dev pairs {DEV}, re-captures {LESIONS / 'same_lesion_pairs.csv'}\n")
     print(_table(rows, methods))
-    resources = run_resources(args.timed, args.big, out_dir)
+    if "phone" in measures:
+        print(f"\nPhone: {args.phone_pairs} pairs generated from {PHONE} (bench patients, seed {args.phone_seed}), "
+              f"re-captures {PHONE / 'same_lesion_pairs.csv'}\n")
+        print(_table(measures["phone"], methods))
+    resources = run_resources(args.timed, args.big, out_dir, phone_folder)
     print("\nResources (ours, one thread, fresh process):")
     for label, values in resources.items():
         print(f"  {label:<12} median {values['median s']:.3f} s/pair wall "
               f"({values['median cpu s']:.3f} s CPU), peak {values['peak MB']:.0f} MB")
     print(f"\nresults in {out_dir}; benchmark took {time.perf_counter() - start:.0f} s")
-    (out_dir / "summary.json").write_text(json.dumps({"measures": rows, "resources": resources},
+    (out_dir / "summary.json").write_text(json.dumps({"measures": measures, "resources": resources},
                                                      indent=2))
     return 0
 

@@ -3,8 +3,11 @@
 import cv2
 import numpy as np
 
-#: Long side, in pixels, of the working copy every analysis stage uses.
+#: Long side, in pixels, of the working copy every analysis stage uses ...
 ANALYSIS_LONG_SIDE = 640
+#: ... and the least it is brought up to (a 300-px phone picture): below it, a small spot is
+#: too few pixels for the comparison's filters, whose sizes are in pixels.
+MIN_ANALYSIS_SIDE = 480
 
 #: Below this value (0-255, max over channels) a pixel is outside the photographed field.
 _FIELD_LEVEL = 18
@@ -39,14 +42,21 @@ def _check_rgb(image, name):
     return np.ascontiguousarray(image)
 
 
-def _analysis_scale(shape, long_side=ANALYSIS_LONG_SIDE):
-    """Scale factor (<= 1) that brings `shape` to the analysis resolution."""
-    return min(1.0, long_side / max(shape[:2]))
+def _analysis_scale(shape, long_side=ANALYSIS_LONG_SIDE, *, upscale=False):
+    """Scale factor that brings `shape` down to `long_side` (never up), or with `upscale`
+    also a photo smaller than ``MIN_ANALYSIS_SIDE`` up to that size."""
+    scale = min(1.0, long_side / max(shape[:2]))
+    if upscale:
+        scale = max(scale, MIN_ANALYSIS_SIDE / max(shape[:2]))
+    return scale
 
 
-def _resize(image, scale, interpolation=cv2.INTER_AREA):
+def _resize(image, scale, interpolation=None):
+    """`image` scaled by `scale` (area averaging down, bilinear up, unless `interpolation`)."""
     if scale == 1.0:
         return image
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     h, w = image.shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return cv2.resize(image, size, interpolation=interpolation)

@@ -19,6 +19,7 @@ from ._imageutil import (
     _resize,
     _resize_matrix,
 )
+from .modality import CLINICAL, detect_modality
 from .skin import segment_skin
 
 #: Minimum MAGSAC inliers for a feature homography to be considered at all.
@@ -78,21 +79,30 @@ def _tools():
     return _SIFT, _CLAHE
 
 
-def _prepare(image, *, small=None, mask=None, skin=False):
-    """Analysis-resolution copy: (RGB, grey, mask, full->analysis matrix).
+@dataclass
+class _Prepared:
+    """A photo at the analysis resolution, as alignment and comparison use it."""
 
-    The mask is what may be matched: `mask` when given, else the skin (`skin`, a phone photo) or
-    the photographed field (a dermoscope's black surround left out). `small` is the
-    analysis-resolution copy when the caller already has it.
+    small: np.ndarray  # RGB, shape (m, n, 3), uint8
+    grey: np.ndarray  # shape (m, n), uint8
+    mask: np.ndarray  # bool (m, n): what may be matched (the skin of a phone photo, or the field)
+    field: np.ndarray  # bool (m, n): what the photo shows at all (not a dermoscope's black surround)
+    to_small: np.ndarray  # 3x3: full-resolution pixel -> analysis pixel
+
+
+def _prepare(image, *, small=None, mask=None, skin=False):
+    """The analysis-resolution copy of `image` (:class:`_Prepared`).
+
+    What may be matched is `mask` when given, else the skin (`skin`: a phone photo) or the
+    photographed field. `small` is the analysis-resolution copy when the caller already has it.
     """
     if small is None:
-        small = _resize(image, _analysis_scale(image.shape))
+        small = _resize(image, _analysis_scale(image.shape, upscale=True))
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    field = _field_mask(small)
     if mask is None:
-        mask = _field_mask(small)
-        if skin:
-            mask &= segment_skin(small)
-    return small, grey, mask, _resize_matrix(image.shape, small.shape)
+        mask = field & segment_skin(small) if skin else field
+    return _Prepared(small, grey, mask, field, _resize_matrix(image.shape, small.shape))
 
 
 def _high_pass(grey, mask):
@@ -113,8 +123,14 @@ def _high_pass(grey, mask):
     return np.clip(hp, -limit, limit)
 
 
-def _feature_homography(ref_grey, ref_mask, mov_grey, mov_mask):
-    """Feature-based homography at a reduced size (speed), in analysis pixels."""
+def _feature_homography(ref_grey, ref_mask, mov_grey, mov_mask, *, held_back=None):
+    """Feature-based homography at a reduced size (speed), in analysis pixels.
+
+    Baseline keypoints inside `held_back` (bool, the baseline's analysis size: the scar or
+    lesion) are left out of the first fit: a lesion that grew follows its own motion, and only
+    the skin around it says how the camera moved. When the skin alone gives too few matches,
+    all keypoints are fitted and the camera's motion is chosen among the models found.
+    """
     sift, clahe = _tools()
     points = []
     for grey, mask in ((mov_grey, mov_mask), (ref_grey, ref_mask)):
@@ -140,6 +156,13 @@ def _feature_homography(ref_grey, ref_mask, mov_grey, mov_mask):
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.85 * p[1].distance]
     src = src_all[[m.queryIdx for m in good]].reshape(-1, 2)
     dst = dst_all[[m.trainIdx for m in good]].reshape(-1, 2)
+    if held_back is not None and held_back.any() and len(dst):
+        x = np.clip(np.round(dst[:, 0]).astype(int), 0, held_back.shape[1] - 1)
+        y = np.clip(np.round(dst[:, 1]).astype(int), 0, held_back.shape[0] - 1)
+        skin = ~held_back[y, x]
+        matrix, inliers = _select_model(src[skin], dst[skin])
+        if matrix is not None and inliers >= _MIN_INLIERS:
+            return matrix, inliers
     return _select_model(src, dst)
 
 
@@ -237,7 +260,7 @@ def _correlation(ref_hp, ref_mask, mov_hp, mov_mask, matrix):
     return (float((a * b).sum() / denom) if denom > 0 else 0.0), valid
 
 
-def align(reference_image, moving_image):
+def align(reference_image, moving_image, *, modality=None):
     """Align a follow-up photo to the baseline.
 
     Parameters
@@ -246,6 +269,8 @@ def align(reference_image, moving_image):
         Baseline RGB photo.
     moving_image : ndarray, shape (P, Q, 3), uint8
         Follow-up RGB photo of the same site.
+    modality : {'clinical', 'dermoscopy'}, optional
+        Detected from the baseline when omitted; phone photos are matched on skin only.
 
     Returns
     -------
@@ -256,21 +281,26 @@ def align(reference_image, moving_image):
     """
     reference_image = _check_rgb(reference_image, "reference_image")
     moving_image = _check_rgb(moving_image, "moving_image")
-    return _align_prepared(_prepare(reference_image), _prepare(moving_image))
+    skin = (detect_modality(reference_image) if modality is None else modality) == CLINICAL
+    return _align_prepared(_prepare(reference_image, skin=skin), _prepare(moving_image, skin=skin))
 
 
-def _align_prepared(reference, moving, *, site_mask=None):
-    """:func:`align` on the outputs of :func:`_prepare` (shared with the pipeline).
+def _align_prepared(reference, moving, *, outline=None):
+    """:func:`align` on :class:`_Prepared` photos (shared with the pipeline).
 
-    `site_mask` (bool, the reference's analysis size) is the watched site region.
+    `outline` (bool, the reference's analysis size) is the scar or lesion, held back from the
+    first feature fit (see :func:`_feature_homography`).
     """
-    _, ref_grey, ref_mask, ref_to_small = reference
-    _, mov_grey, mov_mask, mov_to_small = moving
+    ref_grey, ref_mask, ref_to_small = reference.grey, reference.mask, reference.to_small
+    mov_grey, mov_mask, mov_to_small = moving.grey, moving.mask, moving.to_small
     if ref_mask.mean() < 0.05 or mov_mask.mean() < 0.05:
         return Alignment(False, None, 0.0,
                          reasons=["the photo shows almost no skin to match"])
 
-    matrix, inliers = _feature_homography(ref_grey, ref_mask, mov_grey, mov_mask)
+    held_back = None
+    if outline is not None and outline.any():
+        held_back = cv2.dilate(outline.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    matrix, inliers = _feature_homography(ref_grey, ref_mask, mov_grey, mov_mask, held_back=held_back)
     refuse = ["this photo could not be matched to the baseline photo — "
               "make sure it shows the same spot, in focus"]
     if matrix is None or inliers < _MIN_INLIERS or not _homography_is_sane(matrix):

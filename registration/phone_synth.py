@@ -199,7 +199,8 @@ def _phone_confounder(image, lesion, kind, rng):
         offset = rng.uniform(-0.3, 0.3) * max(h, w)
         d = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle) - offset
         width = rng.uniform(4, 12) * unit
-        push = rng.uniform(2, 5) * unit * np.tanh(d / width)
+        # The skin either side of the crease is pushed towards it; farther away it does not move.
+        push = rng.uniform(2, 5) * unit * np.tanh(d / width) * np.exp(-(d / (6 * width)) ** 2)
         map_x = (xx + push * np.cos(angle)).astype(np.float32)
         map_y = (yy + push * np.sin(angle)).astype(np.float32)
         out = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)

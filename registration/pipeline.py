@@ -180,7 +180,7 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
     timings = {}
     h, w = reference_image.shape[:2]
     full_size = (w, h)
-    scale = _analysis_scale(reference_image.shape)
+    scale = _analysis_scale(reference_image.shape, upscale=True)
 
     start = time.perf_counter()
     ref_small = _resize(reference_image, scale)
@@ -209,12 +209,13 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
     ref_prepared = _prepare(reference_image, small=ref_small,
                             mask=None if modality == DERMOSCOPY else ref_field)
     mov_prepared = _prepare(moving_image, skin=modality == CLINICAL)
-    alignment = _align_prepared(ref_prepared, mov_prepared, site_mask=site_small)
+    alignment = _align_prepared(ref_prepared, mov_prepared,
+                                outline=None if modality == DERMOSCOPY else outline_small)
     timings["alignment"] = time.perf_counter() - start
 
     start = time.perf_counter()
     quality = assess_quality(moving_image, reference_image=reference_image, alignment=alignment,
-                             field_mask=None if modality == DERMOSCOPY else mov_prepared[2])
+                             field_mask=None if modality == DERMOSCOPY else mov_prepared.mask)
     timings["quality"] = time.perf_counter() - start
     empty = np.zeros((h, w), bool)
     if not alignment.registered:
@@ -227,8 +228,8 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
         )
 
     start = time.perf_counter()
-    _, _, ref_mask, to_ref_small = ref_prepared
-    mov_small, _, mov_field, to_mov_small = mov_prepared
+    ref_mask, to_ref_small = ref_prepared.mask, ref_prepared.to_small
+    mov_small, mov_field, to_mov_small = mov_prepared.small, mov_prepared.mask, mov_prepared.to_small
     small_h = to_ref_small @ alignment.homography @ np.linalg.inv(to_mov_small)
     warped = cv2.warpPerspective(mov_small, small_h, (sw, sh), flags=cv2.INTER_LINEAR)
     # The field edge is smeared by blur and JPEG; keep clear of it.

@@ -43,6 +43,8 @@ _WHITE_LIGHTNESS = 90.0
 _WHITE_CHROMA = 5.0
 #: Dark and colourless (CIELAB L): a card's print, whose squares join its white into one object.
 _BLACK_LIGHTNESS = 20.0
+#: A skin-coloured cluster with at least this share of the photo's middle is part of the body.
+_BODY_MIDDLE_SHARE = 0.15
 #: A part that is not skin-coloured and reaches the border is the surroundings unless at least
 #: this share of it lies in the photo's middle (then it is taken for a large lesion).
 _MAX_MIDDLE_SHARE = 0.25
@@ -67,13 +69,14 @@ def _clusters(features, k=4, iterations=8):
     return labels
 
 
-def _seed(image, chroma, site_mask):
-    """Pixels assumed to be skin: a ring around the site, or the colour that surrounds the middle.
+def _seeds(image, chroma, site_mask):
+    """Pixel sets assumed to be the body, one per colour: a ring around the site, or clusters.
 
-    Without a site, the photo's colours are clustered; skin is the cluster that fills most of
-    both the middle of the photo (where the patient puts the scar) and the band along its border
-    (skin surrounds the scar), so neither a lesion filling the middle nor a table along the
-    border is taken for it.
+    Without a site, the photo's colours are clustered. Skin-coloured clusters (not blue, green,
+    paper white or black) that fill the middle of the photo, where the patient puts the scar,
+    are the body: the skin, and a lesion or a shaded part of it; the strongest is the one that
+    also lines the border (skin surrounds the scar). Clusters along the border only, or of a
+    colour no skin has, are the surroundings.
     """
     h, w = chroma.shape[:2]
     if site_mask is not None and site_mask.any():
@@ -82,28 +85,44 @@ def _seed(image, chroma, site_mask):
         inner = cv2.dilate(site_mask.astype(np.uint8), np.ones((size, size), np.uint8))
         ring = (outer > 0) & (inner == 0)
         if ring.sum() >= 50:
-            return ring
+            return [ring]
     step = max(1, int(np.sqrt(h * w / 4000)))  # about 4,000 pixels are plenty to cluster
     lightness = image[::step, ::step].max(axis=-1).astype(np.float32) / 255
     features = np.concatenate([chroma[::step, ::step] * 10, lightness[..., None]], axis=-1)
     labels = _clusters(features.reshape(-1, 3)).reshape(lightness.shape)
     sh, sw = labels.shape
-    ring = np.zeros(labels.shape, bool)
-    ring[int(0.2 * sh):int(0.8 * sh), int(0.2 * sw):int(0.8 * sw)] = True
-    ring[int(0.4 * sh):int(0.6 * sh), int(0.4 * sw):int(0.6 * sw)] = False
+    middle = np.zeros(labels.shape, bool)
+    middle[int(0.2 * sh):int(0.8 * sh), int(0.2 * sw):int(0.8 * sw)] = True
+    band = np.ones(labels.shape, bool)
+    band[int(0.1 * sh):int(0.9 * sh), int(0.1 * sw):int(0.9 * sw)] = False
     lab = cv2.cvtColor(image[::step, ::step], cv2.COLOR_RGB2Lab).astype(np.float32)
-    share = []
+    scores, body = [], []
     for j in range(labels.max() + 1):
-        a, b = (float(np.median(lab[..., c][labels == j])) - 128 if (labels == j).any() else 0.0 for c in (1, 2))
-        hue = np.degrees(np.arctan2(b, a))
-        # Whatever the white balance, skin is warmer than a blue drape, a green gown or paper.
-        skin_like = _SKIN_HUES[0] <= hue <= _SKIN_HUES[1] and np.hypot(a, b) >= _MIN_HUE_CHROMA
-        share.append(np.mean(labels[ring] == j) * (1.0 if skin_like else 0.1))
-    seed = cv2.resize((labels == int(np.argmax(share))).astype(np.uint8), (w, h),
-                      interpolation=cv2.INTER_NEAREST) > 0
-    if site_mask is not None:
-        seed &= ~site_mask
-    return seed
+        members = labels == j
+        if not members.any():
+            scores.append(-1.0)
+            body.append(False)
+            continue
+        light, a, b = (float(np.median(lab[..., c][members])) for c in range(3))
+        light, a, b = light * 100 / 255, a - 128, b - 128
+        hue, chroma_j = np.degrees(np.arctan2(b, a)), np.hypot(a, b)
+        # Whatever the white balance, skin is warmer than a blue drape or a green gown, and
+        # neither paper white nor black; very pale skin may have almost no colour.
+        wrong = (chroma_j >= _MIN_HUE_CHROMA and not _SKIN_HUES[0] <= hue <= _SKIN_HUES[1]) or \
+                (chroma_j < _MIN_HUE_CHROMA and not _BLACK_LIGHTNESS < light < _WHITE_LIGHTNESS)
+        in_middle = float(np.mean(members[middle]))
+        scores.append((0.1 if wrong else 1.0) * (in_middle + 0.5 * float(np.mean(members[band]))))
+        body.append(not wrong and in_middle >= _BODY_MIDDLE_SHARE)
+    best = int(np.argmax(scores))
+    chosen = [best] + [j for j in range(len(body)) if body[j] and j != best]
+    seeds = []
+    for j in chosen:
+        seed = cv2.resize((labels == j).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        if site_mask is not None:
+            seed &= ~site_mask
+        if seed.sum() >= 20:
+            seeds.append(seed)
+    return seeds or [np.ones((h, w), bool)]
 
 
 def _model(chroma, seed):
@@ -120,7 +139,7 @@ def _model(chroma, seed):
 
 
 def skin_likeness(image, *, site_mask=None):
-    """Per-pixel Mahalanobis distance to the photo's own skin colour (low = skin-like).
+    """Per-pixel Mahalanobis distance to the photo's own skin colours (low = skin-like).
 
     Parameters
     ----------
@@ -132,7 +151,8 @@ def skin_likeness(image, *, site_mask=None):
     Returns
     -------
     distance : ndarray, shape (M, N), float32
-        Infinite where the hue or the lightness rules out skin.
+        Distance to the nearest of the body's colours; infinite where the hue or the lightness
+        rules out skin.
     """
     image = _check_rgb(image, "image")
     h, w = image.shape[:2]
@@ -141,17 +161,21 @@ def skin_likeness(image, *, site_mask=None):
         if site_mask.shape != (h, w):
             raise ValueError("site_mask must have the photo's height and width.")
     chroma = _chromaticity(image)
-    seed = _seed(image, chroma, site_mask)
-    centre, inverse = _model(chroma, seed)
-    diff = chroma - centre
-    distance = np.sqrt(np.einsum("...i,ij,...j->...", diff, inverse, diff))
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
     lightness = lab[..., 0] * (100.0 / 255.0)
     a, b = lab[..., 1] - 128, lab[..., 2] - 128
-    close = seed & (distance <= np.median(distance[seed]))
-    skin_hue = np.arctan2(np.median(b[close]), np.median(a[close]))
-    shift = np.degrees(np.abs(np.angle(np.exp(1j * (np.arctan2(b, a) - skin_hue)))))
-    plausible = ((shift <= _MAX_HUE_SHIFT) | (np.hypot(a, b) < _MIN_HUE_CHROMA)) & (lightness >= _MIN_LIGHTNESS)
+    hue = np.arctan2(b, a)
+    distance = np.full((h, w), np.inf, np.float32)
+    plausible = np.hypot(a, b) < _MIN_HUE_CHROMA
+    for seed in _seeds(image, chroma, site_mask):
+        centre, inverse = _model(chroma, seed)
+        diff = chroma - centre
+        own = np.sqrt(np.einsum("...i,ij,...j->...", diff, inverse, diff))
+        distance = np.minimum(distance, own)
+        close = seed & (own <= np.median(own[seed]))
+        seed_hue = np.arctan2(np.median(b[close]), np.median(a[close]))
+        plausible |= np.degrees(np.abs(np.angle(np.exp(1j * (hue - seed_hue))))) <= _MAX_HUE_SHIFT
+    plausible &= lightness >= _MIN_LIGHTNESS
     return np.where(plausible, distance, np.inf).astype(np.float32)
 
 
