@@ -24,10 +24,12 @@ from PIL import Image
 from followup.batch import load_rgb
 from registration.phone_synth import BACKGROUNDS, PHONE_CONFOUNDERS, make_phone_pair
 from registration.site import propose_site
+from registration.synth import CONFOUNDERS, make_pair
 
 SHARED = Path(os.environ.get("SCARWATCH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 PHONE = SHARED / "data" / "phone"
 SIDES = ("design", "tune", "bench")
+RECIPES = ("phone", "bench")
 #: The bench README's mix: a change in about 60 % of pairs, half of the rest confounded.
 KIND_WEIGHTS = {"none": 0.4, "new_lesion": 0.2, "growth": 0.18, "darkening": 0.22}
 CARD_WEIGHTS = {None: 0.5, "moved": 0.25, "baseline": 0.1, "followup": 0.15}
@@ -56,8 +58,23 @@ def _donor(root, row):
     return image, mask
 
 
-def generate(out_dir, n_pairs, *, side="bench", seed=7, root=PHONE, progress=True):
-    """Write `n_pairs` generated phone pairs to `out_dir`; returns the number written."""
+def _bench_recipe(image, lesion, kind, rng, donor):
+    """The dev pairs' recipe (shared/bench/README.md) applied to a phone photo: its capture
+    changes and confounders, black where the follow-up shows more than the baseline."""
+    confounder = str(rng.choice(CONFOUNDERS)) if kind == "none" and rng.random() < 0.5 else None
+    return make_pair(image, lesion_mask=lesion, kind=kind, confounder=confounder, rng=rng,
+                     donor=None if isinstance(donor, str) else donor,
+                     rotation=30.0, scale_range=(0.8, 1.25))
+
+
+def generate(out_dir, n_pairs, *, side="bench", seed=7, root=PHONE, recipe="phone", progress=True):
+    """Write `n_pairs` generated phone pairs to `out_dir`; returns the number written.
+
+    `recipe` is ``'phone'`` (:func:`registration.phone_synth.make_phone_pair`: a patient's phone
+    capture, with backgrounds, cards and other objects) or ``'bench'`` (the dev pairs' recipe).
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; use one of {RECIPES}.")
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "masks").mkdir(exist_ok=True)
@@ -90,9 +107,12 @@ def generate(out_dir, n_pairs, *, side="bench", seed=7, root=PHONE, progress=Tru
         background = str(rng.choice(BACKGROUNDS)) if rng.random() < 0.5 else None
         card = cards[rng.choice(len(cards), p=card_p)]
         try:
-            pair = make_phone_pair(image, lesion_mask=lesion, kind=kind, confounder=confounder, rng=rng,
-                                   donor=donor, background=background, card=card,
-                                   second_object=bool(rng.random() < 0.2))
+            if recipe == "bench":
+                pair = _bench_recipe(image, lesion, kind, rng, donor)
+            else:
+                pair = make_phone_pair(image, lesion_mask=lesion, kind=kind, confounder=confounder, rng=rng,
+                                       donor=donor, background=background, card=card,
+                                       second_object=bool(rng.random() < 0.2))
         except ValueError:
             continue
         pair_id = f"{row['image_id']}_{len(manifest)}"
@@ -128,8 +148,9 @@ def main(argv=None):
     parser.add_argument("--pairs", type=int, default=150)
     parser.add_argument("--side", choices=SIDES, default="bench")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--recipe", choices=RECIPES, default="phone")
     args = parser.parse_args(argv)
-    print(generate(args.out, args.pairs, side=args.side, seed=args.seed))
+    print(generate(args.out, args.pairs, side=args.side, seed=args.seed, recipe=args.recipe))
     return 0
 
 

@@ -56,8 +56,11 @@ _PIGMENT = 4.0
 #: phone photos of the same skin differ by about this much (ΔE2000 1-2 is
 #: the just-noticeable difference side by side under controlled light).
 _VISIBLE_DE = 3.0
-#: Weight of a b* rise (browning) against a lightness drop.
+#: Weight of a b* rise (browning) against a lightness drop, next to the lesion.
 _BROWN_GAIN = 2.0
+#: Brightening with this much chroma lost (CIELAB), or up to this lightness, is glare.
+_GLARE_CHROMA_LOSS = 3.0
+_GLARE_LIGHTNESS = 90.0
 #: Misalignment tolerated (px) by the neighbourhood comparison.
 _SLACK = 5
 #: Reference long side that areas are normalised to.
@@ -250,12 +253,18 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, 
     # Brown turning blue-grey loses a* and b* (hue and chroma); both count.
     bluer = np.hypot(np.maximum(cv2.erode(ref[..., 1], box) - mov[..., 1], 0),
                      np.maximum(cv2.erode(ref[..., 2], box) - mov[..., 2], 0))
-    # Pale pigment spreading over skin shows mostly as a b* rise, weighted up
-    # because that rise is a few units where darkening is tens. Only in the
-    # band the lesion would spread into (below): elsewhere it is mostly lighting.
-    browner = np.maximum(mov[..., 2] - cv2.dilate(ref[..., 2], box), 0) * _BROWN_GAIN
-    # Glare whitens skin, which also lowers b*; brighter pixels are no evidence.
+    # A b* rise: a yellow crust or papule anywhere, and pale pigment spreading over skin,
+    # weighted up in the band the lesion would spread into (below) because there that rise is
+    # a few units where darkening is tens.
+    yellower = np.maximum(mov[..., 2] - cv2.dilate(ref[..., 2], box), 0)
+    browner = yellower * _BROWN_GAIN
+    # Glare whitens skin: brighter and less colourful (or near white) is no evidence. A pink or
+    # pearly papule is brighter too, but keeps or gains colour: its reddening counts.
     brighter = mov[..., 0] > cv2.dilate(ref[..., 0], box) + 5.0
+    ref_chroma = cv2.dilate(np.hypot(ref[..., 1], ref[..., 2]), box)
+    glare = brighter & ((np.hypot(mov[..., 1], mov[..., 2]) < ref_chroma - _GLARE_CHROMA_LOSS)
+                        | (mov[..., 0] >= _GLARE_LIGHTNESS))
+    bluer *= ~brighter
     darker *= _not_shadow(ref, mov)
     if saturated is not None:
         # A clipped channel (skin's red first, in a bright photo) understates
@@ -276,7 +285,8 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, 
         browner *= (outside > 0) & (outside <= radius)
     else:
         browner[:] = 0
-    components = np.stack([darker, bluer, redder, browner], axis=-1) * ~brighter[..., None]
+    browner = np.maximum(browner, yellower * (~ref_saturated if saturated is not None else 1))
+    components = np.stack([darker, bluer, redder, browner], axis=-1) * ~glare[..., None]
     components = cv2.GaussianBlur(components, (0, 0), 1.2)
     extent = np.sqrt((components**2).sum(axis=-1))
     components = _remove_broad(components, valid_mask)
@@ -429,8 +439,8 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, si
         # Mere browning away from the lesion's edge is no spreading lesion; a
         # new lesion darkens (or greys, or reddens) over a good part of its
         # core, if not on average over its pale rim.
-        upper = np.percentile(components[core][:, :3], 75, axis=0)
-        browning_only = dist > 2.0 and upper.max() < _PIGMENT
+        upper = np.percentile(components[core], 75, axis=0)
+        browning_only = dist > 2.0 and upper[:3].max() < _PIGMENT and upper[3] < 2 * _PIGMENT
         if browning_only or delta_e < _VISIBLE_DE:
             mask[sel] = False
             smooth[sel] = 0

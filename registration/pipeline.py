@@ -24,6 +24,8 @@ from .skin import segment_skin
 #: the flag gains only region-less pairs, which have nothing to point at.
 #: A missed recurrence costs more than a look at a false alarm.
 FLAG_THRESHOLD = 0.35
+#: Band (px at the analysis size) along the edge of the skin that is not compared.
+_SKIN_EDGE = 9
 #: Margin (mm) around the outlined scar or lesion that is watched when the caller gives none.
 DEFAULT_SITE_MARGIN_MM = 10.0
 
@@ -185,21 +187,24 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
     start = time.perf_counter()
     ref_small = _resize(reference_image, scale)
     sh, sw = ref_small.shape[:2]
-    if modality == DERMOSCOPY:
-        # Steep, dark vignetting is no place to look for a lesion.
-        ref_field = _field_mask(ref_small, relative=VIGNETTE)
-        outline_small = None
-    else:
-        given = (None if reference_mask is None else
-                 cv2.resize(np.asarray(reference_mask).astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0)
-        ref_field = segment_skin(ref_small, site_mask=given) & _field_mask(ref_small)
-        outline_small = given
     if reference_mask is not None:
         outline = np.asarray(reference_mask).astype(bool)
         outline_small = _resize(outline.astype(np.uint8) * 255, scale, cv2.INTER_LINEAR) > 127
+    if modality == DERMOSCOPY:
+        # Steep, dark vignetting is no place to look for a lesion.
+        ref_field = _field_mask(ref_small, relative=VIGNETTE)
+        if reference_mask is None:
+            outline_small = segment_lesion(ref_small, field_mask=ref_field)
     else:
-        outline_small = (segment_lesion(ref_small, field_mask=ref_field) if modality == DERMOSCOPY
-                         else segment_clinical_lesion(ref_small, skin_mask=ref_field))
+        photographed = _field_mask(ref_small)
+        ref_field = segment_skin(ref_small, site_mask=outline_small if reference_mask is not None else None)
+        if reference_mask is None:
+            outline_small = segment_clinical_lesion(ref_small, skin_mask=ref_field & photographed)
+            if outline_small.any():
+                # The skin right around the scar is the best model of this patient's skin.
+                ref_field = segment_skin(ref_small, site_mask=outline_small)
+        ref_field &= photographed
+    if reference_mask is None:
         outline = cv2.resize(outline_small.astype(np.uint8), full_size, interpolation=cv2.INTER_NEAREST) > 0
     site_mask = site_region(outline, margin_px=site_margin_px)
     site_small = cv2.resize(site_mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
@@ -232,6 +237,14 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
     mov_small, mov_field, to_mov_small = mov_prepared.small, mov_prepared.mask, mov_prepared.to_small
     small_h = to_ref_small @ alignment.homography @ np.linalg.inv(to_mov_small)
     warped = cv2.warpPerspective(mov_small, small_h, (sw, sh), flags=cv2.INTER_LINEAR)
+    if modality == CLINICAL and outline_small.any():
+        # Now that the scar's place in the follow-up is known, the skin around it there teaches
+        # the follow-up's skin model (its light and white balance are its own).
+        mh, mw = mov_small.shape[:2]
+        seen = cv2.warpPerspective(outline_small.astype(np.uint8), np.linalg.inv(small_h), (mw, mh),
+                                   flags=cv2.INTER_NEAREST) > 0
+        if seen.sum() >= 30:
+            mov_field = segment_skin(mov_small, site_mask=seen) & mov_prepared.field
     # The field edge is smeared by blur and JPEG; keep clear of it.
     mov_field = cv2.erode(mov_field.astype(np.uint8), np.ones((5, 5), np.uint8))
     mov_field = cv2.warpPerspective(mov_field, small_h, (sw, sh), flags=cv2.INTER_NEAREST) > 0
@@ -239,8 +252,10 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
         # Steep, dark vignetting cannot be compared reliably; leave it out.
         valid_small = mov_field & _field_mask(ref_small, relative=VIGNETTE_COMPARE)
     else:
-        # Only skin both photos show: never the background, clothing or a card.
-        valid_small = mov_field & ref_mask
+        # Only skin both photos show: never the background, clothing or a card; and clear of
+        # the skin's edge, which a coarse segmentation places only to a few pixels.
+        edge = np.ones((_SKIN_EDGE, _SKIN_EDGE), np.uint8)
+        valid_small = (cv2.erode(mov_field.astype(np.uint8), edge) > 0) & (cv2.erode(ref_mask.astype(np.uint8), edge) > 0)
     timings["warp"] = time.perf_counter() - start
 
     start = time.perf_counter()

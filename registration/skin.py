@@ -45,6 +45,10 @@ _WHITE_CHROMA = 5.0
 _BLACK_LIGHTNESS = 20.0
 #: A skin-coloured cluster with at least this share of the photo's middle is part of the body.
 _BODY_MIDDLE_SHARE = 0.15
+#: Chroma (CIELAB) from which a colour outside skin's hues is an object's, not the body's.
+_FOREIGN_CHROMA = 12.0
+#: Share of a 9-px window that must be colourless white, and black, to be print.
+_PRINT_SHARE = 0.2
 #: A part that is not skin-coloured and reaches the border is the surroundings unless at least
 #: this share of it lies in the photo's middle (then it is taken for a large lesion).
 _MAX_MIDDLE_SHARE = 0.25
@@ -218,6 +222,17 @@ def _black(image):
     return (lab[..., 0] * (100.0 / 255.0) <= _BLACK_LIGHTNESS) & (chroma <= _WHITE_CHROMA)
 
 
+def _printed(lab):
+    """Bool mask of print: colourless black next to colourless white, densely (a card's marker,
+    a ruler's scale, text). Hair on skin is too thin and skin too coloured to look like it."""
+    light = lab[..., 0] * (100.0 / 255.0)
+    chroma = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
+    white = ((light >= 70) & (chroma <= 8)).astype(np.float32)
+    black = ((light <= 30) & (chroma <= 10)).astype(np.float32)
+    both = (cv2.blur(white, (9, 9)) >= _PRINT_SHARE) & (cv2.blur(black, (9, 9)) >= _PRINT_SHARE)
+    return cv2.dilate(both.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+
+
 def segment_skin(image, *, site_mask=None):
     """Segment the skin in a photo: the body part around the site, without its surroundings.
 
@@ -259,8 +274,19 @@ def segment_skin(image, *, site_mask=None):
     x, y, bw, bh = (stats[:, i] for i in range(4))
     touches = (x == 0) | (y == 0) | (x + bw == sw) | (y + bh == sh)
     around = touches & (in_middle < _MAX_MIDDLE_SHARE)
+    # Wherever it lies, what has a colour no skin or lesion has (a blue pen or glove, a green
+    # gown, purple ink) or carries print (a card, a ruler) is not skin.
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab).astype(np.float32)
+    area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+    a = np.bincount(labels.ravel(), lab[..., 1].ravel() - 128, minlength=n) / area
+    b = np.bincount(labels.ravel(), lab[..., 2].ravel() - 128, minlength=n) / area
+    hue = np.degrees(np.arctan2(b, a))
+    foreign = (np.hypot(a, b) >= _FOREIGN_CHROMA) & ((hue < _SKIN_HUES[0]) | (hue > _SKIN_HUES[1]))
+    printed = _printed(lab)
+    foreign |= np.bincount(labels[printed], minlength=n) > 0
+    around = (around | foreign)
     around[0] = False
-    mask = ~around[labels] & ~_rigid(other | _black(small).astype(np.uint8), (sh, sw)) & ~white
+    mask = ~around[labels] & ~printed & ~_rigid(other | _black(small).astype(np.uint8), (sh, sw)) & ~white
     if site_small is not None:
         mask |= site_small
     # Skin-coloured specks in the surroundings (wood grain, a beige pattern) are not the body.
