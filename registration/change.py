@@ -212,7 +212,7 @@ def _lesion_crossing(ref, mov, lesion_mask, near):
     return (_HIGH * 1.25 * was_skin * now_lesion * near).astype(np.float32)
 
 
-def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, saturated=None):
+def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, saturated=None, clinical=False):
     """Per-pixel evidence (CIELAB units) that the follow-up became darker, bluer, redder or browner.
 
     Parameters
@@ -226,6 +226,10 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, 
     saturated : tuple of two ndarray, shape (M, N), bool, optional
         Baseline and follow-up pixels with a colour channel clipped at the
         camera's ceiling (:func:`registration._imageutil._saturated`).
+    clinical : bool, optional
+        A phone photo of skin rather than dermoscopy: a yellow rise (crust, papule) counts
+        anywhere, and brightening is set aside only where it looks like glare (colour lost),
+        since a pink or pearly papule brightens too. Dermoscopy keeps every brightening out.
 
     Returns
     -------
@@ -253,18 +257,21 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, 
     # Brown turning blue-grey loses a* and b* (hue and chroma); both count.
     bluer = np.hypot(np.maximum(cv2.erode(ref[..., 1], box) - mov[..., 1], 0),
                      np.maximum(cv2.erode(ref[..., 2], box) - mov[..., 2], 0))
-    # A b* rise: a yellow crust or papule anywhere, and pale pigment spreading over skin,
-    # weighted up in the band the lesion would spread into (below) because there that rise is
-    # a few units where darkening is tens.
+    # A b* rise: pale pigment spreading over skin, weighted up in the band the lesion would
+    # spread into (below) because there that rise is a few units where darkening is tens; on a
+    # phone photo also a yellow crust or papule anywhere.
     yellower = np.maximum(mov[..., 2] - cv2.dilate(ref[..., 2], box), 0)
     browner = yellower * _BROWN_GAIN
-    # Glare whitens skin: brighter and less colourful (or near white) is no evidence. A pink or
-    # pearly papule is brighter too, but keeps or gains colour: its reddening counts.
     brighter = mov[..., 0] > cv2.dilate(ref[..., 0], box) + 5.0
-    ref_chroma = cv2.dilate(np.hypot(ref[..., 1], ref[..., 2]), box)
-    glare = brighter & ((np.hypot(mov[..., 1], mov[..., 2]) < ref_chroma - _GLARE_CHROMA_LOSS)
-                        | (mov[..., 0] >= _GLARE_LIGHTNESS))
-    bluer *= ~brighter
+    if clinical:
+        # Glare whitens skin: brighter and less colourful (or near white) is no evidence. A
+        # pink or pearly papule is brighter too, but keeps or gains colour: its reddening counts.
+        ref_chroma = cv2.dilate(np.hypot(ref[..., 1], ref[..., 2]), box)
+        glare = brighter & ((np.hypot(mov[..., 1], mov[..., 2]) < ref_chroma - _GLARE_CHROMA_LOSS)
+                            | (mov[..., 0] >= _GLARE_LIGHTNESS))
+        bluer *= ~brighter
+    else:
+        glare = brighter
     darker *= _not_shadow(ref, mov)
     if saturated is not None:
         # A clipped channel (skin's red first, in a bright photo) understates
@@ -285,7 +292,8 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, 
         browner *= (outside > 0) & (outside <= radius)
     else:
         browner[:] = 0
-    browner = np.maximum(browner, yellower * (~ref_saturated if saturated is not None else 1))
+    if clinical:
+        browner = np.maximum(browner, yellower * (~ref_saturated if saturated is not None else 1))
     components = np.stack([darker, bluer, redder, browner], axis=-1) * ~glare[..., None]
     components = cv2.GaussianBlur(components, (0, 0), 1.2)
     extent = np.sqrt((components**2).sum(axis=-1))
@@ -378,7 +386,8 @@ def score_features(features):
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
-def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, site_mask=None, saturated=None):
+def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, site_mask=None, saturated=None,
+                  clinical=False):
     """Find clinically relevant change between baseline and aligned follow-up.
 
     Parameters
@@ -395,6 +404,8 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, si
     saturated : tuple of two ndarray, shape (M, N), bool, optional
         Clipped pixels of the baseline and of the follow-up (see
         :func:`change_evidence`).
+    clinical : bool, optional
+        A phone photo of skin rather than dermoscopy (see :func:`change_evidence`).
 
     Returns
     -------
@@ -406,7 +417,7 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, si
     unit = (_UNIT_SIDE / max(h, w)) ** 2
     lesion_mask = np.zeros((h, w), bool) if lesion_mask is None else lesion_mask.astype(bool)
     evidence, components, extent_evidence = change_evidence(
-        reference_lab, moving_lab, valid_mask, lesion_mask=lesion_mask, saturated=saturated)
+        reference_lab, moving_lab, valid_mask, lesion_mask=lesion_mask, saturated=saturated, clinical=clinical)
     seeds = _hysteresis(evidence, max(8, _MIN_AREA / unit))
     if not lesion_mask.any():
         outside_dist = np.full((h, w), np.inf, np.float32)
@@ -438,9 +449,11 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, si
         delta_e = float(deltaE_ciede2000(reference_lab[sel], moving_lab[sel]).mean())
         # Mere browning away from the lesion's edge is no spreading lesion; a
         # new lesion darkens (or greys, or reddens) over a good part of its
-        # core, if not on average over its pale rim.
+        # core, if not on average over its pale rim. On a phone photo a strong yellow rise
+        # (a crust) is no mere browning.
         upper = np.percentile(components[core], 75, axis=0)
-        browning_only = dist > 2.0 and upper[:3].max() < _PIGMENT and upper[3] < 2 * _PIGMENT
+        browning_only = (dist > 2.0 and upper[:3].max() < _PIGMENT
+                         and (not clinical or upper[3] < 2 * _PIGMENT))
         if browning_only or delta_e < _VISIBLE_DE:
             mask[sel] = False
             smooth[sel] = 0

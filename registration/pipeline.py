@@ -197,12 +197,13 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
             outline_small = segment_lesion(ref_small, field_mask=ref_field)
     else:
         photographed = _field_mask(ref_small)
-        ref_field = segment_skin(ref_small, site_mask=outline_small if reference_mask is not None else None)
+        ref_field = segment_skin(ref_small)
         if reference_mask is None:
             outline_small = segment_clinical_lesion(ref_small, skin_mask=ref_field & photographed)
-            if outline_small.any():
-                # The skin right around the scar is the best model of this patient's skin.
-                ref_field = segment_skin(ref_small, site_mask=outline_small)
+        if outline_small.any():
+            # The skin right around the scar is the best model of this patient's skin; the
+            # photo's body colours keep what that ring does not show (pale, shaded, glaring skin).
+            ref_field |= segment_skin(ref_small, site_mask=outline_small)
         ref_field &= photographed
     if reference_mask is None:
         outline = cv2.resize(outline_small.astype(np.uint8), full_size, interpolation=cv2.INTER_NEAREST) > 0
@@ -244,7 +245,7 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
         seen = cv2.warpPerspective(outline_small.astype(np.uint8), np.linalg.inv(small_h), (mw, mh),
                                    flags=cv2.INTER_NEAREST) > 0
         if seen.sum() >= 30:
-            mov_field = segment_skin(mov_small, site_mask=seen) & mov_prepared.field
+            mov_field = (segment_skin(mov_small, site_mask=seen) | mov_field) & mov_prepared.field
     # The field edge is smeared by blur and JPEG; keep clear of it.
     mov_field = cv2.erode(mov_field.astype(np.uint8), np.ones((5, 5), np.uint8))
     mov_field = cv2.warpPerspective(mov_field, small_h, (sw, sh), flags=cv2.INTER_NEAREST) > 0
@@ -265,7 +266,8 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
 
     start = time.perf_counter()
     result = detect_change(ref_lab, mov_lab, valid_small, lesion_mask=outline_small, site_mask=site_small,
-                           saturated=(_saturated(ref_matched), _saturated(mov_matched)))
+                           saturated=(_saturated(ref_matched), _saturated(mov_matched)),
+                           clinical=modality == CLINICAL)
     timings["change"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -45,6 +45,8 @@ _WHITE_CHROMA = 5.0
 _BLACK_LIGHTNESS = 20.0
 #: A skin-coloured cluster with at least this share of the photo's middle is part of the body.
 _BODY_MIDDLE_SHARE = 0.15
+#: Largest share of the photo a printed object (card, ruler) is filled to its hull over.
+_MAX_OBJECT_SHARE = 0.3
 #: Chroma (CIELAB) from which a colour outside skin's hues is an object's, not the body's.
 _FOREIGN_CHROMA = 12.0
 #: Share of a 9-px window that must be colourless white, and black, to be print.
@@ -52,6 +54,9 @@ _PRINT_SHARE = 0.2
 #: A part that is not skin-coloured and reaches the border is the surroundings unless at least
 #: this share of it lies in the photo's middle (then it is taken for a large lesion).
 _MAX_MIDDLE_SHARE = 0.25
+#: ... and at least this share of the photo: a smaller dark or red part at the border is more
+#: likely a lesion cut by the frame than the room (and a lesion must never be left unseen).
+_MIN_SURROUNDINGS = 0.01
 
 
 def _chromaticity(image):
@@ -233,6 +238,38 @@ def _printed(lab):
     return cv2.dilate(both.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
 
 
+def _printed_objects(colourless, printed):
+    """Bool mask of the colourless (white or black, bool) objects that carry print, each filled
+    to its convex hull: a card's white, its marker and the colour patches it frames are one
+    convex thing. Coloured neighbours (a lesion beside the card) are not joined to it."""
+    out = printed.astype(np.uint8)
+    n, labels = cv2.connectedComponents(colourless.astype(np.uint8) | out, connectivity=8)
+    for i in np.unique(labels[printed]):
+        if i == 0:
+            continue
+        points = cv2.findNonZero((labels == i).astype(np.uint8))
+        hull = cv2.convexHull(points)
+        # A hull as large as the photo means the print touches the surroundings: keep to the part.
+        if cv2.contourArea(hull) <= _MAX_OBJECT_SHARE * colourless.size:
+            cv2.fillConvexPoly(out, hull, 1)
+        else:
+            out[labels == i] = 1
+    return out > 0
+
+
+def _surroundings(labels, stats, middle):
+    """Per label of a part that is not skin: True when it reaches the border, is not small and
+    lies mostly away from the `middle` (bool mask) of the photo; label 0 (skin) is False."""
+    sh, sw = labels.shape
+    area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+    in_middle = np.bincount(labels[middle], minlength=len(stats)) / area
+    x, y, bw, bh = (stats[:, i] for i in range(4))
+    touches = (x == 0) | (y == 0) | (x + bw == sw) | (y + bh == sh)
+    around = touches & (in_middle < _MAX_MIDDLE_SHARE) & (area >= _MIN_SURROUNDINGS * sh * sw)
+    around[0] = False
+    return around
+
+
 def segment_skin(image, *, site_mask=None):
     """Segment the skin in a photo: the body part around the site, without its surroundings.
 
@@ -241,7 +278,8 @@ def segment_skin(image, *, site_mask=None):
     image : ndarray, shape (M, N, 3), uint8
         RGB photo.
     site_mask : ndarray, shape (M, N), bool, optional
-        The lesion or scar (always counted as skin, whatever its colour: a wound, an ulcer).
+        The lesion or scar (counted as skin whatever its colour, a wound or an ulcer, unless a
+        card or another printed or four-sided object lies on it).
 
     Returns
     -------
@@ -260,20 +298,21 @@ def segment_skin(image, *, site_mask=None):
             raise ValueError("site_mask must have the photo's height and width.")
         site_small = cv2.resize(site_mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
     distance = skin_likeness(cv2.GaussianBlur(small, (0, 0), 1.0), site_mask=site_small)
-    white = _paper_white(small)
-    other = ((distance > _MAX_DISTANCE) | white).astype(np.uint8)
-    other = cv2.medianBlur(other, 5)
-    other = cv2.morphologyEx(other, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
-    # What is not skin-coloured is the surroundings only when it reaches the border and lies
-    # mostly away from the middle: a lesion, a wound or ink inside the skin (or a large lesion
-    # filling the middle and touching the border) stays in, which is the safe side.
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(other, connectivity=8)
+    # What is not skin-coloured is the surroundings only when it reaches the border, is not
+    # small and lies mostly away from the middle: a lesion, a wound or ink inside the skin (or a
+    # large lesion filling the middle and touching the border) stays in, which is the safe side.
     middle = np.zeros((sh, sw), bool)
     middle[int(0.25 * sh):int(0.75 * sh), int(0.25 * sw):int(0.75 * sw)] = True
-    in_middle = np.bincount(labels[middle], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
-    x, y, bw, bh = (stats[:, i] for i in range(4))
-    touches = (x == 0) | (y == 0) | (x + bw == sw) | (y + bh == sh)
-    around = touches & (in_middle < _MAX_MIDDLE_SHARE)
+    other = (distance > _MAX_DISTANCE).astype(np.uint8)
+    other = cv2.medianBlur(other, 5)
+    other = cv2.morphologyEx(other, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(other, connectivity=8)
+    around = _surroundings(labels, stats, middle)
+    # Paper white by the same rule, apart: glare or pale skin inside the body stays (the
+    # comparison knows glare), and a lesion on it does not join the white into one part.
+    white = _paper_white(small)
+    _, white_labels, white_stats, _ = cv2.connectedComponentsWithStats(white.astype(np.uint8), connectivity=8)
+    white_around = _surroundings(white_labels, white_stats, middle)
     # Wherever it lies, what has a colour no skin or lesion has (a blue pen or glove, a green
     # gown, purple ink) or carries print (a card, a ruler) is not skin.
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab).astype(np.float32)
@@ -284,11 +323,16 @@ def segment_skin(image, *, site_mask=None):
     foreign = (np.hypot(a, b) >= _FOREIGN_CHROMA) & ((hue < _SKIN_HUES[0]) | (hue > _SKIN_HUES[1]))
     printed = _printed(lab)
     foreign |= np.bincount(labels[printed], minlength=n) > 0
+    white_around |= np.bincount(white_labels[printed], minlength=len(white_stats)) > 0
+    white_around[0] = False
     around = (around | foreign)
     around[0] = False
-    mask = ~around[labels] & ~printed & ~_rigid(other | _black(small).astype(np.uint8), (sh, sw)) & ~white
+    objects = other | white.astype(np.uint8) | _black(small).astype(np.uint8)
+    # A card or ruler is never skin, not even where it lies on the site.
+    made = _printed_objects(white | _black(small), printed) | _rigid(objects, (sh, sw))
+    mask = ~around[labels] & ~white_around[white_labels] & ~made
     if site_small is not None:
-        mask |= site_small
+        mask |= site_small & ~made
     # Skin-coloured specks in the surroundings (wood grain, a beige pattern) are not the body.
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     keep = (stats[:, cv2.CC_STAT_AREA] >= _MIN_OTHER_AREA * sh * sw) | (np.bincount(labels[middle], minlength=n) > 0)
@@ -297,5 +341,6 @@ def segment_skin(image, *, site_mask=None):
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR) > 0
     if site_mask is not None:
-        mask |= site_mask
+        made = cv2.resize(made.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        mask |= site_mask & ~made
     return mask
