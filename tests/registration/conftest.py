@@ -47,3 +47,9 @@ def skin():
 @pytest.fixture(scope="session")
 def other_skin():
     return skin_photo(1234)
+
+
+@pytest.fixture(scope="session")
+def make_skin():
+    """The generator itself, for tests that need other seeds or sizes."""
+    return skin_photo
