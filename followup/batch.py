@@ -77,6 +77,8 @@ def _record(pair_id, analysis, recurrence, recurrence_note, mask_rel, seconds):
         "change_mask": mask_rel,
         "recurrence_score": round(float(recurrence), 6),
         "flag": bool(analysis.flag),
+        "site_flag": bool(analysis.site_flag),
+        "modality": analysis.modality,
         "quality": {"usable": bool(analysis.quality.usable), "reasons": list(analysis.quality.reasons)},
         "reasons": reasons,
         "regions": [dict(r, distance_to_lesion_px=_finite(r["distance_to_lesion_px"]))

@@ -18,6 +18,7 @@ from followup.models import (Alert, Clinic, FollowUpPlan, InboundMessage, Outbou
                              User)
 from followup.models.accounts import ROLES
 from followup.models.patients import DIAGNOSES
+from followup.models.photos import MODALITIES
 from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
 from followup.patients import create_patient, create_site, patient_for, site_for, site_plan
 from followup.photos import baseline_of, receive_photo
@@ -249,9 +250,11 @@ def add_site(patient_id: int):
 def upload_photo(site_id: int):
     site = site_for(current_user, site_id)
     kind = request.form.get("kind") if request.form.get("kind") in ("baseline", "followup") else "baseline"
+    modality = request.form.get("modality") if request.form.get("modality") in MODALITIES else None
     upload = request.files.get("photo")
     try:
-        photo = receive_photo(site, upload.read() if upload else b"", kind=kind, user=current_user)
+        photo = receive_photo(site, upload.read() if upload else b"", kind=kind, user=current_user,
+                              modality=modality)
     except IntakeError as exc:
         flash(f"The photo was not accepted: {exc.message}", "error")
     else:

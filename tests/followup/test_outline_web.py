@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from followup.db import db
-from followup.models import Alert, AuditEvent, Site
+from followup.models import Alert, AuditEvent, Photo, Site
 from registration import pixels_per_mm, polygon_to_mask
 from tests.conftest import PASSWORD
 from tests.followup.outline_cases import SHAPE, iou, jpeg, upload
@@ -130,3 +130,14 @@ def test_alert_page_has_the_legend_and_marks_regions_outside_the_site(signed_in,
     regions = page.split('<ol class="regions">')[1].split("</ol>")[0].split("<li>")[1:]
     assert len(regions) == 2
     assert "outside the watched site" not in regions[0] and "outside the watched site" in regions[1]
+
+
+@pytest.mark.parametrize("said, stored", [("dermoscopy", "dermoscopy"), ("clinical", "clinical"), ("", None)])
+def test_staff_upload_says_how_the_photo_was_taken(signed_in, outline_site, lesion_scene, said, stored):
+    response = signed_in.post(f"/sites/{outline_site.id}/photos", data={
+        "kind": "baseline", "modality": said, "photo": (io.BytesIO(jpeg(lesion_scene[0])), "scar.jpg")},
+        content_type="multipart/form-data")
+    assert response.status_code == 303
+    photo = db.session.scalars(db.select(Photo).where(Photo.site_id == outline_site.id)).one()
+    assert photo.modality == stored
+    assert 'name="modality"' in patient_page(signed_in, outline_site)
