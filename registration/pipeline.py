@@ -200,11 +200,10 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
         ref_field = segment_skin(ref_small)
         if reference_mask is None:
             outline_small = segment_clinical_lesion(ref_small, skin_mask=ref_field & photographed)
-        if outline_small.any():
-            # The skin right around the scar is the best model of this patient's skin; the
-            # photo's body colours keep what that ring does not show (pale, shaded, glaring skin).
-            ref_field |= segment_skin(ref_small, site_mask=outline_small)
-        ref_field &= photographed
+        # The scar is compared whatever its colour (a wound, an ulcer). The skin model is the
+        # photo's body colours, not a ring around the outline: a proposed outline may run along
+        # the body's edge, and its ring would teach the background as skin.
+        ref_field = (ref_field | outline_small) & photographed
     if reference_mask is None:
         outline = cv2.resize(outline_small.astype(np.uint8), full_size, interpolation=cv2.INTER_NEAREST) > 0
     site_mask = site_region(outline, margin_px=site_margin_px)
@@ -240,7 +239,8 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
     warped = cv2.warpPerspective(mov_small, small_h, (sw, sh), flags=cv2.INTER_LINEAR)
     if modality == CLINICAL and outline_small.any():
         # Now that the scar's place in the follow-up is known, the skin around it there teaches
-        # the follow-up's skin model (its light and white balance are its own).
+        # a second skin model (the follow-up's light and white balance are its own): what either
+        # model calls skin is compared, so that a lesion on pale or glaring skin is not dropped.
         mh, mw = mov_small.shape[:2]
         seen = cv2.warpPerspective(outline_small.astype(np.uint8), np.linalg.inv(small_h), (mw, mh),
                                    flags=cv2.INTER_NEAREST) > 0
