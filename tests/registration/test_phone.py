@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from registration import analyze_pair, detect_modality, segment_skin, site_region
+from registration._imageutil import _analysis_scale
 from registration.phone_synth import make_phone_pair
 
 # Moderate phone captures, so that each test checks one thing: the card, the background, the papule.
@@ -113,3 +114,11 @@ def test_site_region_adds_the_margin_around_the_outline():
     assert region[100, 135] and not region[100, 145]
     with pytest.raises(ValueError):
         site_region(outline, margin_px=-1)
+
+
+@pytest.mark.parametrize("side, analysed", [(180, 180), (300, 480), (1000, 640), (4000, 640)])
+def test_small_phone_crops_are_enlarged_but_not_thumbnails(side, analysed):
+    """A 300-px phone crop is compared at 480 px (a small spot must outlast the filters); a
+    180-px thumbnail has no detail to gain, and enlarged its re-captures look changed."""
+    scale = _analysis_scale((side, side, 3), upscale=True)
+    assert round(side * scale) == analysed
