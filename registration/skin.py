@@ -213,16 +213,16 @@ def _rigid(other, shape):
     return out > 0
 
 
-def _paper_white(image):
-    """Bool mask of bright, colourless pixels: paper, a white card or drape, specular glare."""
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
+def _paper_white(lab):
+    """Bool mask of bright, colourless pixels (`lab`: 8-bit OpenCV CIELAB as float32): paper, a
+    white card or drape, specular glare."""
     chroma = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
     return (lab[..., 0] * (100.0 / 255.0) >= _WHITE_LIGHTNESS) & (chroma <= _WHITE_CHROMA)
 
 
-def _black(image):
-    """Bool mask of dark, colourless pixels: print on a card, a marker's squares (and dark hair)."""
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
+def _black(lab):
+    """Bool mask of dark, colourless pixels (`lab` as for :func:`_paper_white`): print on a
+    card, a marker's squares (and dark hair)."""
     chroma = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
     return (lab[..., 0] * (100.0 / 255.0) <= _BLACK_LIGHTNESS) & (chroma <= _WHITE_CHROMA)
 
@@ -310,12 +310,12 @@ def segment_skin(image, *, site_mask=None):
     around = _surroundings(labels, stats, middle)
     # Paper white by the same rule, apart: glare or pale skin inside the body stays (the
     # comparison knows glare), and a lesion on it does not join the white into one part.
-    white = _paper_white(small)
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab).astype(np.float32)
+    white = _paper_white(lab)
     _, white_labels, white_stats, _ = cv2.connectedComponentsWithStats(white.astype(np.uint8), connectivity=8)
     white_around = _surroundings(white_labels, white_stats, middle)
     # Wherever it lies, what has a colour no skin or lesion has (a blue pen or glove, a green
     # gown, purple ink) or carries print (a card, a ruler) is not skin.
-    lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab).astype(np.float32)
     area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
     a = np.bincount(labels.ravel(), lab[..., 1].ravel() - 128, minlength=n) / area
     b = np.bincount(labels.ravel(), lab[..., 2].ravel() - 128, minlength=n) / area
@@ -327,9 +327,10 @@ def segment_skin(image, *, site_mask=None):
     white_around[0] = False
     around = (around | foreign)
     around[0] = False
-    objects = other | white.astype(np.uint8) | _black(small).astype(np.uint8)
+    colourless = white | _black(lab)
+    objects = other | colourless.astype(np.uint8)
     # A card or ruler is never skin, not even where it lies on the site.
-    made = _printed_objects(white | _black(small), printed) | _rigid(objects, (sh, sw))
+    made = _printed_objects(colourless, printed) | _rigid(objects, (sh, sw))
     mask = ~around[labels] & ~white_around[white_labels] & ~made
     if site_small is not None:
         mask |= site_small & ~made
