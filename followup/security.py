@@ -1,7 +1,8 @@
-"""Response headers every page gets: a strict Content-Security-Policy (no CDN), no sniffing, no framing."""
+"""Response headers every page gets: a strict Content-Security-Policy (no CDN), no sniffing, no framing,
+and no caching of anything but the static files (pages and API answers carry patient data)."""
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
 
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
@@ -17,6 +18,9 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.endpoint != "static":
+            # A shared or stolen computer's browser cache, or a proxy, must not keep patient data.
+            response.headers.setdefault("Cache-Control", "no-store")
         if app.config["SESSION_COOKIE_SECURE"]:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

@@ -216,6 +216,23 @@ def test_staff_pages_render_with_csp_and_no_inline_code(client, case, path):
     assert not re.search(r"<style|\sstyle=|\son[a-z]+=", text), "inline style or event handler"
 
 
+@pytest.mark.parametrize("path", STAFF_PAGES + ["/users"])
+def test_staff_pages_are_never_cached(client, case, path):
+    login(client, "admin@north.test")
+    response = client.get(path.format(patient=case["site"].patient_id))
+    assert response.status_code == 200
+    assert "no-store" in response.headers["Cache-Control"]
+
+
+def test_api_answers_are_never_cached_but_static_files_may_be(client, world, case):
+    response = client.get("/api/v1/alerts", headers=world.headers(client, "derm@north.test"))
+    assert response.status_code == 200
+    assert "no-store" in response.headers["Cache-Control"]
+    static = client.get("/static/scarwatch.css")
+    assert static.status_code == 200
+    assert "no-store" not in static.headers.get("Cache-Control", "")
+
+
 def test_users_page_is_for_admins(client, world):
     login(client)
     assert client.get("/users").status_code == 403
