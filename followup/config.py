@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -69,16 +70,29 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
 
 
 def _instance_secret(instance: Path) -> str:
-    """A random key generated once and kept under instance/, so sessions survive restarts."""
+    """A random key generated once and kept under instance/, so sessions survive restarts.
+
+    Several processes may start at once on a fresh instance/ (web, scheduler, workers): the key is
+    written whole to a private temporary file and linked into place, which fails if another process
+    got there first, so every process reads one complete key and none crashes.
+    """
     path = instance / "secret_key"
-    if path.exists():
+    try:
         return path.read_text().strip()
+    except FileNotFoundError:
+        pass
     instance.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
-    return key
+    fd, temporary = tempfile.mkstemp(dir=instance, prefix=".secret_key.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process linked its key first: that one is used by all
+    finally:
+        os.unlink(temporary)
+    return path.read_text().strip()
 
 
 def sqlalchemy_url(url: str) -> str:
