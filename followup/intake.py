@@ -1,8 +1,9 @@
 """Checking and cleaning an uploaded photo before anything is stored.
 
-Decided by content, never by file name or Content-Type: JPEG, PNG, WebP and HEIC/HEIF are accepted.
-The stored file holds pixels only (EXIF orientation applied, then every metadata block dropped, so GPS
-is gone), re-encoded as a high-quality JPEG.
+Decided by content, never by file name or Content-Type: JPEG, PNG, WebP and HEIC/HEIF are accepted;
+of a multi-picture JPEG (MPO, the container of recent phones' Ultra HDR / gain-map photos) the primary
+picture only. The stored file holds pixels only (EXIF orientation applied, then every metadata block
+dropped — EXIF with GPS, comments, colour profiles, further pictures), re-encoded as a high-quality JPEG.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 pillow_heif.register_heif_opener()
 
 ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic"}
+#: What the decoder may call a file whose magic bytes say JPEG: a multi-picture JPEG opens as MPO
+#: positioned on its primary picture.
+_JPEG_DECODED_AS = {"JPEG", "MPO"}
 MIN_SIDE = 32
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
@@ -75,7 +79,8 @@ def clean_photo(data: bytes, *, max_pixels: int) -> CleanPhoto:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
-            if image.format not in ALLOWED_FORMATS or (image.format == "HEIF") != (fmt == "HEIF"):
+            decoded = "JPEG" if fmt == "JPEG" and image.format in _JPEG_DECODED_AS else image.format
+            if decoded not in ALLOWED_FORMATS or (decoded == "HEIF") != (fmt == "HEIF"):
                 raise IntakeError("unsupported_media_type", "The file's content does not match a photo format.", 415)
             # Checked on the header, before any pixel is decoded (decompression bombs).
             if width * height > max_pixels:
@@ -96,6 +101,9 @@ def clean_photo(data: bytes, *, max_pixels: int) -> CleanPhoto:
         raise IntakeError("image_too_large", "The photo has too many pixels.", 413)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise IntakeError("damaged_image", f"The photo could not be read completely ({exc}).", 422)
+    # Nothing of the upload's metadata rides along (Pillow would write a comment, EXIF or profile
+    # kept in `info`): the pixels only.
+    rgb.info = {}
     out = io.BytesIO()
     # 4:4:4 chroma and high quality: small lesions' colour edges matter to the analysis.
     rgb.save(out, format="JPEG", quality=95, subsampling=0, optimize=True)

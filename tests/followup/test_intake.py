@@ -115,3 +115,25 @@ def test_tiny_image_is_refused():
     with pytest.raises(IntakeError) as info:
         clean_photo(png_bytes(8, 8), max_pixels=10**8)
     assert info.value.status == 422
+
+
+def test_jpeg_comment_blocks_are_dropped():
+    out = io.BytesIO()
+    Image.new("RGB", (96, 64), (180, 120, 110)).save(out, format="JPEG", comment=b"Patient Jane Doe, DOB 1950")
+    assert b"Jane Doe" in out.getvalue(), "fixture must carry a COM block"
+    clean = clean_photo(out.getvalue(), max_pixels=10**8)
+    assert b"Jane Doe" not in clean.data
+    assert "comment" not in Image.open(io.BytesIO(clean.data)).info
+
+
+def test_multi_picture_jpeg_keeps_the_primary_image_only():
+    # An MPO (also the container of Ultra HDR / gain-map JPEGs): the photo, then a second picture.
+    primary, second = Image.new("RGB", (96, 64), (180, 120, 110)), Image.new("RGB", (48, 32), (20, 200, 20))
+    out = io.BytesIO()
+    primary.save(out, format="MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(out.getvalue())).format == "MPO", "fixture must be a multi-picture JPEG"
+    clean = clean_photo(out.getvalue(), max_pixels=10**8)
+    assert clean.source_format == "JPEG" and (clean.width, clean.height) == (96, 64)
+    stored = Image.open(io.BytesIO(clean.data))
+    assert stored.format == "JPEG" and getattr(stored, "n_frames", 1) == 1
+    assert abs(int(stored.getpixel((48, 32))[1]) - 120) < 8, "the primary picture, not the second"
