@@ -37,6 +37,22 @@ def create_patient(clinic: Clinic, *, name: str, phone: str, date_of_birth: Opti
     return patient
 
 
+#: Earliest excision date accepted: anything before is a typo (and would make a plan of centuries).
+EARLIEST_EXCISION = date(1900, 1, 1)
+
+
+def check_excision_date(value: date, *, today: Optional[date] = None) -> None:
+    """Raise ValueError, in words for the form, unless `value` is a plausible excision date.
+
+    A future date (a typo of 2062 for 2026) would silently give the patient no follow-up at all.
+    """
+    today = today or utcnow().date()
+    if value > today:
+        raise ValueError("The excision date cannot be in the future.")
+    if value < EARLIEST_EXCISION:
+        raise ValueError(f"The excision date cannot be before {EARLIEST_EXCISION.year}.")
+
+
 def create_site(patient: Patient, *, body_site: str, diagnosis: str, excision_date: date,
                 stage: Optional[str] = None, dermatologist: Optional[User] = None,
                 today: Optional[date] = None) -> Site:

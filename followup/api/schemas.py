@@ -9,7 +9,7 @@ from marshmallow import ValidationError, post_dump, validates, validates_schema
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES, OUTLINE_SOURCES
 from followup.models.photos import MODALITIES
-from followup.patients import normalise_e164
+from followup.patients import check_excision_date, normalise_e164
 
 
 class Strict(ma.Schema):
@@ -97,8 +97,10 @@ class SiteCreateSchema(Strict):
 
     @validates("excision_date")
     def _excision(self, value, **kwargs):
-        if value > date.today():
-            raise ValidationError("excision_date cannot be in the future")
+        try:
+            check_excision_date(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class PlanItemSchema(ma.Schema):

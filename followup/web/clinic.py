@@ -20,10 +20,10 @@ from followup.models.accounts import ROLES
 from followup.models.patients import DIAGNOSES
 from followup.models.photos import MODALITIES
 from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
-from followup.patients import create_patient, create_site, patient_for, site_for, site_plan
+from followup.patients import check_excision_date, create_patient, create_site, patient_for, site_for, site_plan
 from followup.photos import baseline_of, receive_photo
 from followup.web.charts import outline_overlay
-from followup.web.common import staff_required
+from followup.web.common import MAX_PAGE, staff_required
 
 bp = Blueprint("clinic", __name__)
 
@@ -43,7 +43,7 @@ def mask_links(text: str) -> str:
 
 def _page() -> int:
     try:
-        return max(1, int(request.args.get("page", 1)))
+        return min(max(1, int(request.args.get("page", 1))), MAX_PAGE)
     except ValueError:
         return 1
 
@@ -85,6 +85,17 @@ def _parse_date(value: str, field: str, errors: dict, *, required: bool = True):
         return None
 
 
+def _excision_date(value: str, errors: dict):
+    excision = _parse_date(value, "excision_date", errors)
+    if excision is not None:
+        try:
+            check_excision_date(excision)
+        except ValueError as exc:
+            errors["excision_date"] = str(exc)
+            return None
+    return excision
+
+
 @bp.route("/patients/new", methods=["GET", "POST"])
 @staff_required()
 def enrol():
@@ -101,7 +112,7 @@ def enrol():
         diagnosis = form.get("diagnosis", "")
         if diagnosis not in DIAGNOSES:
             errors["diagnosis"] = "Choose a diagnosis."
-        excision = _parse_date(form.get("excision_date", ""), "excision_date", errors)
+        excision = _excision_date(form.get("excision_date", ""), errors)
         derm = None
         if form.get("dermatologist"):
             derm = next((d for d in _dermatologists() if str(d.id) == form["dermatologist"]), None)
@@ -221,11 +232,12 @@ def save_outline(site_id: int):
 def add_site(patient_id: int):
     patient = patient_for(current_user, patient_id)
     errors: dict = {}
-    excision = _parse_date(request.form.get("excision_date", ""), "excision_date", errors)
+    excision = _excision_date(request.form.get("excision_date", ""), errors)
     diagnosis = request.form.get("diagnosis", "")
     body_site = request.form.get("body_site", "").strip()
     if errors or diagnosis not in DIAGNOSES or not body_site:
-        flash("A new site needs where it is, the diagnosis and the excision date.", "error")
+        flash(errors.get("excision_date") if "excision_date" in errors and request.form.get("excision_date")
+              else "A new site needs where it is, the diagnosis and the excision date.", "error")
         return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
     derm = next((d for d in _dermatologists() if str(d.id) == request.form.get("dermatologist")), None)
     site = create_site(patient, body_site=body_site, diagnosis=diagnosis, excision_date=excision,

@@ -23,7 +23,7 @@ from followup.patients import photo_for, site_plan
 from followup.photos import baseline_of
 from followup.storage import storage
 from followup.web.charts import timeline_chart
-from followup.web.common import image_mimetype, passive, private_image, staff_required, thumbnail
+from followup.web.common import MAX_ID, MAX_PAGE, image_mimetype, passive, private_image, staff_required, thumbnail
 
 bp = Blueprint("triage", __name__)
 
@@ -61,7 +61,9 @@ class QueueFilters:
                 value = int(args.get(name, ""))
             except ValueError:
                 return None
-            return value if choices is None or value in choices else None
+            if choices is not None:
+                return value if value in choices else None
+            return value if 1 <= value <= MAX_ID else None
 
         diagnosis = args.get("diagnosis") or None
         claimed = args.get("claimed", "any")
@@ -69,7 +71,7 @@ class QueueFilters:
             priority=integer("priority", (1, 2, 3)), member=integer("member"),
             diagnosis=diagnosis if diagnosis in DIAGNOSES else None,
             claimed=claimed if claimed in ("any", "unclaimed", "mine") else "any",
-            overdue=args.get("overdue") == "1", page=max(1, integer("page") or 1),
+            overdue=args.get("overdue") == "1", page=min(max(1, integer("page") or 1), MAX_PAGE),
         )
 
     def args(self, **changes: Any) -> dict[str, Any]:

@@ -270,6 +270,37 @@ def test_enrol_a_patient_with_a_baseline_photo(client, world):
     assert bad.status_code == 400 and "Enter the patient" in bad.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("excision, words", [("2062-03-01", "cannot be in the future"),
+                                               ("9999-12-31", "cannot be in the future"),
+                                               ("0001-01-01", "cannot be before 1900")])
+def test_enrolment_refuses_an_impossible_excision_date_and_enrols_no_one(client, world, excision, words):
+    login(client)
+    response = client.post("/patients/new", content_type="multipart/form-data", data={
+        "name": "Ada Lovelace", "phone": "+447700900778", "body_site": "back", "diagnosis": "bcc",
+        "excision_date": excision, "baseline": (io.BytesIO(jpeg_bytes()), "b.jpg"),
+    })
+    assert response.status_code == 400 and words in response.get_data(as_text=True)
+    assert db.session.execute(select(Patient).where(Patient.name == "Ada Lovelace")).scalar_one_or_none() is None
+
+
+def test_a_new_site_with_a_future_excision_date_is_refused_with_the_reason(client, case):
+    login(client)
+    patient_id = case["site"].patient_id
+    sites_before = db.session.execute(select(func.count()).select_from(Site)).scalar_one()
+    response = client.post(f"/patients/{patient_id}/sites", data={
+        "body_site": "scalp", "diagnosis": "bcc", "excision_date": "9999-12-31"}, follow_redirects=True)
+    assert response.status_code == 200 and "cannot be in the future" in response.get_data(as_text=True)
+    assert db.session.execute(select(func.count()).select_from(Site)).scalar_one() == sites_before
+
+
+@pytest.mark.parametrize("path", ["/patients?page=99999999999999999999", "/messages?page=99999999999999999999",
+                                  "/queue?page=99999999999999999999", "/queue?member=99999999999999999999",
+                                  "/queue?member=-5"])
+def test_huge_page_and_id_parameters_show_a_page_not_a_server_error(client, case, path):
+    login(client)
+    assert client.get(path).status_code == 200
+
+
 def test_patient_search_is_a_post_so_names_stay_out_of_urls(client, case):
     login(client)
     text = client.post("/patients", data={"q": "hopper"}).get_data(as_text=True)
