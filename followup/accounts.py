@@ -9,6 +9,11 @@ from followup.auth import hash_password
 from followup.db import db
 from followup.models import Clinic, User
 from followup.models.accounts import ROLES
+from followup.patients import normalise_e164
+
+#: The longest e-mail address there can be (RFC 5321 path limit), and the column's size.
+MAX_EMAIL = 254
+MAX_NAME = 200
 
 
 class AccountError(ValueError):
@@ -18,6 +23,16 @@ class AccountError(ValueError):
 def create_user(clinic: Clinic, *, email: str, password: str, role: str, name: str = "",
                 phone: Optional[str] = None) -> User:
     email = email.strip().lower()
+    if not email or len(email) > MAX_EMAIL:
+        raise AccountError(f"an e-mail address has 1 to {MAX_EMAIL} characters")
+    if len(name) > MAX_NAME:
+        raise AccountError(f"a name has at most {MAX_NAME} characters")
+    if phone is not None:
+        # Urgent texts go to this number: stored as typed ("+44 7700 900123") every one would fail.
+        try:
+            phone = normalise_e164(phone)
+        except ValueError as exc:
+            raise AccountError(f"the phone number {exc}") from None
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     if len(password) < 12:

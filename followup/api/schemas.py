@@ -6,6 +6,7 @@ from datetime import date
 import marshmallow as ma
 from marshmallow import ValidationError, post_dump, validates, validates_schema
 
+from followup.accounts import MAX_EMAIL
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES, OUTLINE_SOURCES
 from followup.models.photos import MODALITIES
@@ -265,7 +266,7 @@ class ResolveSchema(Strict):
 
 
 class UserCreateSchema(Strict):
-    email = ma.fields.Email(required=True)
+    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=MAX_EMAIL))
     password = ma.fields.String(required=True, validate=ma.validate.Length(min=12, max=1024))
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(("admin", "dermatologist")))
     name = ma.fields.String(load_default="", validate=ma.validate.Length(max=200))

@@ -189,3 +189,33 @@ def test_api_resolve_does_what_the_outcome_asks(client, world, site_id):
     other.status, other.claimed_by_id = "claimed", world.admin.id
     db.session.commit()
     assert client.post(f"/api/v1/alerts/{made[2]}/resolve", headers=headers, json={"outcome": "no_change"}).status_code == 409
+
+
+def test_a_dermatologists_phone_is_stored_in_e164_so_urgent_texts_reach_them(client, world):
+    from followup.models import User
+
+    headers = world.headers(client, "admin@north.test")
+    response = client.post("/api/v1/users", headers=headers, json={
+        "email": "new.derm@north.test", "password": "x" * 12, "role": "dermatologist", "phone": "+44 7700 900123"})
+    assert response.status_code == 201, response.get_json()
+    assert db.session.get(User, response.get_json()["id"]).phone == "+447700900123"
+
+
+def test_an_overlong_email_is_a_422_not_a_server_error(client, world):
+    email = "a" * 300 + "@north.test"  # a 500 on PostgreSQL's 254-character column before
+    headers = world.headers(client, "admin@north.test")
+    response = client.post("/api/v1/users", headers=headers, json={
+        "email": email, "password": "x" * 12, "role": "dermatologist"})
+    assert response.status_code == 422
+
+
+def test_create_user_normalises_the_phone_and_refuses_overlong_fields(app, world):
+    from followup.accounts import AccountError, create_user
+
+    user = create_user(world.clinic, email="  Cli@North.TEST ", password="x" * 12, role="admin",
+                       phone="+44 7700-900124")
+    assert (user.email, user.phone) == ("cli@north.test", "+447700900124")
+    for kwargs in ({"email": "d" * 250 + "@n.test"}, {"email": "e@n.test", "name": "n" * 201},
+                   {"email": "f@n.test", "phone": "07700 900125"}):
+        with pytest.raises(AccountError):
+            create_user(world.clinic, **{"password": "x" * 12, "role": "admin", **kwargs})
