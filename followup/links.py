@@ -70,6 +70,23 @@ def resolve_link(token: str) -> UploadLink:
     return link
 
 
+def take_upload_slot(link: UploadLink) -> bool:
+    """Count one upload on `link` if it still takes uploads; False when it no longer does.
+
+    One conditional UPDATE, in the caller's transaction: parallel uploads on one link cannot all read
+    "4 of 5" and pass (a read-modify-write did, and the counter ended at 1).
+    """
+    taken = db.session.execute(
+        update(UploadLink)
+        .where(UploadLink.id == link.id, UploadLink.uploads < MAX_UPLOADS, UploadLink.used_at.is_(None),
+               UploadLink.revoked_at.is_(None))
+        .values(uploads=UploadLink.uploads + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    db.session.expire(link, ["uploads"])
+    return taken
+
+
 def revoke_site_links(site_id: int) -> None:
     db.session.execute(
         update(UploadLink)

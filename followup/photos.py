@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 from flask import current_app
 from sqlalchemy import func, select
 
-from followup import jobs
+from followup import jobs, links
 from followup.db import db, utcnow
 from followup.intake import clean_photo
 from followup.models import Photo, Site, UploadLink, User
@@ -23,7 +23,8 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
                   modality: Optional[str] = None) -> Photo:
     """Validate, strip and store a photo, record it as queued, and hand it to the job queue.
 
-    Raises ``IntakeError`` before anything is written when the file is not an acceptable photo.
+    Raises ``IntakeError`` before anything is written when the file is not an acceptable photo, and
+    ``links.LinkProblem`` ("used"), storing nothing, when `link` took its last upload meanwhile.
     If the database write fails, the stored file is removed again unless another photo shares it.
     ``enqueue=False`` leaves the queued row for the caller to run (the demo seeding runs jobs itself).
     ``modality`` is what the uploader says the photo is (clinical or dermoscopy); None: told from the pixels.
@@ -47,8 +48,8 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
     )
     try:
         db.session.add(photo)
-        if link is not None:
-            link.uploads += 1
+        if link is not None and not links.take_upload_slot(link):
+            raise links.LinkProblem("used", link)
         db.session.commit()
     except Exception:
         db.session.rollback()

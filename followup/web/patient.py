@@ -74,6 +74,8 @@ def upload(token: str):
         except IntakeError as exc:
             form.photo.errors = [exc.message]
             status = exc.status
+        except links.LinkProblem as problem:  # the link's last upload went in meanwhile
+            return _problem(problem)
         else:
             audit.record("patient_upload", "photo", photo.id, actor=f"link:{link.id}")
             target = url_for("patient.sent", token=token, photo_id=photo.id)

@@ -59,3 +59,37 @@ def test_expired_revoked_used_and_forged_links(client, site_id):
 def test_link_expiry_default_is_14_days(app, site_id):
     _, link = links.create_link(db.session.get(Site, site_id))
     assert timedelta(days=13, hours=23) < link.expires_at - utcnow() <= timedelta(days=14)
+
+
+def test_the_upload_cap_holds_when_uploads_race_on_one_link(client, site_id):
+    """Another request filled the link between this one's check and its write: nothing is stored."""
+    token = make_link(site_id)
+    page = client.get(f"/u/{token}")
+    assert page.status_code == 200
+    link = db.session.execute(db.select(UploadLink)).scalar_one()
+    assert link.uploads == 0  # what this request read
+    # Parallel requests, on their own connections, take the remaining uploads in the meantime.
+    with db.engine.begin() as other:
+        other.execute(db.update(UploadLink).where(UploadLink.id == link.id).values(uploads=links.MAX_UPLOADS))
+    from followup.photos import receive_photo
+
+    site = db.session.get(Site, site_id)
+    try:
+        receive_photo(site, jpeg_bytes(), kind="followup", link=link, enqueue=False)
+    except links.LinkProblem as problem:
+        assert problem.reason == "used"
+    else:
+        raise AssertionError("an upload past the cap was accepted")
+    db.session.expire_all()
+    assert db.session.execute(db.select(Photo)).first() is None
+    assert db.session.get(UploadLink, link.id).uploads == links.MAX_UPLOADS
+
+
+def test_uploads_count_up_to_the_cap_then_the_link_is_used(client, site_id):
+    token = make_link(site_id)
+    for i in range(links.MAX_UPLOADS):
+        response = client.post(f"/u/{token}", data={"photo": (io.BytesIO(jpeg_bytes(seed=i)), "me.jpg")},
+                               content_type="multipart/form-data")
+        assert response.status_code == 303, i
+    assert db.session.execute(db.select(UploadLink)).scalar_one().uploads == links.MAX_UPLOADS
+    assert client.get(f"/u/{token}").status_code == 410
