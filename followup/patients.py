@@ -41,13 +41,12 @@ def create_patient(clinic: Clinic, *, name: str, phone: str, date_of_birth: Opti
 EARLIEST_EXCISION = date(1900, 1, 1)
 
 
-def check_excision_date(value: date, *, today: Optional[date] = None) -> None:
+def check_excision_date(value: date) -> None:
     """Raise ValueError, in words for the form, unless `value` is a plausible excision date.
 
     A future date (a typo of 2062 for 2026) would silently give the patient no follow-up at all.
     """
-    today = today or utcnow().date()
-    if value > today:
+    if value > utcnow().date():
         raise ValueError("The excision date cannot be in the future.")
     if value < EARLIEST_EXCISION:
         raise ValueError(f"The excision date cannot be before {EARLIEST_EXCISION.year}.")

@@ -6,7 +6,7 @@ from datetime import date
 import marshmallow as ma
 from marshmallow import ValidationError, post_dump, validates, validates_schema
 
-from followup.accounts import MAX_EMAIL
+from followup.accounts import MAX_EMAIL, MAX_NAME
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES, OUTLINE_SOURCES
 from followup.models.photos import MODALITIES
@@ -269,7 +269,7 @@ class UserCreateSchema(Strict):
     email = ma.fields.Email(required=True, validate=ma.validate.Length(max=MAX_EMAIL))
     password = ma.fields.String(required=True, validate=ma.validate.Length(min=12, max=1024))
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(("admin", "dermatologist")))
-    name = ma.fields.String(load_default="", validate=ma.validate.Length(max=200))
+    name = ma.fields.String(load_default="", validate=ma.validate.Length(max=MAX_NAME))
     phone = ma.fields.String(load_default=None, allow_none=True, metadata={"description": "E.164, for urgent alerts"})
 
     @validates("phone")
