@@ -595,19 +595,46 @@ def queue_digests(now: datetime) -> Counter:
 
 # --- what staff see --------------------------------------------------------------------------------------------
 
-def visits_due(clinic_id: int, today: date, *, within_days: int = VISIT_EARLY_DAYS) -> list[dict[str, Any]]:
-    """Clinic visits due within ``within_days`` and those overdue, oldest first."""
-    rows = db.session.execute(
-        select(PlanItem, Site, Patient)
-        .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
-        .join(Site, Site.id == FollowUpPlan.site_id)
-        .join(Patient, Patient.id == Site.patient_id)
-        .where(Patient.clinic_id == clinic_id, PlanItem.kind == "visit", PlanItem.status == "pending",
-               Site.closed_at.is_(None), PlanItem.due_date <= today + timedelta(days=within_days))
-        .order_by(PlanItem.due_date, PlanItem.id)
-    ).all()
+def _pending_items(clinic_id: int):
+    """Pending plan items of the clinic's open sites (with their site and patient)."""
+    return (select(PlanItem, Site, Patient)
+            .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
+            .join(Site, Site.id == FollowUpPlan.site_id)
+            .join(Patient, Patient.id == Site.patient_id)
+            .where(Patient.clinic_id == clinic_id, PlanItem.status == "pending", Site.closed_at.is_(None)))
+
+
+def visits_due(clinic_id: int, today: date, *, within_days: int = VISIT_EARLY_DAYS, include_overdue: bool = True,
+               limit: Optional[int] = None) -> list[dict[str, Any]]:
+    """Clinic visits due within ``within_days`` (and, with ``include_overdue``, those overdue), oldest first;
+    at most ``limit``."""
+    stmt = _pending_items(clinic_id).where(PlanItem.kind == "visit",
+                                           PlanItem.due_date <= today + timedelta(days=within_days))
+    if not include_overdue:
+        stmt = stmt.where(PlanItem.due_date >= today)
+    rows = db.session.execute(stmt.order_by(PlanItem.due_date, PlanItem.id).limit(limit)).all()
     return [dict(item=item, site=site, patient=patient, due_date=item.due_date, overdue=item.due_date < today)
             for item, site, patient in rows]
+
+
+def overdue_items(clinic_id: int, today: date, *, offset: int = 0, limit: int = 50
+                  ) -> list[tuple[PlanItem, Site, Patient, Optional[datetime]]]:
+    """One page of the clinic's photos and visits past their due date and still pending, longest overdue
+    first, each with its site's latest photo time.
+
+    Bounded: only the clinic's pending past items are read (``ix_plan_item_status_due_date``), and latest
+    photos only for the page's sites (``ix_photo_site_id_received_at``), never an aggregate of all photos.
+    """
+    rows = db.session.execute(
+        _pending_items(clinic_id).where(PlanItem.due_date < today)
+        .order_by(PlanItem.due_date, PlanItem.id).offset(offset).limit(limit)
+    ).all()
+    site_ids = {site.id for _, site, _ in rows}
+    last_photo = dict(db.session.execute(
+        select(Photo.site_id, func.max(Photo.received_at)).where(Photo.site_id.in_(site_ids))
+        .group_by(Photo.site_id)
+    ).all()) if site_ids else {}
+    return [(item, site, patient, last_photo.get(site.id)) for item, site, patient in rows]
 
 
 def inbox(clinic_id: int, *, limit: int = 100) -> list[InboundMessage]:
@@ -622,6 +649,7 @@ def inbox(clinic_id: int, *, limit: int = 100) -> list[InboundMessage]:
 
 __all__ = [
     "cancel_for_site", "dispatch", "inbox", "notify_alert", "on_photo_received", "on_photo_rejected", "reschedule_item", "opt_in", "opt_out",
+    "overdue_items",
     "plan_reminders", "process_due", "queue_digests", "visits_due",
 ]
 

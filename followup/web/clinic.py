@@ -14,7 +14,7 @@ from followup import audit, links, outlines, reminders
 from followup.accounts import AccountError, create_user
 from followup.db import db, utcnow
 from followup.intake import IntakeError
-from followup.models import (Alert, Clinic, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site,
+from followup.models import (Alert, Clinic, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site,
                              User)
 from followup.models.accounts import ROLES
 from followup.models.patients import DIAGNOSES
@@ -379,21 +379,13 @@ def mark_handled(message_id: int):
 @staff_required()
 def overdue():
     """Patients with a photo or visit past its due date and still pending, longest overdue first."""
-    today = date.today()
-    last_photo = (select(Photo.site_id, func.max(Photo.received_at).label("last_at"))
-                  .group_by(Photo.site_id).subquery())
-    rows = db.session.execute(
-        select(PlanItem, Site, Patient, last_photo.c.last_at)
-        .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
-        .join(Site, Site.id == FollowUpPlan.site_id)
-        .join(Patient, Patient.id == Site.patient_id)
-        .outerjoin(last_photo, last_photo.c.site_id == Site.id)
-        .where(Patient.clinic_id == current_user.clinic_id, PlanItem.status == "pending",
-               PlanItem.due_date < today, Site.closed_at.is_(None))
-        .order_by(PlanItem.due_date, PlanItem.id).limit(500)
-    ).all()
-    visits = [v for v in reminders.visits_due(current_user.clinic_id, today) if not v["overdue"]]
-    html = render_template("clinic/overdue.html", rows=rows, today=today, visits=visits)
+    today, page = date.today(), _page()
+    found = reminders.overdue_items(current_user.clinic_id, today, offset=(page - 1) * PAGE_SIZE,
+                                    limit=PAGE_SIZE + 1)
+    rows = found[:PAGE_SIZE]
+    visits = reminders.visits_due(current_user.clinic_id, today, include_overdue=False, limit=PAGE_SIZE + 1)
+    html = render_template("clinic/overdue.html", rows=rows, more=len(found) > PAGE_SIZE, page=page, today=today,
+                           visits=visits[:PAGE_SIZE], more_visits=len(visits) > PAGE_SIZE)
     audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows))
     return html
 
