@@ -22,6 +22,7 @@ from followup.models.photos import MODALITIES
 from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
 from followup.patients import check_excision_date, create_patient, create_site, patient_for, site_for, site_plan
 from followup.photos import baseline_of, receive_photo
+from followup.plans import check_plan_date
 from followup.web.charts import outline_overlay
 from followup.web.common import MAX_PAGE, staff_required
 
@@ -94,6 +95,21 @@ def _excision_date(value: str, errors: dict):
             errors["excision_date"] = str(exc)
             return None
     return excision
+
+
+def _plan_date(value: str, site: Site, errors: list[str]):
+    """A due date typed in the plan editor, or None with the reason added to ``errors``."""
+    try:
+        due = date.fromisoformat(value)
+    except ValueError:
+        errors.append(f"{value!r} is not a date (YYYY-MM-DD).")
+        return None
+    try:
+        check_plan_date(due, excision_date=site.excision_date, today=utcnow().date())
+    except ValueError as exc:
+        errors.append(f"{value}: {exc}")
+        return None
+    return due
 
 
 @bp.route("/patients/new", methods=["GET", "POST"])
@@ -278,11 +294,12 @@ def upload_photo(site_id: int):
 @bp.post("/sites/<int:site_id>/plan")
 @staff_required()
 def edit_plan(site_id: int):
-    """Change due dates and states of plan items, or add one."""
+    """Change due dates and states of plan items, or add one; a refused date saves nothing (400, with why)."""
     site = site_for(current_user, site_id)
     plan = site_plan(site)
     if plan is None:
         abort(404, f"Site {site_id} has no plan.")
+    errors: list[str] = []
     changed = 0
     for item in plan.items:
         status = request.form.get(f"status-{item.id}")
@@ -291,23 +308,19 @@ def edit_plan(site_id: int):
             item.status = status
             item.completed_at = utcnow() if status == "done" else None
             changed += 1
-        if due:
-            try:
-                new_due = date.fromisoformat(due)
-            except ValueError:
-                flash(f"{due!r} is not a date (YYYY-MM-DD).", "error")
-                continue
-            if new_due != item.due_date:
-                item.due_date = new_due
-                reminders.reschedule_item(item)
-                changed += 1
-    new_kind, new_due = request.form.get("new_kind"), request.form.get("new_due")
-    if new_kind in ITEM_KINDS and new_due:
-        try:
-            db.session.add(PlanItem(plan_id=plan.id, kind=new_kind, due_date=date.fromisoformat(new_due)))
+        if due and (new_due := _plan_date(due, site, errors)) and new_due != item.due_date:
+            item.due_date = new_due
+            reminders.reschedule_item(item)
             changed += 1
-        except ValueError:
-            flash(f"{new_due!r} is not a date (YYYY-MM-DD).", "error")
+    new_kind, new_due = request.form.get("new_kind"), request.form.get("new_due")
+    if new_kind in ITEM_KINDS and new_due and (due_date := _plan_date(new_due, site, errors)):
+        db.session.add(PlanItem(plan_id=plan.id, kind=new_kind, due_date=due_date))
+        changed += 1
+    if errors:
+        db.session.rollback()
+        for error in errors:
+            flash(f"Plan not saved: {error}", "error")
+        return patient_page(site.patient_id), 400
     audit.record("edit_plan", "site", site.id, commit=False, changes=changed)
     db.session.commit()
     flash(f"Plan saved ({changed} change{'s' if changed != 1 else ''}).", "info")
