@@ -3,17 +3,19 @@
 The token is an itsdangerous signature over (link id, nonce); the database keeps only the nonce's
 SHA-256, so a stolen database cannot mint links and a revoked row kills its token.
 A link stays usable for retakes until one of its photos is accepted, or ``MAX_UPLOADS`` are received.
+A site has one live link: a new one revokes the older ones, unless its clinic is listed in
+``UPLOAD_LINKS_SEVERAL_CLINICS`` (every older text's link then keeps working until it expires).
 """
 from __future__ import annotations
 
 import hashlib
 import secrets
 from datetime import timedelta
-from typing import Optional
+from typing import Iterable, Optional, Sequence
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from followup.db import db, utcnow
 from followup.models import Site, UploadLink
@@ -31,12 +33,42 @@ def _hash(nonce: str) -> str:
 
 
 def create_link(site: Site, *, days: Optional[int] = None) -> tuple[str, UploadLink]:
+    """A new link for ``site`` (its older live links revoked, see the module docstring) and its token."""
     days = current_app.config["UPLOAD_LINK_DAYS"] if days is None else days
+    _retire_older_links([(site.id, site.patient.clinic_id)])
     nonce = secrets.token_urlsafe(16)
     link = UploadLink(site_id=site.id, nonce_hash=_hash(nonce), expires_at=utcnow() + timedelta(days=days))
     db.session.add(link)
     db.session.flush()
     return _serializer().dumps([link.id, nonce]), link
+
+
+def create_links(sites: Sequence[tuple[int, int]]) -> list[str]:
+    """Tokens of new links for ``(site id, clinic id)`` pairs, in order, as `create_link` makes them.
+
+    Set-based (one multi-row INSERT … RETURNING): a reminder sweep may need ten thousand at once.
+    """
+    if not sites:
+        return []
+    _retire_older_links(sites)
+    created = utcnow()
+    expires = created + timedelta(days=current_app.config["UPLOAD_LINK_DAYS"])
+    nonces = [secrets.token_urlsafe(16) for _ in sites]
+    table = UploadLink.__table__
+    link_ids = db.session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        [dict(site_id=site_id, nonce_hash=_hash(nonce), expires_at=expires, uploads=0, created_at=created)
+         for (site_id, _), nonce in zip(sites, nonces)],
+    ).scalars().all()
+    serializer = _serializer()
+    return [serializer.dumps([link_id, nonce]) for link_id, nonce in zip(link_ids, nonces)]
+
+
+def _retire_older_links(sites: Iterable[tuple[int, int]]) -> None:
+    """Revoke the live links of each ``(site id, clinic id)`` about to get a new one: one live link per site
+    (an older text's link must not keep working beside the newest), unless the clinic asked for several."""
+    several = current_app.config["UPLOAD_LINKS_SEVERAL_CLINICS"]
+    revoke_site_links({site_id for site_id, clinic_id in sites if clinic_id not in several})
 
 
 def link_url(token: str) -> str:
@@ -87,9 +119,12 @@ def take_upload_slot(link: UploadLink) -> bool:
     return taken
 
 
-def revoke_site_links(site_id: int) -> None:
-    db.session.execute(
-        update(UploadLink)
-        .where(UploadLink.site_id == site_id, UploadLink.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+def revoke_site_links(site_ids: Iterable[int]) -> None:
+    """Revoke every live link of these sites."""
+    ids = sorted(site_ids)
+    for start in range(0, len(ids), 2000):  # bounded IN lists
+        db.session.execute(
+            update(UploadLink)
+            .where(UploadLink.site_id.in_(ids[start:start + 2000]), UploadLink.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )

@@ -332,7 +332,6 @@ def edit_plan(site_id: int):
 def new_link(site_id: int):
     """A fresh upload link for the patient (older ones are revoked), shown once to read out or copy."""
     site = site_for(current_user, site_id)
-    links.revoke_site_links(site.id)
     token, link = links.create_link(site)
     audit.record("create_upload_link", "site", site.id, commit=False, link_id=link.id)
     db.session.commit()
