@@ -5,14 +5,23 @@ SHA-256, so a stolen database cannot mint links and a revoked row kills its toke
 A link stays usable for retakes until one of its photos is accepted, or ``MAX_UPLOADS`` are received.
 A site has one live link: a new one revokes the older ones, unless its clinic is listed in
 ``UPLOAD_LINKS_SEVERAL_CLINICS`` (every older text's link then keeps working until it expires).
+
+A text stored in the outbox holds its link sealed (`sealed_link`: the token encrypted with a key derived from
+SECRET_KEY), so the database, a backup or a log has no working link; the outbox opens it (`open_links`) only to
+hand the text to the transport, and staff pages and logs show it hidden (`hide_links`).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 import secrets
 from datetime import timedelta
 from typing import Iterable, Optional, Sequence
 
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import insert, update
@@ -73,6 +82,44 @@ def _retire_older_links(sites: Iterable[tuple[int, int]]) -> None:
 
 def link_url(token: str) -> str:
     return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/u/{token}"
+
+
+_SEALED = re.compile(r"\{upload-link:([A-Za-z0-9_\-=]+)\}")
+_PLAIN = re.compile(r"(/u/)[A-Za-z0-9_.\-]+")  # a link in a text stored before links were sealed
+
+
+def _box() -> Fernet:
+    # A key of its own (HKDF): the sealed tokens share nothing usable with sessions or link signatures.
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"scarwatch: upload links in stored texts").derive(current_app.config["SECRET_KEY"].encode())
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def sealed_link(token: str) -> str:
+    """The link of ``token`` as a stored text holds it: ``{upload-link:…}``, the token encrypted."""
+    return "{upload-link:" + _box().encrypt(token.encode()).decode() + "}"
+
+
+def open_links(text: str) -> str:
+    """The text to send: each sealed link back to its URL (the same URL every time the text is opened).
+
+    ValueError when one cannot be opened (SECRET_KEY changed since the text was stored).
+    """
+    box = _box()
+
+    def url(match: re.Match) -> str:
+        try:
+            return link_url(box.decrypt(match.group(1).encode()).decode())
+        except InvalidToken:
+            raise ValueError("its upload link cannot be opened (SECRET_KEY changed since it was queued)") from None
+
+    return _SEALED.sub(url, text)
+
+
+def hide_links(text: str) -> str:
+    """The text to show staff or to log: every upload link without its token."""
+    hidden = link_url("…")
+    return _PLAIN.sub(r"\1…", _SEALED.sub(lambda _: hidden, text))
 
 
 class LinkProblem(Exception):

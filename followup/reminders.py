@@ -358,7 +358,7 @@ def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: dateti
 
     Set-based (one multi-row INSERT … RETURNING per table): a sweep may queue ten thousand at once.
     """
-    from followup.links import create_links, link_url
+    from followup.links import create_links, sealed_link
 
     if not outgoing:
         return
@@ -366,7 +366,7 @@ def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: dateti
     created = utcnow()
     tokens = create_links([(ctx["site"].id, ctx["patient"].clinic_id) for ctx in needs_link])
     for ctx, token in zip(needs_link, tokens):
-        ctx["link"] = link_url(token)
+        ctx["link"] = sealed_link(token)
     outbox = OutboundMessage.__table__
     message_ids = db.session.execute(
         insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
@@ -629,7 +629,7 @@ def request_retake(site: Site, reasons: list[str], *, key: str, user_id: Optiona
     clinic = db.session.get(Clinic, patient.clinic_id)
     token, _ = links.create_link(site)
     body = render_sms("photo_retake", clinic=clinic, site=site, reasons="; ".join(reasons) or "it was not clear",
-                      link=links.link_url(token))
+                      link=links.sealed_link(token))
     if patient.can_receive_sms:
         return messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, body=body, purpose="retake",
                                  patient_id=patient.id, user_id=user_id)

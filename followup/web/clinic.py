@@ -3,7 +3,6 @@ model performance, and (admins) the clinic's users."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import date
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -29,17 +28,11 @@ from followup.web.common import MAX_PAGE, staff_required
 bp = Blueprint("clinic", __name__)
 
 PAGE_SIZE = 50
-_LINK = re.compile(r"(/u/)[A-Za-z0-9_.\-]+")
 # Widest a baseline photo is shown for outlining (CSS pixels); a click's position is scaled from it.
 OUTLINE_SHOWN_WIDTH = 640
 # Outcomes that mean the alert pointed at something real (a visit or a biopsy was needed).
 ACTIONABLE = ("visit", "biopsy")
 SCORE_BANDS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
-
-
-def mask_links(text: str) -> str:
-    """Message bodies with upload-link tokens hidden: a token in the log would be a live key."""
-    return _LINK.sub(r"\1…", text)
 
 
 def _page() -> int:
@@ -186,7 +179,7 @@ def patient_page(patient_id: int):
         .order_by(InboundMessage.received_at.desc()).limit(20)
     ).scalars().all()
     page = render_template("clinic/patient.html", patient=patient, sites=sites, outbound=outbound,
-                           inbound=inbound, mask_links=mask_links, diagnoses=DIAGNOSES,
+                           inbound=inbound, hide_links=links.hide_links, diagnoses=DIAGNOSES,
                            dermatologists=_dermatologists(), today=date.today())
     audit.record("view_patient", "patient", patient.id)
     return page
@@ -357,7 +350,7 @@ def messages():
         .group_by(OutboundMessage.status)
     ).all())
     html = render_template("clinic/messages.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
-                           status=status, counts=counts, mask_links=mask_links)
+                           status=status, counts=counts, hide_links=links.hide_links)
     audit.record("view_messages", "clinic", current_user.clinic_id)
     return html
 

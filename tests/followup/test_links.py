@@ -3,6 +3,8 @@ import io
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import pytest
+
 from followup import links, reminders
 from followup.db import db, utcnow
 from followup.models import Photo, Site, UploadLink
@@ -128,3 +130,16 @@ def test_a_clinic_that_asks_for_it_keeps_several_live_links_per_site(app, client
     app.config["UPLOAD_LINKS_SEVERAL_CLINICS"] = frozenset({world.other_clinic.id})
     make_link(site_id)
     assert client.get(f"/u/{first}").status_code == 410 and len(live_links(site_id)) == 1
+
+
+def test_a_sealed_link_opens_to_its_url_and_shows_hidden(app, site_id):
+    token = make_link(site_id)
+    text = f"Photo please: {links.sealed_link(token)} Reply STOP."
+    assert token not in text
+    sent = f"Photo please: https://scarwatch.test/u/{token} Reply STOP."
+    assert links.open_links(text) == links.open_links(text) == sent
+    assert links.hide_links(text) == "Photo please: https://scarwatch.test/u/… Reply STOP."
+    assert links.hide_links(f"Older text: https://scarwatch.test/u/{token}") == "Older text: https://scarwatch.test/u/…"
+    app.config["SECRET_KEY"] = "another key"
+    with pytest.raises(ValueError, match="SECRET_KEY"):
+        links.open_links(text)
