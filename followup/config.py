@@ -46,6 +46,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "PROXY_FIX_HOPS": (int, 0),  # reverse proxies in front of the app whose X-Forwarded-* headers to trust
     "RATELIMIT_STORAGE_URI": (str, "memory://"),
     "LOGIN_RATE_LIMIT": (str, "10 per minute"),
+    "LINK_UPLOAD_RATE_LIMIT": (str, "10 per hour"),  # patient uploads through one link
+    "ADDRESS_UPLOAD_RATE_LIMIT": (str, "60 per hour"),  # patient uploads from one address (many share one)
     "MAX_UPLOAD_MB": (float, 25.0),
     "MAX_IMAGE_PIXELS": (int, 50_000_000),
     "UPLOAD_LINK_DAYS": (int, 14),

@@ -2,10 +2,12 @@
 
 Every response here is ``noindex``, sends no referrer and is not cached: the URL carries the link's token.
 The patient only ever sees whether the photo could be used (and why not), never a finding. Every error is
-answered with the upload form and what to do (`error_page`), never a bare "Bad Request". No CSRF token:
-the link's token is the credential (see app.py).
+answered with the upload form and what to do (`error_page`), never a bare "Bad Request"; uploads are rate
+limited per link and per address. No CSRF token: the link's token is the credential (see app.py).
 """
 from __future__ import annotations
+
+import hashlib
 
 from flask import (Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request,
                    url_for)
@@ -14,6 +16,7 @@ from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import HTTPException
 
 from followup import audit, links
+from followup.auth import limiter
 from followup.db import db, utcnow
 from followup.intake import IntakeError
 from followup.models import Clinic, Photo, Site, UploadLink
@@ -64,7 +67,14 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
 
+def _link_key() -> str:
+    # Hashed: the limiter's storage (memory or Redis) must not hold working links.
+    return "link:" + hashlib.sha256(request.view_args["token"].encode()).hexdigest()
+
+
 @bp.route("/<token>", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LINK_UPLOAD_RATE_LIMIT"], key_func=_link_key, methods=["POST"])
+@limiter.limit(lambda: current_app.config["ADDRESS_UPLOAD_RATE_LIMIT"], methods=["POST"])
 def upload(token: str):
     try:
         link = links.resolve_link(token)

@@ -195,3 +195,21 @@ def test_an_error_answers_the_pages_script_in_json(app, client, link):
                            content_type="multipart/form-data", headers={"Accept": "application/json"})
     assert response.status_code == 413 and "too large to send" in response.get_json()["errors"][0]
 
+
+@pytest.fixture
+def limited(app_config):
+    app_config.update(RATELIMIT_ENABLED=True, LINK_UPLOAD_RATE_LIMIT="3 per hour",
+                      ADDRESS_UPLOAD_RATE_LIMIT="5 per hour")
+
+
+def test_uploads_are_limited_per_link_and_per_address_with_a_kind_page(limited, client, link):
+    first = [client.post(f"/u/{link['token']}", data={}) for _ in range(4)]
+    assert [r.status_code for r in first] == [400, 400, 400, 429]
+    text = first[-1].get_data(as_text=True)
+    assert "tried many times in a short while" in text and 'id="upload-form"' in text and "North Clinic" in text
+    assert_private(first[-1])
+    token, _ = links.create_link(link["site"])  # another link: its own count, the same address
+    db.session.commit()
+    assert [client.post(f"/u/{token}", data={}).status_code for _ in range(2)] == [400, 429]  # 5 per address
+    assert client.post(f"/u/{token}", data={}, environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 400
+    assert client.get(f"/u/{token}").status_code == 200  # only uploads count
