@@ -60,6 +60,11 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     common.init_app(app)
     for module in (staff, triage, clinic, patient):
         app.register_blueprint(module.bp)
+    # The patient's pages: the link's token in the URL is the only credential and no cookie authenticates
+    # anyone there, so a forged cross-site request has no ambient authority to borrow and CSRF protection adds
+    # nothing; its session-bound token made every upload from a page open over 30 minutes a bare 400.
+    csrf.exempt(patient.bp)
+    errors.own_error_pages(app, f"{patient.bp.url_prefix}/", patient.error_page)
     cli.init_app(app)
     _init_sms(app)
     _behind_proxy(app)

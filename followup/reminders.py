@@ -24,7 +24,6 @@ patient and day, so two sweeps cannot both use a day); otherwise its text is ren
 from __future__ import annotations
 
 import logging
-import secrets
 from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
@@ -38,7 +37,7 @@ from followup import messaging
 from followup.db import db, utcnow
 from followup.models import (
     Alert, Clinic, FollowUpPlan, InboundMessage, OutboundMessage, Patient, PatientSmsDay, Photo, PlanItem,
-    Reminder, Site, UploadLink, User,
+    Reminder, Site, User,
 )
 from followup.models.reminders import REMINDER_KINDS
 
@@ -359,24 +358,15 @@ def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: dateti
 
     Set-based (one multi-row INSERT … RETURNING per table): a sweep may queue ten thousand at once.
     """
-    from followup.links import _hash, _serializer, link_url  # one place mints link tokens
+    from followup.links import create_links, sealed_link
 
     if not outgoing:
         return
     needs_link = [ctx for r, ctx in outgoing if r.kind in ("photo_due", "photo_again")]
     created = utcnow()
-    if needs_link:
-        expires = created + timedelta(days=current_app.config["UPLOAD_LINK_DAYS"])
-        nonces = [secrets.token_urlsafe(16) for _ in needs_link]
-        links = UploadLink.__table__
-        link_ids = db.session.execute(
-            insert(links).returning(links.c.id, sort_by_parameter_order=True),
-            [dict(site_id=ctx["site"].id, nonce_hash=_hash(nonce), expires_at=expires, uploads=0, created_at=created)
-             for ctx, nonce in zip(needs_link, nonces)],
-        ).scalars().all()
-        serializer = _serializer()
-        for ctx, link_id, nonce in zip(needs_link, link_ids, nonces):
-            ctx["link"] = link_url(serializer.dumps([link_id, nonce]))
+    tokens = create_links([(ctx["site"].id, ctx["patient"].clinic_id) for ctx in needs_link])
+    for ctx, token in zip(needs_link, tokens):
+        ctx["link"] = sealed_link(token)
     outbox = OutboundMessage.__table__
     message_ids = db.session.execute(
         insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
@@ -665,10 +655,9 @@ def request_retake(site: Site, reasons: list[str], *, key: str, user_id: Optiona
 
     patient = site.patient
     clinic = db.session.get(Clinic, patient.clinic_id)
-    links.revoke_site_links(site.id)
     token, _ = links.create_link(site)
     body = render_sms("photo_retake", clinic=clinic, site=site, reasons="; ".join(reasons) or "it was not clear",
-                      link=links.link_url(token))
+                      link=links.sealed_link(token))
     if patient.can_receive_sms:
         return messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, body=body, purpose="retake",
                                  patient_id=patient.id, user_id=user_id)

@@ -3,7 +3,6 @@ model performance, and (admins) the clinic's users."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import date
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -22,23 +21,18 @@ from followup.models.photos import MODALITIES
 from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
 from followup.patients import check_excision_date, create_patient, create_site, patient_for, site_for, site_plan
 from followup.photos import baseline_of, receive_photo
+from followup.plans import check_plan_date
 from followup.web.charts import outline_overlay
 from followup.web.common import MAX_PAGE, staff_required
 
 bp = Blueprint("clinic", __name__)
 
 PAGE_SIZE = 50
-_LINK = re.compile(r"(/u/)[A-Za-z0-9_.\-]+")
 # Widest a baseline photo is shown for outlining (CSS pixels); a click's position is scaled from it.
 OUTLINE_SHOWN_WIDTH = 640
 # Outcomes that mean the alert pointed at something real (a visit or a biopsy was needed).
 ACTIONABLE = ("visit", "biopsy")
 SCORE_BANDS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
-
-
-def mask_links(text: str) -> str:
-    """Message bodies with upload-link tokens hidden: a token in the log would be a live key."""
-    return _LINK.sub(r"\1…", text)
 
 
 def _page() -> int:
@@ -94,6 +88,21 @@ def _excision_date(value: str, errors: dict):
             errors["excision_date"] = str(exc)
             return None
     return excision
+
+
+def _plan_date(value: str, site: Site, errors: list[str]):
+    """A due date typed in the plan editor, or None with the reason added to ``errors``."""
+    try:
+        due = date.fromisoformat(value)
+    except ValueError:
+        errors.append(f"{value!r} is not a date (YYYY-MM-DD).")
+        return None
+    try:
+        check_plan_date(due, excision_date=site.excision_date, today=utcnow().date())
+    except ValueError as exc:
+        errors.append(f"{value}: {exc}")
+        return None
+    return due
 
 
 @bp.route("/patients/new", methods=["GET", "POST"])
@@ -170,7 +179,7 @@ def patient_page(patient_id: int):
         .order_by(InboundMessage.received_at.desc()).limit(20)
     ).scalars().all()
     page = render_template("clinic/patient.html", patient=patient, sites=sites, outbound=outbound,
-                           inbound=inbound, mask_links=mask_links, diagnoses=DIAGNOSES,
+                           inbound=inbound, hide_links=links.hide_links, diagnoses=DIAGNOSES,
                            dermatologists=_dermatologists(), today=date.today())
     audit.record("view_patient", "patient", patient.id)
     return page
@@ -278,11 +287,12 @@ def upload_photo(site_id: int):
 @bp.post("/sites/<int:site_id>/plan")
 @staff_required()
 def edit_plan(site_id: int):
-    """Change due dates and states of plan items, or add one."""
+    """Change due dates and states of plan items, or add one; a refused date saves nothing (400, with why)."""
     site = site_for(current_user, site_id)
     plan = site_plan(site)
     if plan is None:
         abort(404, f"Site {site_id} has no plan.")
+    errors: list[str] = []
     changed = 0
     for item in plan.items:
         status = request.form.get(f"status-{item.id}")
@@ -291,23 +301,19 @@ def edit_plan(site_id: int):
             item.status = status
             item.completed_at = utcnow() if status == "done" else None
             changed += 1
-        if due:
-            try:
-                new_due = date.fromisoformat(due)
-            except ValueError:
-                flash(f"{due!r} is not a date (YYYY-MM-DD).", "error")
-                continue
-            if new_due != item.due_date:
-                item.due_date = new_due
-                reminders.reschedule_item(item)
-                changed += 1
-    new_kind, new_due = request.form.get("new_kind"), request.form.get("new_due")
-    if new_kind in ITEM_KINDS and new_due:
-        try:
-            db.session.add(PlanItem(plan_id=plan.id, kind=new_kind, due_date=date.fromisoformat(new_due)))
+        if due and (new_due := _plan_date(due, site, errors)) and new_due != item.due_date:
+            item.due_date = new_due
+            reminders.reschedule_item(item)
             changed += 1
-        except ValueError:
-            flash(f"{new_due!r} is not a date (YYYY-MM-DD).", "error")
+    new_kind, new_due = request.form.get("new_kind"), request.form.get("new_due")
+    if new_kind in ITEM_KINDS and new_due and (due_date := _plan_date(new_due, site, errors)):
+        db.session.add(PlanItem(plan_id=plan.id, kind=new_kind, due_date=due_date))
+        changed += 1
+    if errors:
+        db.session.rollback()
+        for error in errors:
+            flash(f"Plan not saved: {error}", "error")
+        return patient_page(site.patient_id), 400
     audit.record("edit_plan", "site", site.id, commit=False, changes=changed)
     db.session.commit()
     flash(f"Plan saved ({changed} change{'s' if changed != 1 else ''}).", "info")
@@ -319,7 +325,6 @@ def edit_plan(site_id: int):
 def new_link(site_id: int):
     """A fresh upload link for the patient (older ones are revoked), shown once to read out or copy."""
     site = site_for(current_user, site_id)
-    links.revoke_site_links(site.id)
     token, link = links.create_link(site)
     audit.record("create_upload_link", "site", site.id, commit=False, link_id=link.id)
     db.session.commit()
@@ -345,7 +350,7 @@ def messages():
         .group_by(OutboundMessage.status)
     ).all())
     html = render_template("clinic/messages.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
-                           status=status, counts=counts, mask_links=mask_links)
+                           status=status, counts=counts, hide_links=links.hide_links)
     audit.record("view_messages", "clinic", current_user.clinic_id)
     return html
 

@@ -21,6 +21,7 @@ from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES
 from followup.patients import photo_for, site_plan
 from followup.photos import baseline_of
+from followup.plans import check_plan_date
 from followup.storage import storage
 from followup.web.charts import timeline_chart
 from followup.web.common import MAX_ID, MAX_PAGE, image_mimetype, passive, private_image, staff_required, thumbnail
@@ -286,6 +287,13 @@ def resolve(alert_id: int):
         visit_date = date.fromisoformat(request.form.get("visit_date", ""))
     except ValueError:
         visit_date = None
+    if outcome == "visit" and visit_date is not None:
+        try:
+            check_plan_date(visit_date, excision_date=db.session.get(Site, alert.site_id).excision_date,
+                            today=utcnow().date())
+        except ValueError as exc:
+            flash(f"The visit was not booked: {exc}", "error")
+            return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
     alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
                    retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
     flash(f"Alert resolved: {OUTCOME_LABELS[outcome].lower()}.", "info")

@@ -321,6 +321,31 @@ def test_plan_can_be_edited(client, case):
     assert any(i.due_date == date(2031, 1, 2) for i in site_plan_items(site))
 
 
+@pytest.mark.parametrize("typed, words", [("9999-12-31", "more than 10 years ahead"),
+                                         ("0001-01-01", "cannot be before the excision date")])
+def test_plan_editor_refuses_an_impossible_date_with_the_reason_and_saves_nothing(client, case, typed, words):
+    login(client)
+    site = case["site"]
+    item = site_plan_items(site)[0]
+    before, count = (item.due_date, item.status), len(site_plan_items(site))
+    for data in ({f"due-{item.id}": typed, f"status-{item.id}": "done"}, {"new_kind": "visit", "new_due": typed}):
+        response = client.post(f"/sites/{site.id}/plan", data=data)
+        assert response.status_code == 400 and words in response.get_data(as_text=True)
+    db.session.expire_all()
+    item = db.session.get(PlanItem, item.id)
+    assert (item.due_date, item.status) == before and len(site_plan_items(site)) == count
+
+
+def test_a_visit_booked_on_an_impossible_date_is_refused_and_the_alert_stays_open(client, case):
+    login(client)
+    response = client.post(f"/alerts/{case['alert'].id}/resolve", data={"outcome": "visit", "visit_date": "9999-12-31"},
+                           follow_redirects=True)
+    assert "more than 10 years ahead" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Alert, case["alert"].id).status != "resolved"
+    assert db.session.execute(select(PlanItem).where(PlanItem.due_date == date(9999, 12, 31))).first() is None
+
+
 def site_plan_items(site):
     from followup.patients import site_plan
 
