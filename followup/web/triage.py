@@ -13,6 +13,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
+from werkzeug.exceptions import Conflict
 
 from followup import alerts, audit, outlines
 from followup.db import db, utcnow
@@ -245,21 +246,15 @@ def alert_page(alert_id: int):
 @staff_required("dermatologist")
 def claim(alert_id: int):
     alert = alerts.alert_for(current_user, alert_id)
-    release = request.form.get("release") == "1"
-    if release:
-        if alert.status == "claimed" and alert.claimed_by_id == current_user.id:
-            alert.status, alert.claimed_by_id, alert.claimed_at = "open", None, None
-            audit.record("release_alert", "alert", alert.id)
+    try:
+        if request.form.get("release") == "1":
+            alerts.release(alert, current_user)
             flash("Released: colleagues can take this case.", "info")
-    else:
-        if alert.status == "claimed" and alert.claimed_by_id != current_user.id:
-            holder = db.session.get(User, alert.claimed_by_id)
-            flash(f"{holder.name or holder.email} has already claimed this case.", "error")
-        elif alert.status == "resolved":
-            flash("This alert is already resolved.", "error")
         else:
             alerts.claim(alert, current_user)
             audit.record("claim_alert", "alert", alert.id)
+    except Conflict as refused:  # a colleague holds it, or it is resolved
+        flash(refused.description, "error")
     target = request.form.get("next") or ""
     if target.startswith("/queue") and "//" not in target:  # back to the queue with its filters
         return redirect(target, 303)
@@ -275,19 +270,16 @@ def resolve(alert_id: int):
     if outcome not in OUTCOMES:
         flash("Choose an outcome.", "error")
         return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
-    if alert.status == "resolved":
-        flash("This alert was already resolved.", "error")
-        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
-    if alert.status == "claimed" and alert.claimed_by_id != current_user.id:
-        holder = db.session.get(User, alert.claimed_by_id)
-        flash(f"{holder.name or holder.email} has claimed this case; ask them before resolving it.", "error")
-        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
     try:
         visit_date = date.fromisoformat(request.form.get("visit_date", ""))
     except ValueError:
         visit_date = None
-    alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
-                   retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
+    try:
+        alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
+                       retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
+    except Conflict as refused:  # resolved already, or a colleague holds it
+        flash(refused.description, "error")
+        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
     flash(f"Alert resolved: {OUTCOME_LABELS[outcome].lower()}.", "info")
     return redirect(url_for("triage.queue"), 303)
 
