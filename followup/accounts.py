@@ -5,6 +5,7 @@ from typing import Optional
 
 from sqlalchemy import select
 
+from followup import alerts
 from followup.auth import end_web_sessions, hash_password, revoke_tokens
 from followup.db import db
 from followup.models import Clinic, User
@@ -60,10 +61,19 @@ def set_password(user: User, password: str) -> None:
     revoke_tokens(user)
 
 
-def set_active(user: User, active: bool) -> None:
-    """(De)activate an account. Someone who leaves keeps nothing: their sessions and tokens end (a reactivated
-    account signs in afresh). Part of the caller's transaction."""
+def set_active(user: User, active: bool, *, by: User) -> None:
+    """(De)activate an account. Someone who leaves keeps nothing: sessions and tokens end, and their claimed
+    alerts go back to the queue (audited as done by ``by``). Part of the caller's transaction."""
     user.active = active
     if not active:
         end_web_sessions(user)
         revoke_tokens(user)
+        alerts.release_claims_of(user, by=by)
+
+
+def dermatologists(clinic_id: int) -> list[User]:
+    """The clinic's active dermatologists, by name."""
+    return list(db.session.execute(
+        select(User).where(User.clinic_id == clinic_id, User.role == "dermatologist", User.active)
+        .order_by(User.name, User.email)
+    ).scalars())

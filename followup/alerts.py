@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import base64
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Optional
 
-from flask import abort
+from flask import abort, current_app
 from sqlalchemy import Select, and_, or_, select, update
 
 from followup import audit
@@ -111,9 +111,48 @@ def _release_where(*conditions, by: Optional[User], reason: str) -> int:
 def release(alert: Alert, user: User) -> Alert:
     """The claimer hands the case back to the queue."""
     if not _release_where(Alert.id == alert.id, Alert.claimed_by_id == user.id, by=user, reason="released"):
-        abort(409, "Only the colleague who claimed this alert can release it.")
+        abort(409, "Only the colleague who claimed this alert can release it; an admin can reassign it.")
     db.session.commit()
     return alert
+
+
+def reassign(alert: Alert, admin: User, to: Optional[User]) -> Alert:
+    """An admin's override, for a case whose claimer cannot act (away, gone): back to the queue (``to`` None)
+    or claimed for ``to``, an active dermatologist of the clinic. Audited with who held it before. The UPDATE
+    repeats the claim as read, so one that changed meanwhile is not overridden blindly: 409, nothing happens."""
+    if to is not None and (to.clinic_id != alert.clinic_id or to.role != "dermatologist" or not to.active):
+        abort(422, "An alert can be given only to an active dermatologist of its clinic.")
+    if alert.status == "resolved":
+        abort(409, "This alert is already resolved.")
+    if to is None and alert.status != "claimed":
+        abort(409, "This alert is not claimed.")
+    previous = alert.claimed_by_id
+    seen = Alert.claimed_by_id.is_(None) if previous is None else Alert.claimed_by_id == previous
+    values = ({"status": "claimed", "claimed_by_id": to.id, "claimed_at": utcnow()} if to is not None
+              else {"status": "open", "claimed_by_id": None, "claimed_at": None})
+    if not db.session.execute(
+        update(Alert).where(Alert.id == alert.id, Alert.status == alert.status, seen)
+        .values(**values).execution_options(synchronize_session=False)
+    ).rowcount:
+        abort(409, "This alert changed meanwhile (claimed, released or resolved): look at it again.")
+    audit.record("reassign_alert" if to is not None else "release_alert", "alert", alert.id, user=admin,
+                 commit=False, claimed_by=previous, to=to.id if to is not None else None, reason="admin override")
+    db.session.commit()
+    return alert
+
+
+def release_claims_of(user: User, *, by: User) -> int:
+    """A colleague who leaves holds no case: their claims go back to the queue. Part of the caller's transaction."""
+    return _release_where(Alert.claimed_by_id == user.id, by=by, reason="claimer deactivated")
+
+
+def release_stale_claims(now: datetime) -> int:
+    """Claims older than ``CLAIM_STALE_HOURS`` go back to the queue (run by the reminder sweep), so a case is
+    never stuck with someone who is away; the claimer can claim it again. Commits."""
+    cutoff = now - timedelta(hours=current_app.config["CLAIM_STALE_HOURS"])
+    released = _release_where(Alert.claimed_at < cutoff, by=None, reason="stale claim")
+    db.session.commit()
+    return released
 
 
 DEFAULT_RETAKE_REASON = "we would like a new photo to compare"

@@ -46,6 +46,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "UPLOAD_LINK_DAYS": (int, 14),
     "API_TOKEN_HOURS": (int, 12),
     "SESSION_IDLE_MINUTES": (int, 30),
+    "CLAIM_STALE_HOURS": (float, 24.0),  # a claimed alert goes back to the triage queue after this long
     "ORIGINALS_KEY": (str, ""),  # a Fernet key: keep encrypted originals; empty = keep none
     "RECURRENCE_CHECKPOINT": (str, ""),
     "LOG_LEVEL": (str, "INFO"),

@@ -49,10 +49,7 @@ def _page() -> int:
 
 
 def _dermatologists():
-    return db.session.execute(
-        select(User).where(User.clinic_id == current_user.clinic_id, User.role == "dermatologist", User.active)
-        .order_by(User.name, User.email)
-    ).scalars().all()
+    return accounts.dermatologists(current_user.clinic_id)
 
 
 @bp.route("/patients", methods=["GET", "POST"])
@@ -458,7 +455,7 @@ def set_active(user_id: int):
     if user.id == current_user.id:
         flash("You cannot deactivate your own account.", "error")
         return redirect(url_for("clinic.users"), 303)
-    accounts.set_active(user, request.form.get("active") == "1")
+    accounts.set_active(user, request.form.get("active") == "1", by=current_user._get_current_object())
     audit.record("activate_user" if user.active else "deactivate_user", "user", user.id, commit=False)
     db.session.commit()
     return redirect(url_for("clinic.users"), 303)

@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
 from werkzeug.exceptions import Conflict
 
-from followup import alerts, audit, outlines
+from followup import accounts, alerts, audit, outlines
 from followup.db import db, utcnow
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
 from followup.models.alerts import OUTCOMES
@@ -237,6 +237,7 @@ def alert_page(alert_id: int):
         margin_mm=outlines.site_margin_mm(site),
         outcome_labels=OUTCOME_LABELS, retake_reasons=RETAKE_REASONS, overdue=is_overdue(alert),
         plan=site_plan(site), visit_default=date.today() + timedelta(days=14), clinic=db.session.get(Clinic, alert.clinic_id),
+        dermatologists=accounts.dermatologists(alert.clinic_id) if current_user.role == "admin" else [],
     )
     audit.record("view_alert", "alert", alert.id, patient_id=patient.id)
     return page
@@ -258,6 +259,25 @@ def claim(alert_id: int):
     target = request.form.get("next") or ""
     if target.startswith("/queue") and "//" not in target:  # back to the queue with its filters
         return redirect(target, 303)
+    return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
+
+
+@bp.post("/alerts/<int:alert_id>/reassign")
+@staff_required("admin")
+def reassign(alert_id: int):
+    """An admin's override of a claim: back to the queue (``to`` empty) or to a named dermatologist."""
+    alert = alerts.alert_for(current_user, alert_id)
+    to = None
+    if value := request.form.get("to", ""):
+        to = db.session.get(User, int(value)) if value.isdigit() and int(value) <= MAX_ID else None
+        if to is None:
+            abort(400, f"User {value} doesn't exist.")
+    try:
+        alerts.reassign(alert, current_user, to)
+    except Conflict as refused:
+        flash(refused.description, "error")
+    else:
+        flash(f"Given to {to.name or to.email}." if to else "Released: back in the queue.", "info")
     return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
 
 
