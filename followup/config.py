@@ -54,6 +54,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "UPLOAD_LINKS_SEVERAL_CLINICS": (_ids, frozenset()),  # clinic ids whose sites keep older live links
     "API_TOKEN_HOURS": (int, 12),
     "SESSION_IDLE_MINUTES": (int, 30),
+    "CLAIM_STALE_HOURS": (float, 24.0),  # a claimed alert goes back to the triage queue after this long
     "ORIGINALS_KEY": (str, ""),  # a Fernet key: keep encrypted originals; empty = keep none
     "RECURRENCE_CHECKPOINT": (str, ""),
     "LOG_LEVEL": (str, "INFO"),

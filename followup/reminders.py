@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Flask, current_app, render_template
 from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 
-from followup import messaging
+from followup import accounts, alerts, messaging
 from followup.db import db, utcnow
 from followup.models import (
     Alert, Clinic, FollowUpPlan, InboundMessage, OutboundMessage, Patient, PatientSmsDay, Photo, PlanItem,
@@ -178,7 +178,8 @@ def plan_reminders(now: datetime) -> int:
 # --- the sweep ----------------------------------------------------------------------------------------------------
 
 def dispatch(now: Optional[datetime] = None) -> dict[str, int]:
-    """One pass: plan, decide what is due, escalate, queue digests, send the outbox, reconcile unknowns.
+    """One pass: plan, decide what is due, escalate, queue digests, send the outbox, reconcile unknowns, and
+    put stale alert claims back in the triage queue.
 
     ``now`` is the sweep's idea of the time (``--now``; default the real time). Returns the summary printed
     by the CLI: ``sent``, ``escalated``, ``failed`` and the other counts.
@@ -192,6 +193,8 @@ def dispatch(now: Optional[datetime] = None) -> dict[str, int]:
     summary.update(queue_digests(now))
     summary.update(messaging.deliver_pending(now, guard=reminder_guard))
     summary.update(messaging.reconcile(now))
+    if released := alerts.release_stale_claims(now):
+        summary["claims_released"] = released
     result = {key: int(summary.get(key, 0)) for key in ("sent", "escalated", "failed")}
     result.update({key: int(value) for key, value in sorted(summary.items()) if key not in result})
     return result
@@ -529,24 +532,32 @@ def _alert_link(alert_id: Optional[int] = None) -> str:
     return f"{base}/alerts/{alert_id}" if alert_id else f"{base}/queue"
 
 
-def notify_alert(alert: Alert) -> Optional[OutboundMessage]:
+def notify_alert(alert: Alert) -> list[OutboundMessage]:
     """An alert of priority 1 texts the site's dermatologist now (a link only, no patient details); others wait
-    for the daily digest. Idempotent (one SMS per alert); part of the caller's transaction."""
+    for the daily digest. When that dermatologist cannot be reached (left, no phone, none named), every other
+    active dermatologist of the clinic with a phone is texted instead: an urgent case is never only a log line.
+    Idempotent (one SMS per alert and recipient); part of the caller's transaction."""
     if alert.priority != 1:
-        return None
+        return []
     site = db.session.get(Site, alert.site_id)
     derm = db.session.get(User, site.dermatologist_id) if site and site.dermatologist_id else None
-    if derm is None or not derm.active or not derm.phone:
-        log.warning("alert %s: no dermatologist with a phone for site %s; it waits in the queue", alert.id,
-                    alert.site_id)
-        return None
-    message = messaging.enqueue(key=f"alert:{alert.id}", clinic_id=alert.clinic_id, user_id=derm.id, to=derm.phone,
-                                body=render_sms("alert_urgent", link=_alert_link(alert.id)), purpose="alert_urgent")
-    if message is not None:
+    if derm is not None and derm.active and derm.phone:
+        recipients = {f"alert:{alert.id}": derm}
+    else:
+        recipients = {f"alert:{alert.id}:{colleague.id}": colleague
+                      for colleague in accounts.dermatologists(alert.clinic_id) if colleague.phone}
+    if not recipients:
+        log.warning("alert %s: no dermatologist of clinic %s has a phone; it waits in the queue", alert.id,
+                    alert.clinic_id)
+    body = render_sms("alert_urgent", link=_alert_link(alert.id))
+    messages = [message for key, to in recipients.items()
+                if (message := messaging.enqueue(key=key, clinic_id=alert.clinic_id, user_id=to.id, to=to.phone,
+                                                 body=body, purpose="alert_urgent")) is not None]
+    if messages:
         from followup import scheduler
 
         scheduler.wake_soon(current_app._get_current_object())
-    return message
+    return messages
 
 
 def queue_digests(now: datetime) -> Counter:

@@ -6,10 +6,10 @@ import json
 from datetime import date
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask_login import current_user, login_user
 from sqlalchemy import case, func, select
 
-from followup import audit, links, outlines, reminders
+from followup import accounts, audit, links, outlines, reminders
 from followup.accounts import AccountError, create_user
 from followup.db import db, utcnow
 from followup.intake import IntakeError
@@ -43,10 +43,7 @@ def _page() -> int:
 
 
 def _dermatologists():
-    return db.session.execute(
-        select(User).where(User.clinic_id == current_user.clinic_id, User.role == "dermatologist", User.active)
-        .order_by(User.name, User.email)
-    ).scalars().all()
+    return accounts.dermatologists(current_user.clinic_id)
 
 
 @bp.route("/patients", methods=["GET", "POST"])
@@ -455,8 +452,29 @@ def set_active(user_id: int):
     if user.id == current_user.id:
         flash("You cannot deactivate your own account.", "error")
         return redirect(url_for("clinic.users"), 303)
-    user.active = request.form.get("active") == "1"
+    accounts.set_active(user, request.form.get("active") == "1", by=current_user._get_current_object())
     audit.record("activate_user" if user.active else "deactivate_user", "user", user.id, commit=False)
     db.session.commit()
     return redirect(url_for("clinic.users"), 303)
 
+
+@bp.post("/users/<int:user_id>/password")
+@staff_required("admin")
+def set_user_password(user_id: int):
+    """A new password for a colleague (forgotten, or possibly known to someone else): it signs them out
+    everywhere and ends their API tokens."""
+    user = db.session.get(User, user_id)
+    if user is None or user.clinic_id != current_user.clinic_id:
+        abort(404, f"User {user_id} doesn't exist.")
+    try:
+        accounts.set_password(user, request.form.get("password", ""))
+    except AccountError as exc:
+        db.session.rollback()
+        flash(str(exc).capitalize() + ".", "error")
+        return redirect(url_for("clinic.users"), 303)
+    audit.record("set_password", "user", user.id, commit=False)
+    db.session.commit()
+    if user.id == current_user.id:
+        login_user(user)  # this session carries the new version; the admin's other sessions end
+    flash(f"New password set for {user.email}; their sessions and API tokens have ended.", "info")
+    return redirect(url_for("clinic.users"), 303)

@@ -13,8 +13,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
+from werkzeug.exceptions import Conflict
 
-from followup import alerts, audit, outlines
+from followup import accounts, alerts, audit, outlines
 from followup.db import db, utcnow
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
 from followup.models.alerts import OUTCOMES
@@ -237,6 +238,7 @@ def alert_page(alert_id: int):
         margin_mm=outlines.site_margin_mm(site),
         outcome_labels=OUTCOME_LABELS, retake_reasons=RETAKE_REASONS, overdue=is_overdue(alert),
         plan=site_plan(site), visit_default=date.today() + timedelta(days=14), clinic=db.session.get(Clinic, alert.clinic_id),
+        dermatologists=accounts.dermatologists(alert.clinic_id) if current_user.role == "admin" else [],
     )
     audit.record("view_alert", "alert", alert.id, patient_id=patient.id)
     return page
@@ -246,24 +248,37 @@ def alert_page(alert_id: int):
 @staff_required("dermatologist")
 def claim(alert_id: int):
     alert = alerts.alert_for(current_user, alert_id)
-    release = request.form.get("release") == "1"
-    if release:
-        if alert.status == "claimed" and alert.claimed_by_id == current_user.id:
-            alert.status, alert.claimed_by_id, alert.claimed_at = "open", None, None
-            audit.record("release_alert", "alert", alert.id)
+    try:
+        if request.form.get("release") == "1":
+            alerts.release(alert, current_user)
             flash("Released: colleagues can take this case.", "info")
-    else:
-        if alert.status == "claimed" and alert.claimed_by_id != current_user.id:
-            holder = db.session.get(User, alert.claimed_by_id)
-            flash(f"{holder.name or holder.email} has already claimed this case.", "error")
-        elif alert.status == "resolved":
-            flash("This alert is already resolved.", "error")
         else:
             alerts.claim(alert, current_user)
             audit.record("claim_alert", "alert", alert.id)
+    except Conflict as refused:  # a colleague holds it, or it is resolved
+        flash(refused.description, "error")
     target = request.form.get("next") or ""
     if target.startswith("/queue") and "//" not in target:  # back to the queue with its filters
         return redirect(target, 303)
+    return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
+
+
+@bp.post("/alerts/<int:alert_id>/reassign")
+@staff_required("admin")
+def reassign(alert_id: int):
+    """An admin's override of a claim: back to the queue (``to`` empty) or to a named dermatologist."""
+    alert = alerts.alert_for(current_user, alert_id)
+    to = None
+    if value := request.form.get("to", ""):
+        to = db.session.get(User, int(value)) if value.isdigit() and int(value) <= MAX_ID else None
+        if to is None:
+            abort(400, f"User {value} doesn't exist.")
+    try:
+        alerts.reassign(alert, current_user, to)
+    except Conflict as refused:
+        flash(refused.description, "error")
+    else:
+        flash(f"Given to {to.name or to.email}." if to else "Released: back in the queue.", "info")
     return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
 
 
@@ -276,13 +291,6 @@ def resolve(alert_id: int):
     if outcome not in OUTCOMES:
         flash("Choose an outcome.", "error")
         return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
-    if alert.status == "resolved":
-        flash("This alert was already resolved.", "error")
-        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
-    if alert.status == "claimed" and alert.claimed_by_id != current_user.id:
-        holder = db.session.get(User, alert.claimed_by_id)
-        flash(f"{holder.name or holder.email} has claimed this case; ask them before resolving it.", "error")
-        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
     try:
         visit_date = date.fromisoformat(request.form.get("visit_date", ""))
     except ValueError:
@@ -294,8 +302,12 @@ def resolve(alert_id: int):
         except ValueError as exc:
             flash(f"The visit was not booked: {exc}", "error")
             return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
-    alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
-                   retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
+    try:
+        alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
+                       retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
+    except Conflict as refused:  # resolved already, or a colleague holds it
+        flash(refused.description, "error")
+        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
     flash(f"Alert resolved: {OUTCOME_LABELS[outcome].lower()}.", "info")
     return redirect(url_for("triage.queue"), 303)
 
