@@ -13,13 +13,13 @@ from werkzeug.routing import IntegerConverter
 
 from followup import auth, errors, jobs, security, storage
 from followup.config import from_environment, sqlalchemy_url
-from followup.db import db
+from followup.db import MAX_ID, db
 
 class BoundedInt(IntegerConverter):
-    """Ids fit a 64-bit column: a larger number in a URL is a 404, not a database overflow."""
+    """Ids fit the id columns: a larger number in a URL is a 404, not a database overflow."""
 
     def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**63 - 1)
+        kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
 
 

@@ -7,6 +7,7 @@ import marshmallow as ma
 from marshmallow import ValidationError, post_dump, validates, validates_schema
 
 from followup.accounts import MAX_EMAIL, MAX_NAME
+from followup.db import MAX_ID
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES, OUTLINE_SOURCES
 from followup.models.photos import MODALITIES
@@ -94,7 +95,7 @@ class SiteCreateSchema(Strict):
     diagnosis = ma.fields.String(required=True, validate=ma.validate.OneOf(DIAGNOSES))
     stage = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=20))
     excision_date = ma.fields.Date(required=True)
-    dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, 2**63 - 1))
+    dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, MAX_ID))
 
     @validates("excision_date")
     def _excision(self, value, **kwargs):

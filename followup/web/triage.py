@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from followup import alerts, audit, outlines
-from followup.db import db, utcnow
+from followup.db import MAX_ID, db, utcnow
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES
@@ -23,7 +23,7 @@ from followup.patients import photo_for, site_plan
 from followup.photos import baseline_of
 from followup.storage import storage
 from followup.web.charts import timeline_chart
-from followup.web.common import MAX_ID, MAX_PAGE, image_mimetype, passive, private_image, staff_required, thumbnail
+from followup.web.common import MAX_PAGE, image_mimetype, passive, private_image, staff_required, thumbnail
 
 bp = Blueprint("triage", __name__)
 
