@@ -50,7 +50,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     security.init_app(app)
 
     from followup import api, cli
-    from followup.web import clinic, common, patient, staff, triage
+    from followup.web import audit_trail, clinic, common, patient, staff, triage
 
     api.init_app(app)
     for name, blueprint in app.blueprints.items():
@@ -58,7 +58,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
             # Bearer tokens carry no ambient authority; a cookie-authenticated API call is checked in auth.api_user.
             csrf.exempt(blueprint)
     common.init_app(app)
-    for module in (staff, triage, clinic, patient):
+    for module in (staff, triage, clinic, patient, audit_trail):
         app.register_blueprint(module.bp)
     cli.init_app(app)
     _init_sms(app)

@@ -69,7 +69,8 @@ def patients():
     ).scalars().all()
     html = render_template("clinic/patients.html", patients=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
                            page=page, search=search)
-    audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search))
+    audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search),
+                 patients=[p.id for p in rows[:PAGE_SIZE]])
     return html
 
 
@@ -346,7 +347,8 @@ def messages():
     ).all())
     html = render_template("clinic/messages.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
                            status=status, counts=counts, mask_links=mask_links)
-    audit.record("view_messages", "clinic", current_user.clinic_id)
+    audit.record("view_messages", "clinic", current_user.clinic_id,
+                 patients=[m.patient_id for m, _name in rows[:PAGE_SIZE] if m.patient_id])
     return html
 
 
@@ -359,7 +361,8 @@ def inbox():
         .order_by(InboundMessage.handled_at.is_not(None), InboundMessage.received_at.desc()).limit(200)
     ).all()
     html = render_template("clinic/inbox.html", rows=rows)
-    audit.record("view_inbox", "clinic", current_user.clinic_id)
+    audit.record("view_inbox", "clinic", current_user.clinic_id,
+                 patients=[m.patient_id for m, _name in rows if m.patient_id])
     return html
 
 
@@ -394,7 +397,8 @@ def overdue():
     ).all()
     visits = [v for v in reminders.visits_due(current_user.clinic_id, today) if not v["overdue"]]
     html = render_template("clinic/overdue.html", rows=rows, today=today, visits=visits)
-    audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows))
+    audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows),
+                 patients=[patient.id for _item, _site, patient, _last in rows] + [v["patient"].id for v in visits])
     return html
 
 

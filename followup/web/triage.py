@@ -114,7 +114,7 @@ def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
     # joins for those rows only: joining before the sort would touch every open alert's site and patient.
     page_ids = page_stmt.order_by(*alerts.QUEUE_ORDER).offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     rows = db.session.execute(
-        select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id, Patient.name,
+        select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id.label("patient_id"), Patient.name,
                claimer.name, claimer.email)
         .join(Site, Site.id == Alert.site_id)
         .join(Patient, Patient.id == Site.patient_id)
@@ -135,6 +135,12 @@ def _queue_context():
     return {"filters": filters, "rows": rows, "total": total, "page_size": PAGE_SIZE, "is_overdue": is_overdue}
 
 
+def _audit_queue(context, **detail) -> None:
+    # Audited after rendering: the commit expires loaded rows, and the page must not load them again.
+    audit.record("view_queue", "clinic", current_user.clinic_id, count=len(context["rows"]),
+                 patients=[row.patient_id for row in context["rows"]], **detail)
+
+
 @bp.get("/queue")
 @staff_required()
 def queue():
@@ -144,8 +150,7 @@ def queue():
         .order_by(User.name, User.email)
     ).scalars().all()
     page = render_template("triage/queue.html", members=members, diagnoses=DIAGNOSES, **context)
-    # Audited after rendering: the commit expires loaded rows, and the page must not load them again.
-    audit.record("view_queue", "clinic", current_user.clinic_id, count=len(context["rows"]))
+    _audit_queue(context)
     return page
 
 
@@ -156,6 +161,7 @@ def queue_rows_fragment():
     """The queue's rows alone: what the page's script fetches to refresh itself."""
     context = _queue_context()
     response = render_template("triage/_queue_rows.html", **context)
+    _audit_queue(context, refresh=True)
     return response, 200, {"Cache-Control": "no-store"}
 
 
