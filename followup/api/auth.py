@@ -5,6 +5,7 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from followup import audit
 from followup.api.schemas import TokenRequestSchema, TokenSchema
 from followup.auth import authenticate, bearer_token, issue_token, limiter
 from followup.db import db, utcnow
@@ -23,8 +24,10 @@ class TokenResource(MethodView):
         """Get a bearer token (valid API_TOKEN_HOURS hours)."""
         user = authenticate(body["email"], body["password"])
         if user is None:
+            audit.sign_in_failed(body["email"], via="api")
             abort(401, message="Wrong e-mail or password.")
         token, row = issue_token(user, current_app.config["API_TOKEN_HOURS"])
+        audit.record("issue_token", "api_token", row.id, user=user, expires_at=row.expires_at.isoformat())
         return {"token": token, "expires_at": row.expires_at}
 
     @blp.response(204)

@@ -60,7 +60,8 @@ def patients():
     ).scalars().all()
     html = render_template("clinic/patients.html", patients=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
                            page=page, search=search)
-    audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search))
+    audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search),
+                 patients=[p.id for p in rows[:PAGE_SIZE]])
     return html
 
 
@@ -348,7 +349,8 @@ def messages():
     ).all())
     html = render_template("clinic/messages.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
                            status=status, counts=counts, hide_links=links.hide_links)
-    audit.record("view_messages", "clinic", current_user.clinic_id)
+    audit.record("view_messages", "clinic", current_user.clinic_id,
+                 patients=[m.patient_id for m, _name in rows[:PAGE_SIZE] if m.patient_id])
     return html
 
 
@@ -361,7 +363,8 @@ def inbox():
         .order_by(InboundMessage.handled_at.is_not(None), InboundMessage.received_at.desc()).limit(200)
     ).all()
     html = render_template("clinic/inbox.html", rows=rows)
-    audit.record("view_inbox", "clinic", current_user.clinic_id)
+    audit.record("view_inbox", "clinic", current_user.clinic_id,
+                 patients=[m.patient_id for m, _name in rows if m.patient_id])
     return html
 
 
@@ -388,7 +391,9 @@ def overdue():
     visits = reminders.visits_due(current_user.clinic_id, today, include_overdue=False, limit=PAGE_SIZE + 1)
     html = render_template("clinic/overdue.html", rows=rows, more=len(found) > PAGE_SIZE, page=page, today=today,
                            visits=visits[:PAGE_SIZE], more_visits=len(visits) > PAGE_SIZE)
-    audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows))
+    audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows),
+                 patients=[patient.id for _item, _site, patient, _last in rows]
+                 + [v["patient"].id for v in visits[:PAGE_SIZE]])
     return html
 
 

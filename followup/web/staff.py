@@ -40,6 +40,7 @@ def login():
             session.permanent = True  # the lifetime is the idle timeout
             audit.record("login", "user", user.id, user=user)
             return redirect(_safe_next(request.args.get("next")))
+        audit.sign_in_failed(form.email.data, via="web")
         flash("Wrong e-mail or password.", "error")
         return render_template("login.html", form=form), 401
     return render_template("login.html", form=form), 400 if form.errors else 200

@@ -16,7 +16,7 @@ from sqlalchemy.orm import aliased
 from werkzeug.exceptions import Conflict
 
 from followup import accounts, alerts, audit, outlines
-from followup.db import db, utcnow
+from followup.db import MAX_ID, db, utcnow
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES
@@ -25,7 +25,7 @@ from followup.photos import baseline_of
 from followup.plans import check_plan_date
 from followup.storage import storage
 from followup.web.charts import timeline_chart
-from followup.web.common import MAX_ID, MAX_PAGE, image_mimetype, passive, private_image, staff_required, thumbnail
+from followup.web.common import MAX_PAGE, image_mimetype, passive, private_image, staff_required, thumbnail
 
 bp = Blueprint("triage", __name__)
 
@@ -116,7 +116,7 @@ def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
     # joins for those rows only: joining before the sort would touch every open alert's site and patient.
     page_ids = page_stmt.order_by(*alerts.QUEUE_ORDER).offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     rows = db.session.execute(
-        select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id, Patient.name,
+        select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id.label("patient_id"), Patient.name,
                claimer.name, claimer.email)
         .join(Site, Site.id == Alert.site_id)
         .join(Patient, Patient.id == Site.patient_id)
@@ -137,6 +137,12 @@ def _queue_context():
     return {"filters": filters, "rows": rows, "total": total, "page_size": PAGE_SIZE, "is_overdue": is_overdue}
 
 
+def _audit_queue(context, **detail) -> None:
+    # Audited after rendering: the commit expires loaded rows, and the page must not load them again.
+    audit.record("view_queue", "clinic", current_user.clinic_id, count=len(context["rows"]),
+                 patients=[row.patient_id for row in context["rows"]], **detail)
+
+
 @bp.get("/queue")
 @staff_required()
 def queue():
@@ -146,8 +152,7 @@ def queue():
         .order_by(User.name, User.email)
     ).scalars().all()
     page = render_template("triage/queue.html", members=members, diagnoses=DIAGNOSES, **context)
-    # Audited after rendering: the commit expires loaded rows, and the page must not load them again.
-    audit.record("view_queue", "clinic", current_user.clinic_id, count=len(context["rows"]))
+    _audit_queue(context)
     return page
 
 
@@ -158,6 +163,7 @@ def queue_rows_fragment():
     """The queue's rows alone: what the page's script fetches to refresh itself."""
     context = _queue_context()
     response = render_template("triage/_queue_rows.html", **context)
+    _audit_queue(context, refresh=True)
     return response, 200, {"Cache-Control": "no-store"}
 
 
