@@ -1,7 +1,7 @@
 """audit subjects: the patients each audit event showed, indexed by patient ("who saw patient X")
 
 Revision ID: 0006_audit_subjects
-Revises: 0003_site_outline
+Revises: 0005_session_version
 Create Date: 2026-12-06 10:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0006_audit_subjects"
-down_revision = "0003_site_outline"
+down_revision = "0005_session_version"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """overdue indexes: pending plan items in due order, a site's latest photo
 
 Revision ID: 0007_overdue_indexes
-Revises: 0003_site_outline
+Revises: 0006_audit_subjects
 Create Date: 2026-12-20 10:00:00.000000
 
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0007_overdue_indexes"
-down_revision = "0003_site_outline"
+down_revision = "0006_audit_subjects"
 branch_labels = None
 depends_on = None
 

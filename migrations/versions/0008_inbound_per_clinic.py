@@ -1,6 +1,6 @@
 """inbound per clinic: a text may go to several clinics' inboxes (unique per MessageSid and clinic)
 
-Revision ID: 0007_inbound_per_clinic
+Revision ID: 0008_inbound_per_clinic
 Revises: 0007_overdue_indexes
 Create Date: 2026-12-20 11:00:00.000000
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = "0007_inbound_per_clinic"
+revision = "0008_inbound_per_clinic"
 down_revision = "0007_overdue_indexes"
 branch_labels = None
 depends_on = None
