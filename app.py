@@ -13,13 +13,13 @@ from werkzeug.routing import IntegerConverter
 
 from followup import auth, errors, jobs, security, storage
 from followup.config import from_environment, sqlalchemy_url
-from followup.db import db
+from followup.db import MAX_ID, db
 
 class BoundedInt(IntegerConverter):
-    """Ids fit a 64-bit column: a larger number in a URL is a 404, not a database overflow."""
+    """Ids fit the id columns: a larger number in a URL is a 404, not a database overflow."""
 
     def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**63 - 1)
+        kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
 
 
@@ -50,7 +50,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     security.init_app(app)
 
     from followup import api, cli
-    from followup.web import clinic, common, patient, staff, triage
+    from followup.web import audit_trail, clinic, common, patient, staff, triage
 
     api.init_app(app)
     for name, blueprint in app.blueprints.items():
@@ -58,8 +58,13 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
             # Bearer tokens carry no ambient authority; a cookie-authenticated API call is checked in auth.api_user.
             csrf.exempt(blueprint)
     common.init_app(app)
-    for module in (staff, triage, clinic, patient):
+    for module in (staff, triage, clinic, patient, audit_trail):
         app.register_blueprint(module.bp)
+    # The patient's pages: the link's token in the URL is the only credential and no cookie authenticates
+    # anyone there, so a forged cross-site request has no ambient authority to borrow and CSRF protection adds
+    # nothing; its session-bound token made every upload from a page open over 30 minutes a bare 400.
+    csrf.exempt(patient.bp)
+    errors.own_error_pages(app, f"{patient.bp.url_prefix}/", patient.error_page)
     cli.init_app(app)
     _init_sms(app)
     _behind_proxy(app)

@@ -5,7 +5,8 @@ from typing import Optional
 
 from sqlalchemy import select
 
-from followup.auth import hash_password
+from followup import alerts
+from followup.auth import end_web_sessions, hash_password, revoke_tokens
 from followup.db import db
 from followup.models import Clinic, User
 from followup.models.accounts import ROLES
@@ -14,6 +15,7 @@ from followup.patients import normalise_e164
 #: The longest e-mail address there can be (RFC 5321 path limit), and the column's size.
 MAX_EMAIL = 254
 MAX_NAME = 200
+MIN_PASSWORD = 12
 
 
 class AccountError(ValueError):
@@ -35,8 +37,7 @@ def create_user(clinic: Clinic, *, email: str, password: str, role: str, name: s
             raise AccountError(f"the phone number {exc}") from None
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < 12:
-        raise AccountError("password must have at least 12 characters")
+    _check_password(password)
     if db.session.execute(select(User.id).where(User.email == email)).first():
         raise AccountError(f"a user with e-mail {email} already exists")
     user = User(clinic_id=clinic.id, email=email, password_hash=hash_password(password), role=role,
@@ -44,3 +45,35 @@ def create_user(clinic: Clinic, *, email: str, password: str, role: str, name: s
     db.session.add(user)
     db.session.flush()
     return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"password must have at least {MIN_PASSWORD} characters")
+
+
+def set_password(user: User, password: str) -> None:
+    """A new password ends what the old one opened: every web session and every API token of the user.
+    Part of the caller's transaction."""
+    _check_password(password)
+    user.password_hash = hash_password(password)
+    end_web_sessions(user)
+    revoke_tokens(user)
+
+
+def set_active(user: User, active: bool, *, by: User) -> None:
+    """(De)activate an account. Someone who leaves keeps nothing: sessions and tokens end, and their claimed
+    alerts go back to the queue (audited as done by ``by``). Part of the caller's transaction."""
+    user.active = active
+    if not active:
+        end_web_sessions(user)
+        revoke_tokens(user)
+        alerts.release_claims_of(user, by=by)
+
+
+def dermatologists(clinic_id: int) -> list[User]:
+    """The clinic's active dermatologists, by name."""
+    return list(db.session.execute(
+        select(User).where(User.clinic_id == clinic_id, User.role == "dermatologist", User.active)
+        .order_by(User.name, User.email)
+    ).scalars())

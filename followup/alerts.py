@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import base64
 import logging
-from datetime import date, timedelta
-from typing import Optional
+from datetime import date, datetime, timedelta
+from typing import Any, Optional
 
-from flask import abort
-from sqlalchemy import Select, select
+from flask import abort, current_app
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from followup import audit
@@ -87,14 +87,96 @@ def raise_alert(*, clinic_id: int, site_id: int, photo_id: Optional[int], kind: 
     return alert
 
 
+def _holder(alert: Alert) -> str:
+    holder = db.session.get(User, alert.claimed_by_id)
+    return holder.name or holder.email
+
+
+def _change_if_free(alert: Alert, user: User, **values: Any) -> bool:
+    """Change ``alert`` only if, in the database now, it is open or claimed by ``user``: one conditional UPDATE,
+    so of two colleagues acting at once exactly one wins (the other may hold a copy read before the first wrote).
+    ``alert`` is reloaded either way: what was written, or what beat it."""
+    changed = db.session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id,
+               or_(Alert.status == "open", and_(Alert.status == "claimed", Alert.claimed_by_id == user.id)))
+        .values(**values).execution_options(synchronize_session=False)
+    ).rowcount == 1
+    db.session.refresh(alert)
+    return changed
+
+
 def claim(alert: Alert, user: User) -> Alert:
-    if alert.status == "resolved":
-        abort(409, "This alert is already resolved.")
-    if alert.status == "claimed" and alert.claimed_by_id != user.id:
-        abort(409, "A colleague has already claimed this alert.")
-    alert.status, alert.claimed_by_id, alert.claimed_at = "claimed", user.id, utcnow()
+    if not _change_if_free(alert, user, status="claimed", claimed_by_id=user.id, claimed_at=utcnow()):
+        if alert.status == "resolved":
+            abort(409, "This alert is already resolved.")
+        abort(409, f"{_holder(alert)} has already claimed this case.")
     db.session.commit()
     return alert
+
+
+def _release_where(*conditions, by: Optional[User], reason: str) -> int:
+    """Put the claimed alerts that match ``conditions`` back in the queue, each audited with who held it.
+    Each UPDATE repeats the conditions, so a claim renewed or released meanwhile is left alone."""
+    released = 0
+    found = db.session.execute(select(Alert.id, Alert.claimed_by_id).where(Alert.status == "claimed", *conditions))
+    for alert_id, holder_id in found.all():
+        if db.session.execute(
+            update(Alert)
+            .where(Alert.id == alert_id, Alert.status == "claimed", Alert.claimed_by_id == holder_id, *conditions)
+            .values(status="open", claimed_by_id=None, claimed_at=None).execution_options(synchronize_session=False)
+        ).rowcount:
+            audit.record("release_alert", "alert", alert_id, user=by, actor=None if by else "system", commit=False,
+                         claimed_by=holder_id, reason=reason)
+            released += 1
+    return released
+
+
+def release(alert: Alert, user: User) -> Alert:
+    """The claimer hands the case back to the queue."""
+    if not _release_where(Alert.id == alert.id, Alert.claimed_by_id == user.id, by=user, reason="released"):
+        abort(409, "Only the colleague who claimed this alert can release it; an admin can reassign it.")
+    db.session.commit()
+    return alert
+
+
+def reassign(alert: Alert, admin: User, to: Optional[User]) -> Alert:
+    """An admin's override, for a case whose claimer cannot act (away, gone): back to the queue (``to`` None)
+    or claimed for ``to``, an active dermatologist of the clinic. Audited with who held it before. The UPDATE
+    repeats the claim as read, so one that changed meanwhile is not overridden blindly: 409, nothing happens."""
+    if to is not None and (to.clinic_id != alert.clinic_id or to.role != "dermatologist" or not to.active):
+        abort(422, "An alert can be given only to an active dermatologist of its clinic.")
+    if alert.status == "resolved":
+        abort(409, "This alert is already resolved.")
+    if to is None and alert.status != "claimed":
+        abort(409, "This alert is not claimed.")
+    previous = alert.claimed_by_id
+    seen = Alert.claimed_by_id.is_(None) if previous is None else Alert.claimed_by_id == previous
+    values = ({"status": "claimed", "claimed_by_id": to.id, "claimed_at": utcnow()} if to is not None
+              else {"status": "open", "claimed_by_id": None, "claimed_at": None})
+    if not db.session.execute(
+        update(Alert).where(Alert.id == alert.id, Alert.status == alert.status, seen)
+        .values(**values).execution_options(synchronize_session=False)
+    ).rowcount:
+        abort(409, "This alert changed meanwhile (claimed, released or resolved): look at it again.")
+    audit.record("reassign_alert" if to is not None else "release_alert", "alert", alert.id, user=admin,
+                 commit=False, claimed_by=previous, to=to.id if to is not None else None, reason="admin override")
+    db.session.commit()
+    return alert
+
+
+def release_claims_of(user: User, *, by: User) -> int:
+    """A colleague who leaves holds no case: their claims go back to the queue. Part of the caller's transaction."""
+    return _release_where(Alert.claimed_by_id == user.id, by=by, reason="claimer deactivated")
+
+
+def release_stale_claims(now: datetime) -> int:
+    """Claims older than ``CLAIM_STALE_HOURS`` go back to the queue (run by the reminder sweep), so a case is
+    never stuck with someone who is away; the claimer can claim it again. Commits."""
+    cutoff = now - timedelta(hours=current_app.config["CLAIM_STALE_HOURS"])
+    released = _release_where(Alert.claimed_at < cutoff, by=None, reason="stale claim")
+    db.session.commit()
+    return released
 
 
 DEFAULT_RETAKE_REASON = "we would like a new photo to compare"
@@ -108,10 +190,13 @@ def resolve(alert: Alert, user: User, *, outcome: str, note: Optional[str], reta
     from followup import reminders
     from followup.patients import site_plan
 
-    if alert.status == "resolved":
-        abort(409, "This alert is already resolved.")
-    if alert.status == "claimed" and alert.claimed_by_id != user.id:
-        abort(409, "A colleague has claimed this alert; ask them before resolving it.")
+    # Closed first, in the same transaction as what the outcome does: a colleague resolving at once gets a 409
+    # and texts no one.
+    if not _change_if_free(alert, user, status="resolved", outcome=outcome, note=note, resolved_by_id=user.id,
+                           resolved_at=utcnow()):
+        if alert.status == "resolved":
+            abort(409, "This alert is already resolved.")
+        abort(409, f"{_holder(alert)} has claimed this case; ask them before resolving it.")
     site = db.session.get(Site, alert.site_id)
     if outcome == "rephoto":
         reminders.request_retake(site, [retake_reason or DEFAULT_RETAKE_REASON], key=f"retake:alert:{alert.id}",
@@ -119,8 +204,6 @@ def resolve(alert: Alert, user: User, *, outcome: str, note: Optional[str], reta
     elif outcome == "visit" and (plan := site_plan(site)) is not None:
         due = visit_date or utcnow().date() + timedelta(days=DEFAULT_VISIT_DAYS)
         db.session.add(PlanItem(plan_id=plan.id, kind="visit", due_date=due))
-    alert.status, alert.outcome, alert.note = "resolved", outcome, note
-    alert.resolved_by_id, alert.resolved_at = user.id, utcnow()
     audit.record("resolve_alert", "alert", alert.id, user=user, commit=False, outcome=outcome)
     db.session.commit()
     return alert

@@ -11,7 +11,7 @@ from flask import Flask, abort, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from followup.db import db, utcnow
@@ -33,8 +33,29 @@ def init_app(app: Flask) -> None:
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> Optional[User]:
-    return db.session.get(User, int(user_id))
+def _load_user(session_id: str) -> Optional[User]:
+    """The session's user while the version in the cookie is the user's current one (see `end_web_sessions`)."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdigit() and version.isdigit()):
+        return None  # a cookie from before session versions: sign in again
+    user = db.session.get(User, int(user_id))
+    if user is None or user.session_version != int(version):
+        return None
+    return user
+
+
+def end_web_sessions(user: User) -> None:
+    """End every web session of ``user``, on every device and every copy of the cookie (sign-out, a new
+    password, deactivation): the cookies name the old version. Part of the caller's transaction."""
+    user.session_version += 1
+
+
+def revoke_tokens(user: User) -> None:
+    """Revoke every API token of ``user`` (a new password, deactivation). Part of the caller's transaction."""
+    db.session.execute(
+        update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow()).execution_options(synchronize_session=False)
+    )
 
 
 def hash_password(password: str) -> str:
@@ -64,8 +85,8 @@ def issue_token(user: User, hours: int) -> tuple[str, ApiToken]:
     return token, row
 
 
-def bearer_user() -> Optional[User]:
-    """The user behind a valid, unexpired ``Authorization: Bearer`` token, else None."""
+def bearer_token() -> Optional[ApiToken]:
+    """The request's ``Authorization: Bearer`` token if it is valid: not revoked, unexpired, of an active user."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -75,7 +96,13 @@ def bearer_user() -> Optional[User]:
     ).scalar_one_or_none()
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow() or not row.user.active:
         return None
-    return row.user
+    return row
+
+
+def bearer_user() -> Optional[User]:
+    """The user behind a valid ``Authorization: Bearer`` token, else None."""
+    row = bearer_token()
+    return row.user if row else None
 
 
 def api_user() -> User:

@@ -7,6 +7,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -46,11 +47,11 @@ def load_rgb(path):
         raise ValueError(f"cannot read image {path}: {exc}; send a JPEG, PNG or HEIC photo.") from exc
 
 
-def _find_mask(masks_dir, baseline_path):
-    if masks_dir is None:
+def _find_mask(lesion_masks_dir, baseline_path):
+    if lesion_masks_dir is None:
         return None
     for suffix in _MASK_SUFFIXES:
-        candidate = Path(masks_dir) / (Path(baseline_path).stem + suffix)
+        candidate = Path(lesion_masks_dir) / (Path(baseline_path).stem + suffix)
         if candidate.exists():
             with Image.open(candidate) as img:
                 return np.asarray(img.convert("L")) > 127
@@ -87,7 +88,8 @@ def _record(pair_id, analysis, recurrence, recurrence_note, mask_rel, seconds):
     }
 
 
-def run_batch(manifest_path, out_path, *, masks_dir=None, recurrence_scorer=None, progress=True):
+def run_batch(manifest_path, out_path, *, change_masks_dir=None, lesion_masks_dir=None, recurrence_scorer=None,
+              progress=True):
     """Analyse every pair of a manifest and write one JSON line per pair.
 
     Parameters
@@ -96,8 +98,12 @@ def run_batch(manifest_path, out_path, *, masks_dir=None, recurrence_scorer=None
         CSV with columns ``pair_id, baseline, followup`` (paths relative to the
         manifest's folder).
     out_path : str or Path
-        JSONL results file; change masks go to ``<out stem>_masks/`` next to it.
-    masks_dir : str or Path, optional
+        JSONL results file.
+    change_masks_dir : str or Path, optional
+        Folder the change masks are written to (created, with its parents, when missing); by default
+        ``<out stem>_masks/`` next to `out_path`. Each line's ``change_mask`` is relative to `out_path`'s
+        folder wherever this folder is.
+    lesion_masks_dir : str or Path, optional
         Folder of baseline lesion masks named like the baseline file's stem.
     recurrence_scorer : callable, optional
         ``(analysis, reference_image, aligned_image) -> float`` in 0-1, called
@@ -121,8 +127,10 @@ def run_batch(manifest_path, out_path, *, masks_dir=None, recurrence_scorer=None
                              "it needs pair_id, baseline, followup.")
         rows = list(reader)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    mask_dir = out_path.parent / f"{out_path.stem}_masks"
-    mask_dir.mkdir(exist_ok=True)
+    mask_dir = Path(change_masks_dir) if change_masks_dir is not None else out_path.parent / f"{out_path.stem}_masks"
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    # The contract: change_mask is a path relative to RESULTS' folder, also for a --masks folder elsewhere.
+    mask_rel_dir = Path(os.path.relpath(mask_dir, out_path.parent)).as_posix()
     root = manifest_path.parent
     if progress:
         from tqdm import tqdm
@@ -140,7 +148,7 @@ def run_batch(manifest_path, out_path, *, masks_dir=None, recurrence_scorer=None
                     raise ValueError("empty pair_id; give every manifest row an id.")
                 reference = load_rgb(root / row["baseline"])
                 moving = load_rgb(root / row["followup"])
-                reference_mask = _find_mask(masks_dir, row["baseline"])
+                reference_mask = _find_mask(lesion_masks_dir, row["baseline"])
                 if reference_mask is not None and reference_mask.shape != reference.shape[:2]:
                     reference_mask = None
                 analysis = analyze_pair(reference, moving, reference_mask=reference_mask)
@@ -158,7 +166,7 @@ def run_batch(manifest_path, out_path, *, masks_dir=None, recurrence_scorer=None
                 mask_name = f"{summary['pairs']:05d}_{_safe_name(pair_id)}.png"
                 Image.fromarray(analysis.change_mask.astype(np.uint8) * 255).save(mask_dir / mask_name)
                 record = _record(pair_id, analysis, recurrence, note,
-                                 f"{mask_dir.name}/{mask_name}", time.perf_counter() - start)
+                                 f"{mask_rel_dir}/{mask_name}", time.perf_counter() - start)
                 summary["flagged"] += record["flag"]
                 summary["unusable"] += not record["quality"]["usable"]
                 seconds.append(record["seconds"])
@@ -172,14 +180,16 @@ def run_batch(manifest_path, out_path, *, masks_dir=None, recurrence_scorer=None
 
 
 def main(argv=None):
-    """``python -m followup.batch MANIFEST.csv --out RESULTS.jsonl [--masks DIR]``."""
+    """``python -m followup.batch MANIFEST.csv --out RESULTS.jsonl [--masks DIR] [--lesion-masks DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--masks", default=None)
+    parser.add_argument("--masks", default=None, help="folder for the change masks (created)")
+    parser.add_argument("--lesion-masks", default=None, help="folder of baseline lesion masks")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    summary = run_batch(args.manifest, args.out, masks_dir=args.masks, progress=not args.no_progress)
+    summary = run_batch(args.manifest, args.out, change_masks_dir=args.masks, lesion_masks_dir=args.lesion_masks,
+                        progress=not args.no_progress)
     print(json.dumps(summary))
     return 0
 

@@ -128,15 +128,18 @@ def scheduler_command() -> None:
 @click.command("analyze-batch")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="RESULTS.jsonl")
-@click.option("--masks", "masks", default=None, type=click.Path(exists=True, file_okay=False),
+@click.option("--masks", "masks", default=None, type=click.Path(file_okay=False),
+              help="Folder for the change masks, created when missing (default: <RESULTS stem>_masks/).")
+@click.option("--lesion-masks", "lesion_masks", default=None, type=click.Path(exists=True, file_okay=False),
               help="Baseline lesion masks, named like each baseline file.")
-def analyze_batch_command(manifest: str, out: str, masks: str | None) -> None:
+def analyze_batch_command(manifest: str, out: str, masks: str | None, lesion_masks: str | None) -> None:
     """Analyse baseline/follow-up pairs from MANIFEST.csv into RESULTS.jsonl (one line per pair)."""
     from followup.analyser import get_analyser
     from followup.batch import run_batch
 
     analyser = get_analyser()  # model loaded once for the whole batch
-    summary = run_batch(manifest, out, masks_dir=masks, recurrence_scorer=analyser.batch_scorer())
+    summary = run_batch(manifest, out, change_masks_dir=masks, lesion_masks_dir=lesion_masks,
+                        recurrence_scorer=analyser.batch_scorer())
     click.echo(json.dumps(summary))
 
 

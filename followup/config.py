@@ -15,6 +15,11 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _ids(value: str) -> frozenset[int]:
+    """``"3, 7"`` → {3, 7}; anything else than comma-separated integers stops the start-up."""
+    return frozenset(int(part) for part in value.split(",") if part.strip())
+
+
 # name -> (parser, default); a default of None means "derived below".
 SETTINGS: dict[str, tuple[Any, Any]] = {
     "DATABASE_URL": (str, None),
@@ -42,11 +47,15 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "PROXY_FIX_HOPS": (int, 0),  # reverse proxies in front of the app whose X-Forwarded-* headers to trust
     "RATELIMIT_STORAGE_URI": (str, "memory://"),
     "LOGIN_RATE_LIMIT": (str, "10 per minute"),
+    "LINK_UPLOAD_RATE_LIMIT": (str, "10 per hour"),  # patient uploads through one link
+    "ADDRESS_UPLOAD_RATE_LIMIT": (str, "60 per hour"),  # patient uploads from one address (many share one)
     "MAX_UPLOAD_MB": (float, 25.0),
     "MAX_IMAGE_PIXELS": (int, 50_000_000),
     "UPLOAD_LINK_DAYS": (int, 14),
+    "UPLOAD_LINKS_SEVERAL_CLINICS": (_ids, frozenset()),  # clinic ids whose sites keep older live links
     "API_TOKEN_HOURS": (int, 12),
     "SESSION_IDLE_MINUTES": (int, 30),
+    "CLAIM_STALE_HOURS": (float, 24.0),  # a claimed alert goes back to the triage queue after this long
     "ORIGINALS_KEY": (str, ""),  # a Fernet key: keep encrypted originals; empty = keep none
     "RECURRENCE_CHECKPOINT": (str, ""),
     "LOG_LEVEL": (str, "INFO"),

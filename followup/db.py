@@ -20,6 +20,11 @@ NAMING_CONVENTION = {
 }
 
 
+#: The largest id a row can have: ids are INTEGER columns, 32-bit on PostgreSQL. A larger id in a URL, a filter
+#: or a body names nothing (a 404 or a field error); sent to PostgreSQL it would overflow (a 500).
+MAX_ID = 2**31 - 1
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

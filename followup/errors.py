@@ -1,9 +1,12 @@
-"""One error handler for the whole app: JSON for the API and webhooks, plain pages elsewhere."""
+"""One error handler for the whole app: JSON for the API and webhooks, the patient's own kind page on the
+patient's pages, plain pages elsewhere."""
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,9 @@ def _wants_json() -> bool:
 
 
 def handle_http_exception(error: HTTPException):
+    for prefix, page in current_app.extensions["error_pages"].items():
+        if request.path.startswith(prefix):
+            return page(error)
     if _wants_json():
         return json_error_payload(error)
     return render_template("error.html", error=error), error.code
@@ -76,6 +82,12 @@ def handle_unexpected(error: Exception):
     return handle_http_exception(InternalServerError())
 
 
+def own_error_pages(app: Flask, prefix: str, page: Callable[[HTTPException], ResponseReturnValue]) -> None:
+    """Let the pages under ``prefix`` answer every error themselves (routing errors included)."""
+    app.extensions["error_pages"][prefix] = page
+
+
 def init_app(app: Flask) -> None:
+    app.extensions["error_pages"] = {}
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

@@ -3,17 +3,28 @@
 The token is an itsdangerous signature over (link id, nonce); the database keeps only the nonce's
 SHA-256, so a stolen database cannot mint links and a revoked row kills its token.
 A link stays usable for retakes until one of its photos is accepted, or ``MAX_UPLOADS`` are received.
+A site has one live link: a new one revokes the older ones, unless its clinic is listed in
+``UPLOAD_LINKS_SEVERAL_CLINICS`` (every older text's link then keeps working until it expires).
+
+A text stored in the outbox holds its link sealed (`sealed_link`: the token encrypted with a key derived from
+SECRET_KEY), so the database, a backup or a log has no working link; the outbox opens it (`open_links`) only to
+hand the text to the transport, and staff pages and logs show it hidden (`hide_links`).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 import secrets
 from datetime import timedelta
-from typing import Optional
+from typing import Iterable, Optional, Sequence
 
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from followup.db import db, utcnow
 from followup.models import Site, UploadLink
@@ -31,7 +42,9 @@ def _hash(nonce: str) -> str:
 
 
 def create_link(site: Site, *, days: Optional[int] = None) -> tuple[str, UploadLink]:
+    """A new link for ``site`` (its older live links revoked, see the module docstring) and its token."""
     days = current_app.config["UPLOAD_LINK_DAYS"] if days is None else days
+    _retire_older_links([(site.id, site.patient.clinic_id)])
     nonce = secrets.token_urlsafe(16)
     link = UploadLink(site_id=site.id, nonce_hash=_hash(nonce), expires_at=utcnow() + timedelta(days=days))
     db.session.add(link)
@@ -39,8 +52,74 @@ def create_link(site: Site, *, days: Optional[int] = None) -> tuple[str, UploadL
     return _serializer().dumps([link.id, nonce]), link
 
 
+def create_links(sites: Sequence[tuple[int, int]]) -> list[str]:
+    """Tokens of new links for ``(site id, clinic id)`` pairs, in order, as `create_link` makes them.
+
+    Set-based (one multi-row INSERT … RETURNING): a reminder sweep may need ten thousand at once.
+    """
+    if not sites:
+        return []
+    _retire_older_links(sites)
+    created = utcnow()
+    expires = created + timedelta(days=current_app.config["UPLOAD_LINK_DAYS"])
+    nonces = [secrets.token_urlsafe(16) for _ in sites]
+    table = UploadLink.__table__
+    link_ids = db.session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        [dict(site_id=site_id, nonce_hash=_hash(nonce), expires_at=expires, uploads=0, created_at=created)
+         for (site_id, _), nonce in zip(sites, nonces)],
+    ).scalars().all()
+    serializer = _serializer()
+    return [serializer.dumps([link_id, nonce]) for link_id, nonce in zip(link_ids, nonces)]
+
+
+def _retire_older_links(sites: Iterable[tuple[int, int]]) -> None:
+    """Revoke the live links of each ``(site id, clinic id)`` about to get a new one: one live link per site
+    (an older text's link must not keep working beside the newest), unless the clinic asked for several."""
+    several = current_app.config["UPLOAD_LINKS_SEVERAL_CLINICS"]
+    revoke_site_links({site_id for site_id, clinic_id in sites if clinic_id not in several})
+
+
 def link_url(token: str) -> str:
     return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/u/{token}"
+
+
+_SEALED = re.compile(r"\{upload-link:([A-Za-z0-9_\-=]+)\}")
+_PLAIN = re.compile(r"(/u/)[A-Za-z0-9_.\-]+")  # a link in a text stored before links were sealed
+
+
+def _box() -> Fernet:
+    # A key of its own (HKDF): the sealed tokens share nothing usable with sessions or link signatures.
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"scarwatch: upload links in stored texts").derive(current_app.config["SECRET_KEY"].encode())
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def sealed_link(token: str) -> str:
+    """The link of ``token`` as a stored text holds it: ``{upload-link:…}``, the token encrypted."""
+    return "{upload-link:" + _box().encrypt(token.encode()).decode() + "}"
+
+
+def open_links(text: str) -> str:
+    """The text to send: each sealed link back to its URL (the same URL every time the text is opened).
+
+    ValueError when one cannot be opened (SECRET_KEY changed since the text was stored).
+    """
+    box = _box()
+
+    def url(match: re.Match) -> str:
+        try:
+            return link_url(box.decrypt(match.group(1).encode()).decode())
+        except InvalidToken:
+            raise ValueError("its upload link cannot be opened (SECRET_KEY changed since it was queued)") from None
+
+    return _SEALED.sub(url, text)
+
+
+def hide_links(text: str) -> str:
+    """The text to show staff or to log: every upload link without its token."""
+    hidden = link_url("…")
+    return _PLAIN.sub(r"\1…", _SEALED.sub(lambda _: hidden, text))
 
 
 class LinkProblem(Exception):
@@ -87,9 +166,12 @@ def take_upload_slot(link: UploadLink) -> bool:
     return taken
 
 
-def revoke_site_links(site_id: int) -> None:
-    db.session.execute(
-        update(UploadLink)
-        .where(UploadLink.site_id == site_id, UploadLink.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+def revoke_site_links(site_ids: Iterable[int]) -> None:
+    """Revoke every live link of these sites."""
+    ids = sorted(site_ids)
+    for start in range(0, len(ids), 2000):  # bounded IN lists
+        db.session.execute(
+            update(UploadLink)
+            .where(UploadLink.site_id.in_(ids[start:start + 2000]), UploadLink.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )

@@ -2,6 +2,8 @@
 
 Exactly once, from the patient's point of view
 ----------------------------------------------
+* A patient's upload link is stored sealed in the row's body (`followup.links`): it is opened only when the
+  text is handed to the transport, to the same URL on every attempt and lookup, and logged hidden.
 * Every logical message is one `OutboundMessage` row with a unique ``idempotency_key`` (``reminder:17``,
   ``alert:4``, ``digest:3:2026-05-01``): asking twice to send the same thing finds the row that exists.
 * A row is sent only by the process that moved it ``pending → sending`` with one conditional UPDATE
@@ -26,6 +28,7 @@ from typing import Callable, Optional
 from flask import Flask, current_app
 from sqlalchemy import or_, select, update
 
+from followup import links
 from followup.db import db, utcnow
 from followup.models import OutboundMessage, Patient
 from notifications import OutgoingSms, SendResult, SmsSender, sender_from_config
@@ -220,7 +223,7 @@ def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -
         hold = holds.get(row.id)
         if hold is None:
             try:
-                to_send.append(OutgoingSms(to=row.to, body=row.body, idempotency_key=row.idempotency_key))
+                to_send.append(_outgoing(row))
                 continue
             except ValueError as exc:
                 row.status, row.error_message = "failed", str(exc)
@@ -235,6 +238,12 @@ def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -
             summary["deferred"] += 1
     db.session.commit()  # 'sending' is durable before any request leaves
     return to_send
+
+
+def _outgoing(row: OutboundMessage) -> OutgoingSms:
+    """The row's text as it leaves: its upload link opened now, and hidden in the copy for logs."""
+    return OutgoingSms(to=row.to, body=links.open_links(row.body), idempotency_key=row.idempotency_key,
+                       log_body=links.hide_links(row.body))
 
 
 #: A message whose pre-send check raised waits this long (by the sweep's clock) before it is checked again.
@@ -351,7 +360,7 @@ def _reconcile_one(row_id: int, now: datetime) -> Counter:
     counts: Counter = Counter()
     row = db.session.get(OutboundMessage, row_id)
     try:
-        message = OutgoingSms(to=row.to, body=row.body, idempotency_key=row.idempotency_key)
+        message = _outgoing(row)
     except ValueError:
         return counts
     attempted_at = row.attempted_at or row.created_at

@@ -24,6 +24,7 @@ def export_outcomes(out_dir: Path, *, clinic_id: int | None = None) -> dict:
     if clinic_id is not None:
         query = query.where(Alert.clinic_id == clinic_id)
     alerts = regions = 0
+    patients: set[int] = set()  # whose photos left the system: the export is in each one's audit trail
     with open(out_dir / "outcomes.jsonl", "w") as out:
         for alert in db.session.execute(query).scalars():
             analysis = db.session.execute(
@@ -49,5 +50,7 @@ def export_outcomes(out_dir: Path, *, clinic_id: int | None = None) -> dict:
                 }) + "\n")
                 regions += 1
             alerts += 1
-    audit.record("export_outcomes", "alert", None, actor="cli", alerts=alerts, regions=regions, path=str(out_dir))
+            patients.add(site.patient_id)
+    audit.record("export_outcomes", "alert", None, actor="cli", alerts=alerts, regions=regions, path=str(out_dir),
+                 patients=patients)
     return {"alerts": alerts, "regions": regions, "out": str(out_dir / "outcomes.jsonl")}

@@ -37,6 +37,9 @@ Schedule = list[tuple[int, int]]
 
 DEFAULT_PHOTO_SCHEDULE: Schedule = [(12, 1), (36, 2), (60, 3)]
 PHOTO_GAP_AROUND_VISIT_DAYS = 14
+#: Furthest a plan item may be put ahead of today: every protocol ends within 5 years, so a date beyond
+#: this is a typo (and 9999-12-31 overflowed the reminder times: a 500).
+MAX_PLAN_YEARS_AHEAD = 10
 # Watched margin (mm) around the outlined scar, by diagnosis; a protocol's ``site_margin_mm``.
 SITE_MARGIN_MM = {"melanoma": 20.0, "scc": 10.0, "bcc": 10.0, "other": 10.0}
 
@@ -106,6 +109,17 @@ def schedule_dates(start: date, schedule: Schedule) -> list[date]:
             month += every
             dates.append(start + relativedelta(months=month))
     return dates
+
+
+def check_plan_date(value: date, *, excision_date: date, today: date) -> None:
+    """Raise ValueError, in words for the form, unless ``value`` can be a plan item's due date: not before
+    the excision (0001-01-01 underflowed the reminder times) and at most ``MAX_PLAN_YEARS_AHEAD`` years ahead."""
+    if value < excision_date:
+        raise ValueError(f"A plan date cannot be before the excision date ({excision_date.isoformat()}).")
+    latest = today + relativedelta(years=MAX_PLAN_YEARS_AHEAD)
+    if value > latest:
+        raise ValueError(f"A plan date cannot be more than {MAX_PLAN_YEARS_AHEAD} years ahead "
+                         f"(after {latest.isoformat()}).")
 
 
 def plan_items(protocol: Protocol, excision_date: date, *, today: date) -> list[tuple[str, date]]:

@@ -29,7 +29,6 @@ summary's ``errors``, tried again an hour later); a failing step of the sweep do
 from __future__ import annotations
 
 import logging
-import secrets
 from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
@@ -39,11 +38,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Flask, current_app, render_template
 from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 
-from followup import messaging
+from followup import accounts, alerts, messaging
 from followup.db import db, utcnow
 from followup.models import (
     Alert, Clinic, FollowUpPlan, InboundMessage, OutboundMessage, Patient, PatientSmsDay, Photo, PlanItem,
-    Reminder, Site, UploadLink, User,
+    Reminder, Site, User,
 )
 from followup.models.reminders import REMINDER_KINDS
 
@@ -202,7 +201,8 @@ def plan_reminders(now: datetime) -> int:
 # --- the sweep ----------------------------------------------------------------------------------------------------
 
 def dispatch(now: Optional[datetime] = None) -> dict[str, int]:
-    """One pass: plan, decide what is due, escalate, queue digests, send the outbox, reconcile unknowns.
+    """One pass: plan, decide what is due, escalate, queue digests, send the outbox, reconcile unknowns, and
+    put stale alert claims back in the triage queue.
 
     ``now`` is the sweep's idea of the time (``--now``; default the real time). Returns the summary printed
     by the CLI: ``sent``, ``escalated``, ``failed`` and the other counts; ``errors`` (when there were any)
@@ -219,6 +219,7 @@ def dispatch(now: Optional[datetime] = None) -> dict[str, int]:
         ("queueing digests", lambda: queue_digests(now)),
         ("sending the outbox", lambda: messaging.deliver_pending(now, guard=reminder_guard)),
         ("reconciling unknown sends", lambda: messaging.reconcile(now)),
+        ("releasing stale claims", lambda: +Counter(claims_released=alerts.release_stale_claims(now))),
     )
     for name, step in steps:
         try:
@@ -443,24 +444,15 @@ def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: dateti
 
     Set-based (one multi-row INSERT … RETURNING per table): a sweep may queue ten thousand at once.
     """
-    from followup.links import _hash, _serializer, link_url  # one place mints link tokens
+    from followup.links import create_links, sealed_link
 
     if not outgoing:
         return
     needs_link = [ctx for r, ctx in outgoing if r.kind in ("photo_due", "photo_again")]
     created = utcnow()
-    if needs_link:
-        expires = created + timedelta(days=current_app.config["UPLOAD_LINK_DAYS"])
-        nonces = [secrets.token_urlsafe(16) for _ in needs_link]
-        links = UploadLink.__table__
-        link_ids = db.session.execute(
-            insert(links).returning(links.c.id, sort_by_parameter_order=True),
-            [dict(site_id=ctx["site"].id, nonce_hash=_hash(nonce), expires_at=expires, uploads=0, created_at=created)
-             for ctx, nonce in zip(needs_link, nonces)],
-        ).scalars().all()
-        serializer = _serializer()
-        for ctx, link_id, nonce in zip(needs_link, link_ids, nonces):
-            ctx["link"] = link_url(serializer.dumps([link_id, nonce]))
+    tokens = create_links([(ctx["site"].id, ctx["patient"].clinic_id) for ctx in needs_link])
+    for ctx, token in zip(needs_link, tokens):
+        ctx["link"] = sealed_link(token)
     outbox = OutboundMessage.__table__
     message_ids = db.session.execute(
         insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
@@ -643,24 +635,32 @@ def _alert_link(alert_id: Optional[int] = None) -> str:
     return f"{base}/alerts/{alert_id}" if alert_id else f"{base}/queue"
 
 
-def notify_alert(alert: Alert) -> Optional[OutboundMessage]:
+def notify_alert(alert: Alert) -> list[OutboundMessage]:
     """An alert of priority 1 texts the site's dermatologist now (a link only, no patient details); others wait
-    for the daily digest. Idempotent (one SMS per alert); part of the caller's transaction."""
+    for the daily digest. When that dermatologist cannot be reached (left, no phone, none named), every other
+    active dermatologist of the clinic with a phone is texted instead: an urgent case is never only a log line.
+    Idempotent (one SMS per alert and recipient); part of the caller's transaction."""
     if alert.priority != 1:
-        return None
+        return []
     site = db.session.get(Site, alert.site_id)
     derm = db.session.get(User, site.dermatologist_id) if site and site.dermatologist_id else None
-    if derm is None or not derm.active or not derm.phone:
-        log.warning("alert %s: no dermatologist with a phone for site %s; it waits in the queue", alert.id,
-                    alert.site_id)
-        return None
-    message = messaging.enqueue(key=f"alert:{alert.id}", clinic_id=alert.clinic_id, user_id=derm.id, to=derm.phone,
-                                body=render_sms("alert_urgent", link=_alert_link(alert.id)), purpose="alert_urgent")
-    if message is not None:
+    if derm is not None and derm.active and derm.phone:
+        recipients = {f"alert:{alert.id}": derm}
+    else:
+        recipients = {f"alert:{alert.id}:{colleague.id}": colleague
+                      for colleague in accounts.dermatologists(alert.clinic_id) if colleague.phone}
+    if not recipients:
+        log.warning("alert %s: no dermatologist of clinic %s has a phone; it waits in the queue", alert.id,
+                    alert.clinic_id)
+    body = render_sms("alert_urgent", link=_alert_link(alert.id))
+    messages = [message for key, to in recipients.items()
+                if (message := messaging.enqueue(key=key, clinic_id=alert.clinic_id, user_id=to.id, to=to.phone,
+                                                 body=body, purpose="alert_urgent")) is not None]
+    if messages:
         from followup import scheduler
 
         scheduler.wake_soon(current_app._get_current_object())
-    return message
+    return messages
 
 
 def queue_digests(now: datetime) -> Counter:
@@ -708,19 +708,46 @@ def _queue_digest(derm: User, clinic: Clinic, now: datetime, clock: time) -> boo
 
 # --- what staff see --------------------------------------------------------------------------------------------
 
-def visits_due(clinic_id: int, today: date, *, within_days: int = VISIT_EARLY_DAYS) -> list[dict[str, Any]]:
-    """Clinic visits due within ``within_days`` and those overdue, oldest first."""
-    rows = db.session.execute(
-        select(PlanItem, Site, Patient)
-        .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
-        .join(Site, Site.id == FollowUpPlan.site_id)
-        .join(Patient, Patient.id == Site.patient_id)
-        .where(Patient.clinic_id == clinic_id, PlanItem.kind == "visit", PlanItem.status == "pending",
-               Site.closed_at.is_(None), PlanItem.due_date <= today + timedelta(days=within_days))
-        .order_by(PlanItem.due_date, PlanItem.id)
-    ).all()
+def _pending_items(clinic_id: int):
+    """Pending plan items of the clinic's open sites (with their site and patient)."""
+    return (select(PlanItem, Site, Patient)
+            .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
+            .join(Site, Site.id == FollowUpPlan.site_id)
+            .join(Patient, Patient.id == Site.patient_id)
+            .where(Patient.clinic_id == clinic_id, PlanItem.status == "pending", Site.closed_at.is_(None)))
+
+
+def visits_due(clinic_id: int, today: date, *, within_days: int = VISIT_EARLY_DAYS, include_overdue: bool = True,
+               limit: Optional[int] = None) -> list[dict[str, Any]]:
+    """Clinic visits due within ``within_days`` (and, with ``include_overdue``, those overdue), oldest first;
+    at most ``limit``."""
+    stmt = _pending_items(clinic_id).where(PlanItem.kind == "visit",
+                                           PlanItem.due_date <= today + timedelta(days=within_days))
+    if not include_overdue:
+        stmt = stmt.where(PlanItem.due_date >= today)
+    rows = db.session.execute(stmt.order_by(PlanItem.due_date, PlanItem.id).limit(limit)).all()
     return [dict(item=item, site=site, patient=patient, due_date=item.due_date, overdue=item.due_date < today)
             for item, site, patient in rows]
+
+
+def overdue_items(clinic_id: int, today: date, *, offset: int = 0, limit: int = 50
+                  ) -> list[tuple[PlanItem, Site, Patient, Optional[datetime]]]:
+    """One page of the clinic's photos and visits past their due date and still pending, longest overdue
+    first, each with its site's latest photo time.
+
+    Bounded: only the clinic's pending past items are read (``ix_plan_item_status_due_date``), and latest
+    photos only for the page's sites (``ix_photo_site_id_received_at``), never an aggregate of all photos.
+    """
+    rows = db.session.execute(
+        _pending_items(clinic_id).where(PlanItem.due_date < today)
+        .order_by(PlanItem.due_date, PlanItem.id).offset(offset).limit(limit)
+    ).all()
+    site_ids = {site.id for _, site, _ in rows}
+    last_photo = dict(db.session.execute(
+        select(Photo.site_id, func.max(Photo.received_at)).where(Photo.site_id.in_(site_ids))
+        .group_by(Photo.site_id)
+    ).all()) if site_ids else {}
+    return [(item, site, patient, last_photo.get(site.id)) for item, site, patient in rows]
 
 
 def inbox(clinic_id: int, *, limit: int = 100) -> list[InboundMessage]:
@@ -735,6 +762,7 @@ def inbox(clinic_id: int, *, limit: int = 100) -> list[InboundMessage]:
 
 __all__ = [
     "cancel_for_site", "dispatch", "inbox", "notify_alert", "on_photo_received", "on_photo_rejected", "reschedule_item", "opt_in", "opt_out",
+    "overdue_items",
     "plan_reminders", "process_due", "queue_digests", "visits_due",
 ]
 
@@ -761,10 +789,9 @@ def request_retake(site: Site, reasons: list[str], *, key: str, user_id: Optiona
                                     patient_id=patient.id, user_id=user_id, status="not_sent",
                                     error_message="The patient cannot receive texts: please call them.")
     if message is None:
-        return None  # another process asked first: its link is the live one
-    links.revoke_site_links(site.id)
-    token, _ = links.create_link(site)
+        return None  # asked before (or by another process meanwhile): the link already sent stays the live one
+    token, _ = links.create_link(site)  # the site's older links revoked
     message.body = render_sms("photo_retake", clinic=clinic, site=site,
-                              reasons="; ".join(reasons) or "it was not clear", link=links.link_url(token))
+                              reasons="; ".join(reasons) or "it was not clear", link=links.sealed_link(token))
     db.session.flush()
     return message

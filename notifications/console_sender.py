@@ -15,12 +15,12 @@ class ConsoleSender:
     """Writes each message to the log and sends nothing; every answer is ``not_sent`` and not retryable."""
 
     def send(self, message: OutgoingSms) -> SendResult:
-        """Log `message` (body included: in development the log is how one reads an upload link)."""
+        """Log `message` as its ``log_body`` shows it (a live upload link never reaches the log)."""
         logger.info(
             "SMS not sent (no Twilio credentials) to=%s key=%s body=%r",
             message.to,
             message.idempotency_key,
-            message.body,
+            message.body if message.log_body is None else message.log_body,
         )
         return SendResult(status="not_sent", error_message="no Twilio credentials configured")
 

@@ -53,12 +53,16 @@ class OutgoingSms:
         Unique per logical message (e.g. ``"outbox:1234"``); sending the same key again is the same message.
     status_callback : str or None
         URL Twilio posts delivery status to; None uses the sender's default.
+    log_body : str or None
+        The text as a log may show it, secrets hidden (a patient's upload link works without a password);
+        None when the body holds none. Senders never log ``body`` itself.
     """
 
     to: str
     body: str
     idempotency_key: str
     status_callback: Optional[str] = None
+    log_body: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not _E164.match(self.to):

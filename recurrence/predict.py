@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .augment import dihedral, eval_batch
+from .checkpoint import load_checkpoint
 from .crops import crop_region
 from .data import HISTORY_COLUMNS, load_mask, load_rgb, resize_rgb
 from .encoding import PATIENT_FEATURES, PATIENT_KEYS, decode_answers, encode_answers, encode_patient, encode_region
@@ -295,7 +296,7 @@ def load_scorer(path: str | os.PathLike | None = None) -> Scorer:
     p = Path(path) if path is not None else default_checkpoint()
     key = (str(p.resolve()), p.stat().st_mtime)
     if key not in _CACHE:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(p)
         for k in ("model", "model_args", "preprocess", "thresholds", "calibration", "version"):
             if k not in ckpt:
                 raise ValueError(f"{p} is not a recurrence checkpoint (missing {k!r})")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-import torch
+from .checkpoint import load_checkpoint
 
 
 def _f(x, nd=3):
@@ -69,7 +69,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     from .predict import default_checkpoint
     path = argv[0] if argv else default_checkpoint()
-    print(markdown(torch.load(path, map_location="cpu", weights_only=False)))
+    print(markdown(load_checkpoint(path)))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import torch
 
 from . import __version__
 from .augment import augment_batch, dihedral, eval_batch
+from .checkpoint import save_checkpoint
 from .data import DIAGNOSIS_GROUPS, default_data_dir, data_hash, diagnosis_indices, load_lesion_set, LesionSet
 from .encoding import REGION_FEATURES
 from .features import N_BASIC_FEATURES, N_IMAGE_FEATURES
@@ -411,9 +412,7 @@ def main(argv=None) -> dict:
         "train_args": vars(args),
         "wall_minutes": (time.time() - t0) / 60,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, out)
+    out = save_checkpoint(ckpt, args.out)
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
     return ckpt
 

@@ -111,10 +111,12 @@ class IsolatedClient(FlaskClient):
     """Each request runs in a fresh context, as in production, not inside the test's app context.
 
     (Flask would otherwise reuse the test's app context, so ``g`` — CSRF tokens, cached users — would leak
-    from one request into the next.)
+    from one request into the next.) The body is read in that context too, as a server would: a streamed
+    response keeps its request's context until its last chunk.
     """
 
     def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
         return contextvars.Context().run(super().open, *args, **kwargs)
 
 

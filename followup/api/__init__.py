@@ -35,7 +35,7 @@ def init_app(app: Flask) -> None:
         },
     )
     api.init_app(app)
-    from followup.api import alerts, auth, patients, photos, users
+    from followup.api import alerts, audit, auth, patients, photos, users
 
-    for module in (auth, patients, photos, alerts, users):
+    for module in (auth, patients, photos, alerts, users, audit):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)

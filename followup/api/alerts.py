@@ -1,10 +1,11 @@
 """The triage queue over the API."""
 from __future__ import annotations
 
+from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from followup import alerts
+from followup import alerts, audit
 from followup.api.schemas import AlertPageSchema, AlertQuerySchema, AlertSchema, ResolveSchema
 from followup.auth import api_user, roles_required
 from followup.db import db
@@ -25,7 +26,12 @@ class Alerts(MethodView):
             alerts.queue_query(user.clinic_id, query["status"]).offset(offset).limit(query["limit"] + 1)
         ).scalars())
         more = len(rows) > query["limit"]
-        return {"items": rows[: query["limit"]], "next": alerts.encode_cursor(offset + query["limit"]) if more else None}
+        page = AlertPageSchema().dump(
+            {"items": rows[: query["limit"]], "next": alerts.encode_cursor(offset + query["limit"]) if more else None})
+        # Audited once the answer is built: the commit expires the rows, which must not load again one by one.
+        audit.record("list_alerts", "clinic", user.clinic_id, user=user, count=len(page["items"]),
+                     patients=[item["patient_id"] for item in page["items"]])
+        return jsonify(page)
 
 
 @blp.route("/alerts/<int:alert_id>/claim")
@@ -35,7 +41,9 @@ class ClaimAlert(MethodView):
     def post(self, alert_id):
         """Claim an alert so colleagues do not work the same case."""
         user = api_user()
-        return alerts.claim(alerts.alert_for(user, alert_id), user)
+        alert = alerts.claim(alerts.alert_for(user, alert_id), user)
+        audit.record("claim_alert", "alert", alert.id, user=user)
+        return alert
 
 
 @blp.route("/alerts/<int:alert_id>/resolve")

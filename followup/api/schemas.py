@@ -1,12 +1,13 @@
 """Request and response schemas; they validate input and are the OpenAPI document's components."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timezone
 
 import marshmallow as ma
 from marshmallow import ValidationError, post_dump, validates, validates_schema
 
 from followup.accounts import MAX_EMAIL, MAX_NAME
+from followup.db import MAX_ID
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES, OUTLINE_SOURCES
 from followup.models.photos import MODALITIES
@@ -94,7 +95,7 @@ class SiteCreateSchema(Strict):
     diagnosis = ma.fields.String(required=True, validate=ma.validate.OneOf(DIAGNOSES))
     stage = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=20))
     excision_date = ma.fields.Date(required=True)
-    dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, 2**63 - 1))
+    dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, MAX_ID))
 
     @validates("excision_date")
     def _excision(self, value, **kwargs):
@@ -291,3 +292,52 @@ class UserSchema(ma.Schema):
     name = ma.fields.String()
     role = ma.fields.String()
     active = ma.fields.Boolean()
+
+
+class UtcDateTime(ma.fields.AwareDateTime):
+    """An ISO 8601 date-time, UTC when it names no offset, returned in UTC (one an offset would carry past
+    year 1 or 9999 is refused here, not a 500 in the database)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=timezone.utc, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValidationError("date-time out of range") from None
+
+
+class AuditQuerySchema(ma.Schema):
+    """The audit trail of a patient and/or a user of the caller's clinic (all the clinic's staff when neither)."""
+
+    patient_id = ma.fields.Integer(load_default=None, validate=ma.validate.Range(1, MAX_ID))
+    user_id = ma.fields.Integer(load_default=None, validate=ma.validate.Range(1, MAX_ID))
+    since = UtcDateTime(load_default=None, metadata={"description": "From this time (inclusive), UTC by default"})
+    until = UtcDateTime(load_default=None, metadata={"description": "Up to this time (exclusive), UTC by default"})
+
+
+class AuditPageQuerySchema(AuditQuerySchema):
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+    cursor = ma.fields.String(load_default=None, allow_none=True)
+
+
+class AuditEventSchema(ma.Schema):
+    id = ma.fields.Integer()
+    at = ma.fields.DateTime()
+    actor = ma.fields.String(metadata={"description": "user:ID, link:ID (a patient's upload link), system, cli, "
+                                                      "anonymous (a refused sign-in)"})
+    user_id = ma.fields.Integer(allow_none=True)
+    user_email = ma.fields.String(allow_none=True)
+    action = ma.fields.String()
+    record_type = ma.fields.String()
+    record_id = ma.fields.Integer(allow_none=True)
+    ip = ma.fields.String(allow_none=True)
+    patient_ids = ma.fields.List(ma.fields.Integer(), metadata={"description": "The patients it showed or changed"})
+    detail = ma.fields.Dict()
+
+
+class AuditPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(AuditEventSchema))
+    next = ma.fields.String(allow_none=True)

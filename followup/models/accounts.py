@@ -35,6 +35,8 @@ class User(UserMixin, db.Model):
     role: Mapped[str] = mapped_column(String(20))
     phone: Mapped[Optional[str]] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(default=True)
+    # In every session cookie too (see get_id): raising it ends every web session of this user at once.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     clinic: Mapped[Clinic] = relationship(back_populates="users")
@@ -42,6 +44,10 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive accounts
         return self.active
+
+    def get_id(self) -> str:
+        """What the session cookie holds: the user and their session version (checked on every request)."""
+        return f"{self.id}:{self.session_version}"
 
 
 class ApiToken(db.Model):

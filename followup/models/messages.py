@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from followup.db import UTCDateTime, db, utcnow
@@ -37,10 +37,20 @@ class OutboundMessage(db.Model):
 
 
 class InboundMessage(db.Model):
+    """A text received, one row per clinic inbox it went to (see `followup.inbound`): a text that may be for
+    several clinics goes to each of them, unmatched; one for nobody's number is kept once without a clinic."""
+
+    __table_args__ = (
+        UniqueConstraint("twilio_sid", "clinic_id", name="uq_inbound_message_twilio_sid_clinic_id"),
+        # The constraint above treats NULL clinics as distinct: this keeps a clinic-less text unique too.
+        Index("uq_inbound_message_twilio_sid_unrouted", "twilio_sid", unique=True,
+              sqlite_where=text("clinic_id IS NULL"), postgresql_where=text("clinic_id IS NULL")),
+    )
+
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[Optional[int]] = mapped_column(ForeignKey("clinic.id"), index=True)
     patient_id: Mapped[Optional[int]] = mapped_column(ForeignKey("patient.id"), index=True)
-    twilio_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    twilio_sid: Mapped[str] = mapped_column(String(64))
     from_number: Mapped[str] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text)
     intent: Mapped[str] = mapped_column(String(12))  # opt_out | opt_in | help | text

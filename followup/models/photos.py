@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
@@ -29,6 +29,9 @@ class UploadLink(db.Model):
 
 
 class Photo(db.Model):
+    # A site's latest photo is one index probe (the overdue worklist asks it for a page of sites).
+    __table_args__ = (Index("ix_photo_site_id_received_at", "site_id", "received_at"),)
+
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
     kind: Mapped[str] = mapped_column(String(10))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import Date, ForeignKey, String
+from sqlalchemy import Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
@@ -26,6 +26,9 @@ class FollowUpPlan(db.Model):
 
 
 class PlanItem(db.Model):
+    # Pending items in due order: the overdue worklist reads a page of them, not every past item.
+    __table_args__ = (Index("ix_plan_item_status_due_date", "status", "due_date"),)
+
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("follow_up_plan.id"), index=True)
     kind: Mapped[str] = mapped_column(String(10))

@@ -3,18 +3,17 @@ model performance, and (admins) the clinic's users."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import date
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask_login import current_user, login_user
 from sqlalchemy import case, func, select
 
-from followup import audit, links, outlines, reminders
+from followup import accounts, audit, links, outlines, reminders
 from followup.accounts import AccountError, create_user
 from followup.db import db, utcnow
 from followup.intake import IntakeError
-from followup.models import (Alert, Clinic, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site,
+from followup.models import (Alert, Clinic, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site,
                              User)
 from followup.models.accounts import ROLES
 from followup.models.patients import DIAGNOSES
@@ -22,23 +21,18 @@ from followup.models.photos import MODALITIES
 from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
 from followup.patients import check_excision_date, create_patient, create_site, patient_for, site_for, site_plan
 from followup.photos import baseline_of, receive_photo
+from followup.plans import check_plan_date
 from followup.web.charts import outline_overlay
 from followup.web.common import MAX_PAGE, staff_required
 
 bp = Blueprint("clinic", __name__)
 
 PAGE_SIZE = 50
-_LINK = re.compile(r"(/u/)[A-Za-z0-9_.\-]+")
 # Widest a baseline photo is shown for outlining (CSS pixels); a click's position is scaled from it.
 OUTLINE_SHOWN_WIDTH = 640
 # Outcomes that mean the alert pointed at something real (a visit or a biopsy was needed).
 ACTIONABLE = ("visit", "biopsy")
 SCORE_BANDS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
-
-
-def mask_links(text: str) -> str:
-    """Message bodies with upload-link tokens hidden: a token in the log would be a live key."""
-    return _LINK.sub(r"\1…", text)
 
 
 def _page() -> int:
@@ -49,10 +43,7 @@ def _page() -> int:
 
 
 def _dermatologists():
-    return db.session.execute(
-        select(User).where(User.clinic_id == current_user.clinic_id, User.role == "dermatologist", User.active)
-        .order_by(User.name, User.email)
-    ).scalars().all()
+    return accounts.dermatologists(current_user.clinic_id)
 
 
 @bp.route("/patients", methods=["GET", "POST"])
@@ -69,7 +60,8 @@ def patients():
     ).scalars().all()
     html = render_template("clinic/patients.html", patients=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
                            page=page, search=search)
-    audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search))
+    audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search),
+                 patients=[p.id for p in rows[:PAGE_SIZE]])
     return html
 
 
@@ -94,6 +86,21 @@ def _excision_date(value: str, errors: dict):
             errors["excision_date"] = str(exc)
             return None
     return excision
+
+
+def _plan_date(value: str, site: Site, errors: list[str]):
+    """A due date typed in the plan editor, or None with the reason added to ``errors``."""
+    try:
+        due = date.fromisoformat(value)
+    except ValueError:
+        errors.append(f"{value!r} is not a date (YYYY-MM-DD).")
+        return None
+    try:
+        check_plan_date(due, excision_date=site.excision_date, today=utcnow().date())
+    except ValueError as exc:
+        errors.append(f"{value}: {exc}")
+        return None
+    return due
 
 
 @bp.route("/patients/new", methods=["GET", "POST"])
@@ -170,7 +177,7 @@ def patient_page(patient_id: int):
         .order_by(InboundMessage.received_at.desc()).limit(20)
     ).scalars().all()
     page = render_template("clinic/patient.html", patient=patient, sites=sites, outbound=outbound,
-                           inbound=inbound, mask_links=mask_links, diagnoses=DIAGNOSES,
+                           inbound=inbound, hide_links=links.hide_links, diagnoses=DIAGNOSES,
                            dermatologists=_dermatologists(), today=date.today())
     audit.record("view_patient", "patient", patient.id)
     return page
@@ -278,11 +285,12 @@ def upload_photo(site_id: int):
 @bp.post("/sites/<int:site_id>/plan")
 @staff_required()
 def edit_plan(site_id: int):
-    """Change due dates and states of plan items, or add one."""
+    """Change due dates and states of plan items, or add one; a refused date saves nothing (400, with why)."""
     site = site_for(current_user, site_id)
     plan = site_plan(site)
     if plan is None:
         abort(404, f"Site {site_id} has no plan.")
+    errors: list[str] = []
     changed = 0
     for item in plan.items:
         status = request.form.get(f"status-{item.id}")
@@ -292,23 +300,19 @@ def edit_plan(site_id: int):
             item.status = status
             item.completed_at = utcnow() if status == "done" else None
             changed += 1
-        if due:
-            try:
-                new_due = date.fromisoformat(due)
-            except ValueError:
-                flash(f"{due!r} is not a date (YYYY-MM-DD).", "error")
-                continue
-            if new_due != item.due_date:
-                item.due_date = new_due
-                reminders.reschedule_item(item, reopen=not status_set)  # a missed item re-dated is due again
-                changed += 1
-    new_kind, new_due = request.form.get("new_kind"), request.form.get("new_due")
-    if new_kind in ITEM_KINDS and new_due:
-        try:
-            db.session.add(PlanItem(plan_id=plan.id, kind=new_kind, due_date=date.fromisoformat(new_due)))
+        if due and (new_due := _plan_date(due, site, errors)) and new_due != item.due_date:
+            item.due_date = new_due
+            reminders.reschedule_item(item, reopen=not status_set)  # a missed item re-dated is due again
             changed += 1
-        except ValueError:
-            flash(f"{new_due!r} is not a date (YYYY-MM-DD).", "error")
+    new_kind, new_due = request.form.get("new_kind"), request.form.get("new_due")
+    if new_kind in ITEM_KINDS and new_due and (due_date := _plan_date(new_due, site, errors)):
+        db.session.add(PlanItem(plan_id=plan.id, kind=new_kind, due_date=due_date))
+        changed += 1
+    if errors:
+        db.session.rollback()
+        for error in errors:
+            flash(f"Plan not saved: {error}", "error")
+        return patient_page(site.patient_id), 400
     audit.record("edit_plan", "site", site.id, commit=False, changes=changed)
     db.session.commit()
     flash(f"Plan saved ({changed} change{'s' if changed != 1 else ''}).", "info")
@@ -320,7 +324,6 @@ def edit_plan(site_id: int):
 def new_link(site_id: int):
     """A fresh upload link for the patient (older ones are revoked), shown once to read out or copy."""
     site = site_for(current_user, site_id)
-    links.revoke_site_links(site.id)
     token, link = links.create_link(site)
     audit.record("create_upload_link", "site", site.id, commit=False, link_id=link.id)
     db.session.commit()
@@ -346,8 +349,9 @@ def messages():
         .group_by(OutboundMessage.status)
     ).all())
     html = render_template("clinic/messages.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
-                           status=status, counts=counts, mask_links=mask_links)
-    audit.record("view_messages", "clinic", current_user.clinic_id)
+                           status=status, counts=counts, hide_links=links.hide_links)
+    audit.record("view_messages", "clinic", current_user.clinic_id,
+                 patients=[m.patient_id for m, _name in rows[:PAGE_SIZE] if m.patient_id])
     return html
 
 
@@ -360,7 +364,8 @@ def inbox():
         .order_by(InboundMessage.handled_at.is_not(None), InboundMessage.received_at.desc()).limit(200)
     ).all()
     html = render_template("clinic/inbox.html", rows=rows)
-    audit.record("view_inbox", "clinic", current_user.clinic_id)
+    audit.record("view_inbox", "clinic", current_user.clinic_id,
+                 patients=[m.patient_id for m, _name in rows if m.patient_id])
     return html
 
 
@@ -380,22 +385,16 @@ def mark_handled(message_id: int):
 @staff_required()
 def overdue():
     """Patients with a photo or visit past its due date and still pending, longest overdue first."""
-    today = date.today()
-    last_photo = (select(Photo.site_id, func.max(Photo.received_at).label("last_at"))
-                  .group_by(Photo.site_id).subquery())
-    rows = db.session.execute(
-        select(PlanItem, Site, Patient, last_photo.c.last_at)
-        .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
-        .join(Site, Site.id == FollowUpPlan.site_id)
-        .join(Patient, Patient.id == Site.patient_id)
-        .outerjoin(last_photo, last_photo.c.site_id == Site.id)
-        .where(Patient.clinic_id == current_user.clinic_id, PlanItem.status == "pending",
-               PlanItem.due_date < today, Site.closed_at.is_(None))
-        .order_by(PlanItem.due_date, PlanItem.id).limit(500)
-    ).all()
-    visits = [v for v in reminders.visits_due(current_user.clinic_id, today) if not v["overdue"]]
-    html = render_template("clinic/overdue.html", rows=rows, today=today, visits=visits)
-    audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows))
+    today, page = date.today(), _page()
+    found = reminders.overdue_items(current_user.clinic_id, today, offset=(page - 1) * PAGE_SIZE,
+                                    limit=PAGE_SIZE + 1)
+    rows = found[:PAGE_SIZE]
+    visits = reminders.visits_due(current_user.clinic_id, today, include_overdue=False, limit=PAGE_SIZE + 1)
+    html = render_template("clinic/overdue.html", rows=rows, more=len(found) > PAGE_SIZE, page=page, today=today,
+                           visits=visits[:PAGE_SIZE], more_visits=len(visits) > PAGE_SIZE)
+    audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows),
+                 patients=[patient.id for _item, _site, patient, _last in rows]
+                 + [v["patient"].id for v in visits[:PAGE_SIZE]])
     return html
 
 
@@ -459,8 +458,29 @@ def set_active(user_id: int):
     if user.id == current_user.id:
         flash("You cannot deactivate your own account.", "error")
         return redirect(url_for("clinic.users"), 303)
-    user.active = request.form.get("active") == "1"
+    accounts.set_active(user, request.form.get("active") == "1", by=current_user._get_current_object())
     audit.record("activate_user" if user.active else "deactivate_user", "user", user.id, commit=False)
     db.session.commit()
     return redirect(url_for("clinic.users"), 303)
 
+
+@bp.post("/users/<int:user_id>/password")
+@staff_required("admin")
+def set_user_password(user_id: int):
+    """A new password for a colleague (forgotten, or possibly known to someone else): it signs them out
+    everywhere and ends their API tokens."""
+    user = db.session.get(User, user_id)
+    if user is None or user.clinic_id != current_user.clinic_id:
+        abort(404, f"User {user_id} doesn't exist.")
+    try:
+        accounts.set_password(user, request.form.get("password", ""))
+    except AccountError as exc:
+        db.session.rollback()
+        flash(str(exc).capitalize() + ".", "error")
+        return redirect(url_for("clinic.users"), 303)
+    audit.record("set_password", "user", user.id, commit=False)
+    db.session.commit()
+    if user.id == current_user.id:
+        login_user(user)  # this session carries the new version; the admin's other sessions end
+    flash(f"New password set for {user.email}; their sessions and API tokens have ended.", "info")
+    return redirect(url_for("clinic.users"), 303)

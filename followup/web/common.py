@@ -15,10 +15,9 @@ from followup.db import utcnow
 
 THUMB_SIDE = 160
 
-#: Highest page number a list honours, and the largest id a filter accepts: a 20-digit ?page= or
-#: ?member= would overflow the database's integers (a 500) instead of showing an empty page.
+#: Highest page number a list honours: a 20-digit ?page= would overflow the database's integers (a 500)
+#: instead of showing an empty page.
 MAX_PAGE = 100_000
-MAX_ID = 2**63 - 1
 
 
 def staff_required(*roles: str) -> Callable:

@@ -1,15 +1,22 @@
 """The patient's upload page, reached from the SMS link. No login; the link is the only key.
 
 Every response here is ``noindex``, sends no referrer and is not cached: the URL carries the link's token.
-The patient only ever sees whether the photo could be used (and why not), never a finding.
+The patient only ever sees whether the photo could be used (and why not), never a finding. Every error is
+answered with the upload form and what to do (`error_page`), never a bare "Bad Request"; uploads are rate
+limited per link and per address. No CSRF token: the link's token is the credential (see app.py).
 """
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, make_response, redirect, render_template, request, url_for
+import hashlib
+
+from flask import (Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request,
+                   url_for)
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
+from werkzeug.exceptions import HTTPException
 
 from followup import audit, links
+from followup.auth import limiter
 from followup.db import db, utcnow
 from followup.intake import IntakeError
 from followup.models import Clinic, Photo, Site, UploadLink
@@ -32,6 +39,9 @@ STATE_OF = {"queued": "checking", "processing": "checking", "done": "received", 
 
 
 class UploadForm(FlaskForm):
+    class Meta:
+        csrf = False  # the link's token in the URL is the credential, no cookie is
+
     photo = FileField("Photo", validators=[FileRequired("Choose or take a photo first.")])
 
 
@@ -57,20 +67,26 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
 
+def _link_key() -> str:
+    # Hashed: the limiter's storage (memory or Redis) must not hold working links.
+    return "link:" + hashlib.sha256(request.view_args["token"].encode()).hexdigest()
+
+
 @bp.route("/<token>", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LINK_UPLOAD_RATE_LIMIT"], key_func=_link_key, methods=["POST"])
+@limiter.limit(lambda: current_app.config["ADDRESS_UPLOAD_RATE_LIMIT"], methods=["POST"])
 def upload(token: str):
     try:
         link = links.resolve_link(token)
     except links.LinkProblem as problem:
         return _problem(problem)
-    site = db.session.get(Site, link.site_id)
-    clinic = db.session.get(Clinic, site.patient.clinic_id)
     form = UploadForm()
     status = 200
     if form.validate_on_submit():
         answers = {f: ANSWER_VALUES.get(request.form.get(f, ""), None) for f in ANSWER_FIELDS}
         try:
-            photo = receive_photo(site, form.photo.data.read(), kind="followup", answers=answers, link=link)
+            photo = receive_photo(db.session.get(Site, link.site_id), form.photo.data.read(), kind="followup",
+                                  answers=answers, link=link)
         except IntakeError as exc:
             form.photo.errors = [exc.message]
             status = exc.status
@@ -87,9 +103,49 @@ def upload(token: str):
     if request.method == "POST" and _wants_json():
         errors = form.photo.errors or [e for errs in form.errors.values() for e in errs] or ["Please try again."]
         return _private(make_response(jsonify({"errors": list(errors)}), status))
+    return _upload_page(link, token, form, status, answers=request.form)
+
+
+def _upload_page(link: UploadLink, token: str, form: UploadForm, status: int, *, answers) -> Response:
+    site = db.session.get(Site, link.site_id)
+    clinic = db.session.get(Clinic, site.patient.clinic_id)
     return _private(make_response(render_template(
         "patient/upload.html", form=form, clinic=clinic, site=site, token=token, questions=QUESTIONS,
-        has_guide=baseline_of(site.id) is not None), status))
+        answers=answers, has_guide=baseline_of(site.id) is not None), status))
+
+
+def _error_message(code: int) -> str:
+    """What a patient reads when a request on their page fails: what happened and what to do."""
+    if code == 413:
+        return (f"This photo is too large to send (the limit is {current_app.config['MAX_UPLOAD_MB']:g} MB). "
+                "Please take it again, or choose a smaller one.")
+    if code == 415:
+        return "This file is not a photo we can read. Please take the photo again with your phone's camera."
+    if code == 429:
+        return ("You have tried many times in a short while. Please wait a little (up to an hour), "
+                "then send the photo again.")
+    if code in (404, 405):
+        return "That page does not exist. You can send your photo here."
+    if code >= 500:
+        return "Sorry, something went wrong on our side and your photo was not sent. Please try again later."
+    return "The photo did not arrive. Please send it again."
+
+
+def error_page(error: HTTPException):
+    """Any error under /u/: the upload form again with what to do, or the link's own page if it is dead."""
+    message = _error_message(error.code or 500)
+    if _wants_json():
+        return _private(make_response(jsonify({"errors": [message]}), error.code))
+    if (error.code or 500) >= 500:
+        db.session.rollback()  # the failed request's transaction must not break the page that explains it
+    token = (request.view_args or {}).get("token") or request.path.split("/")[2]
+    try:
+        link = links.resolve_link(token)
+    except links.LinkProblem as problem:
+        return _problem(problem)
+    form = UploadForm(formdata=None)  # never the request's body: reading it may be what failed (413)
+    form.photo.errors = [message]
+    return _upload_page(link, token, form, error.code, answers={})
 
 
 @bp.get("/<token>/guide.jpg")

@@ -10,7 +10,8 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from followup import audit
-from followup.auth import authenticate, limiter
+from followup.auth import authenticate, end_web_sessions, limiter
+from followup.db import db
 
 bp = Blueprint("web", __name__)
 
@@ -39,6 +40,7 @@ def login():
             session.permanent = True  # the lifetime is the idle timeout
             audit.record("login", "user", user.id, user=user)
             return redirect(_safe_next(request.args.get("next")))
+        audit.sign_in_failed(form.email.data, via="web")
         flash("Wrong e-mail or password.", "error")
         return render_template("login.html", form=form), 401
     return render_template("login.html", form=form), 400 if form.errors else 200
@@ -47,6 +49,9 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    # Server-side: a copy of this cookie (another tab, a stolen one) no longer signs anyone in.
+    end_web_sessions(current_user._get_current_object())
+    db.session.commit()
     logout_user()
     session.clear()
     return redirect(url_for("web.login"))

@@ -13,17 +13,19 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
+from werkzeug.exceptions import Conflict
 
-from followup import alerts, audit, outlines
-from followup.db import db, utcnow
+from followup import accounts, alerts, audit, outlines
+from followup.db import MAX_ID, db, utcnow
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES
 from followup.patients import photo_for, site_plan
 from followup.photos import baseline_of
+from followup.plans import check_plan_date
 from followup.storage import storage
 from followup.web.charts import timeline_chart
-from followup.web.common import MAX_ID, MAX_PAGE, image_mimetype, passive, private_image, staff_required, thumbnail
+from followup.web.common import MAX_PAGE, image_mimetype, passive, private_image, staff_required, thumbnail
 
 bp = Blueprint("triage", __name__)
 
@@ -114,7 +116,7 @@ def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
     # joins for those rows only: joining before the sort would touch every open alert's site and patient.
     page_ids = page_stmt.order_by(*alerts.QUEUE_ORDER).offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     rows = db.session.execute(
-        select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id, Patient.name,
+        select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id.label("patient_id"), Patient.name,
                claimer.name, claimer.email)
         .join(Site, Site.id == Alert.site_id)
         .join(Patient, Patient.id == Site.patient_id)
@@ -135,6 +137,12 @@ def _queue_context():
     return {"filters": filters, "rows": rows, "total": total, "page_size": PAGE_SIZE, "is_overdue": is_overdue}
 
 
+def _audit_queue(context, **detail) -> None:
+    # Audited after rendering: the commit expires loaded rows, and the page must not load them again.
+    audit.record("view_queue", "clinic", current_user.clinic_id, count=len(context["rows"]),
+                 patients=[row.patient_id for row in context["rows"]], **detail)
+
+
 @bp.get("/queue")
 @staff_required()
 def queue():
@@ -144,8 +152,7 @@ def queue():
         .order_by(User.name, User.email)
     ).scalars().all()
     page = render_template("triage/queue.html", members=members, diagnoses=DIAGNOSES, **context)
-    # Audited after rendering: the commit expires loaded rows, and the page must not load them again.
-    audit.record("view_queue", "clinic", current_user.clinic_id, count=len(context["rows"]))
+    _audit_queue(context)
     return page
 
 
@@ -156,6 +163,7 @@ def queue_rows_fragment():
     """The queue's rows alone: what the page's script fetches to refresh itself."""
     context = _queue_context()
     response = render_template("triage/_queue_rows.html", **context)
+    _audit_queue(context, refresh=True)
     return response, 200, {"Cache-Control": "no-store"}
 
 
@@ -236,6 +244,7 @@ def alert_page(alert_id: int):
         margin_mm=outlines.site_margin_mm(site),
         outcome_labels=OUTCOME_LABELS, retake_reasons=RETAKE_REASONS, overdue=is_overdue(alert),
         plan=site_plan(site), visit_default=date.today() + timedelta(days=14), clinic=db.session.get(Clinic, alert.clinic_id),
+        dermatologists=accounts.dermatologists(alert.clinic_id) if current_user.role == "admin" else [],
     )
     audit.record("view_alert", "alert", alert.id, patient_id=patient.id)
     return page
@@ -245,24 +254,37 @@ def alert_page(alert_id: int):
 @staff_required("dermatologist")
 def claim(alert_id: int):
     alert = alerts.alert_for(current_user, alert_id)
-    release = request.form.get("release") == "1"
-    if release:
-        if alert.status == "claimed" and alert.claimed_by_id == current_user.id:
-            alert.status, alert.claimed_by_id, alert.claimed_at = "open", None, None
-            audit.record("release_alert", "alert", alert.id)
+    try:
+        if request.form.get("release") == "1":
+            alerts.release(alert, current_user)
             flash("Released: colleagues can take this case.", "info")
-    else:
-        if alert.status == "claimed" and alert.claimed_by_id != current_user.id:
-            holder = db.session.get(User, alert.claimed_by_id)
-            flash(f"{holder.name or holder.email} has already claimed this case.", "error")
-        elif alert.status == "resolved":
-            flash("This alert is already resolved.", "error")
         else:
             alerts.claim(alert, current_user)
             audit.record("claim_alert", "alert", alert.id)
+    except Conflict as refused:  # a colleague holds it, or it is resolved
+        flash(refused.description, "error")
     target = request.form.get("next") or ""
     if target.startswith("/queue") and "//" not in target:  # back to the queue with its filters
         return redirect(target, 303)
+    return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
+
+
+@bp.post("/alerts/<int:alert_id>/reassign")
+@staff_required("admin")
+def reassign(alert_id: int):
+    """An admin's override of a claim: back to the queue (``to`` empty) or to a named dermatologist."""
+    alert = alerts.alert_for(current_user, alert_id)
+    to = None
+    if value := request.form.get("to", ""):
+        to = db.session.get(User, int(value)) if value.isdigit() and int(value) <= MAX_ID else None
+        if to is None:
+            abort(400, f"User {value} doesn't exist.")
+    try:
+        alerts.reassign(alert, current_user, to)
+    except Conflict as refused:
+        flash(refused.description, "error")
+    else:
+        flash(f"Given to {to.name or to.email}." if to else "Released: back in the queue.", "info")
     return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
 
 
@@ -275,19 +297,23 @@ def resolve(alert_id: int):
     if outcome not in OUTCOMES:
         flash("Choose an outcome.", "error")
         return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
-    if alert.status == "resolved":
-        flash("This alert was already resolved.", "error")
-        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
-    if alert.status == "claimed" and alert.claimed_by_id != current_user.id:
-        holder = db.session.get(User, alert.claimed_by_id)
-        flash(f"{holder.name or holder.email} has claimed this case; ask them before resolving it.", "error")
-        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
     try:
         visit_date = date.fromisoformat(request.form.get("visit_date", ""))
     except ValueError:
         visit_date = None
-    alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
-                   retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
+    if outcome == "visit" and visit_date is not None:
+        try:
+            check_plan_date(visit_date, excision_date=db.session.get(Site, alert.site_id).excision_date,
+                            today=utcnow().date())
+        except ValueError as exc:
+            flash(f"The visit was not booked: {exc}", "error")
+            return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
+    try:
+        alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
+                       retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
+    except Conflict as refused:  # resolved already, or a colleague holds it
+        flash(refused.description, "error")
+        return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
     flash(f"Alert resolved: {OUTCOME_LABELS[outcome].lower()}.", "info")
     return redirect(url_for("triage.queue"), 303)
 

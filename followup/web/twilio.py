@@ -3,7 +3,7 @@
 Both check ``X-Twilio-Signature`` against ``PUBLIC_BASE_URL`` + the path — never against the URL of the
 request as it arrived, which a proxy rewrites and a forger controls (Host header) — and answer 403 otherwise.
 Twilio delivers at least once: an inbound MessageSid already stored is acknowledged and ignored; status
-callbacks only ever move a message forwards.
+callbacks only ever move a message forwards. Which clinic's inbox a text goes to is `followup.inbound`'s call.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from twilio.twiml.messaging_response import MessagingResponse
 
-from followup import messaging, reminders
+from followup import inbound, messaging, reminders
 from followup.db import db, utcnow
-from followup.models import Clinic, InboundMessage, Patient
+from followup.models import Clinic, InboundMessage
 from notifications.webhooks import (
     InboundIntent, parse_inbound_sms, parse_status_callback, verify_twilio_signature, webhook_url,
 )
@@ -50,16 +50,16 @@ def inbound_sms():
         abort(400, str(exc))
     if db.session.execute(select(InboundMessage.id).where(InboundMessage.twilio_sid == sms.message_sid)).first():
         return _twiml()  # a repeated delivery: handled the first time
-    patients = list(db.session.execute(
-        select(Patient).where(Patient.phone == sms.from_number).order_by(Patient.id)).scalars())
-    patient = patients[0] if patients else None
-    clinic = db.session.get(Clinic, patient.clinic_id) if patient else None
+    now = utcnow()
+    to_us = inbound.sent_to_our_sender(current_app.config, to_number=sms.to_number,
+                                       messaging_service_sid=request.form.get("MessagingServiceSid", ""))
+    route = inbound.route(sms.from_number, to_our_sender=to_us, now=now)
     keyword = sms.intent != InboundIntent.TEXT
-    db.session.add(InboundMessage(
-        clinic_id=clinic.id if clinic else None, patient_id=patient.id if patient else None,
-        twilio_sid=sms.message_sid, from_number=sms.from_number, body=sms.body, intent=str(sms.intent),
-        handled_at=utcnow() if keyword else None,
-    ))
+    # One row per inbox: several clinics that could be meant each get it, unmatched (patient_id None).
+    db.session.add_all(InboundMessage(
+        clinic_id=clinic_id, patient_id=route.patient_id, twilio_sid=sms.message_sid, from_number=sms.from_number,
+        body=sms.body, intent=str(sms.intent), handled_at=now if keyword else None,
+    ) for clinic_id in route.clinic_ids or (None,))
     try:
         db.session.flush()
     except IntegrityError:
@@ -71,7 +71,9 @@ def inbound_sms():
     elif sms.intent == InboundIntent.OPT_IN:
         reminders.opt_in(sms.from_number, commit=False)
     elif sms.intent == InboundIntent.HELP and not request.form.get("OptOutType"):
-        # (With OptOutType set, Twilio's Advanced Opt-Out has already answered.)
+        # (With OptOutType set, Twilio's Advanced Opt-Out has already answered.) No clinic is named unless
+        # the text is surely for it.
+        clinic = db.session.get(Clinic, route.clinic_id) if route.clinic_id else None
         reply = reminders.render_sms("help", clinic_name=clinic.name if clinic else "Scar Watch",
                                      clinic_phone=clinic.phone if clinic else None)
     db.session.commit()

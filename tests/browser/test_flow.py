@@ -136,7 +136,7 @@ def test_patient_without_javascript_and_a_rejected_photo(browser, live_server, w
     page.get_by_role("link", name="Take the photo again").click()
     assert page.locator("h1").inner_text() == "Photo of your scar"
     assert watch.errors == [], watch.errors
-    links.revoke_site_links(site.id)
+    links.revoke_site_links([site.id])
     db.session.commit()
     page.reload()
     assert "This link no longer works" in page.inner_text("h1") and "+441234567890" in page.content()

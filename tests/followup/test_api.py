@@ -3,6 +3,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from followup import links
 from followup.db import db
 from followup.models import Alert, AuditEvent, Photo, Site
 from tests.conftest import PASSWORD, jpeg_bytes
@@ -182,7 +183,7 @@ def test_api_resolve_does_what_the_outcome_asks(client, world, site_id):
     visits_before = sum(1 for i in site_plan(db.session.get(Site, site_id)).items if i.kind == "visit")
     assert client.post(f"/api/v1/alerts/{made[0]}/resolve", headers=headers, json={"outcome": "rephoto"}).status_code == 200
     retake = db.session.execute(db.select(OutboundMessage).where(OutboundMessage.purpose == "retake")).scalar_one()
-    assert "/u/" in retake.body
+    assert "https://scarwatch.test/u/" in links.open_links(retake.body)
     assert client.post(f"/api/v1/alerts/{made[1]}/resolve", headers=headers, json={"outcome": "visit"}).status_code == 200
     db.session.expire_all()
     assert sum(1 for i in site_plan(db.session.get(Site, site_id)).items if i.kind == "visit") == visits_before + 1

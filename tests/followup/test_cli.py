@@ -65,6 +65,28 @@ def test_analyze_batch_writes_the_contract_format(runner, tmp_path):
     assert lines[1]["flag"] and not lines[0]["flag"]
 
 
+def test_analyze_batch_masks_is_the_change_masks_folder_and_is_created(runner, tmp_path):
+    image, lesion = skin_photo(5)
+    pair = make_pair(image, lesion_mask=lesion, kind="new_lesion", rng=np.random.default_rng(1))
+    Image.fromarray(pair.reference_image).save(tmp_path / "b.png")
+    Image.fromarray(pair.moving_image).save(tmp_path / "f.jpg", quality=90)
+    (tmp_path / "manifest.csv").write_text("pair_id,baseline,followup\np1,b.png,f.jpg\n")
+    lesion_masks = tmp_path / "lesions"
+    lesion_masks.mkdir()
+    Image.fromarray(lesion.astype(np.uint8) * 255).save(lesion_masks / "b.png")
+    out, masks = tmp_path / "out" / "results.jsonl", tmp_path / "new" / "masks"
+    result = runner.invoke(args=["analyze-batch", str(tmp_path / "manifest.csv"), "--out", str(out),
+                                 "--masks", str(masks), "--lesion-masks", str(lesion_masks)])
+    assert result.exit_code == 0, result.output
+    line = json.loads(out.read_text())
+    assert line["change_mask"].startswith("../new/masks/")
+    assert (out.parent / line["change_mask"]).is_file() and [p.name for p in masks.iterdir()] == [
+        line["change_mask"].rsplit("/", 1)[1]]
+    missing = runner.invoke(args=["analyze-batch", str(tmp_path / "manifest.csv"), "--out", str(out),
+                                  "--lesion-masks", str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
 def test_seed_demo_builds_a_living_clinic(runner, monkeypatch):
     monkeypatch.setattr(demo, "PATIENTS", demo.PATIENTS[:2])
     result = runner.invoke(args=["seed-demo"])

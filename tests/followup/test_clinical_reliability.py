@@ -23,7 +23,8 @@ from tests.registration.conftest import skin_photo
 
 
 def link_token(body: str) -> str:
-    return re.search(r"/u/(\S+)", body).group(1)
+    """The token of the upload link in a stored text (stored sealed; opened as it is sent)."""
+    return re.search(r"/u/(\S+)", links.open_links(body)).group(1)
 
 
 # --- item 3: alerts and the sweep --------------------------------------------------------------------------------

@@ -39,3 +39,9 @@ def test_processes_starting_together_share_one_complete_key(tmp_path):
         with ctx.Pool(n) as pool:
             keys = pool.map(_read_key, [(tmp_path / "instance", barrier)] * n)
     assert len(set(keys)) == 1 and len(keys[0]) == 64
+
+
+def test_clinics_with_several_live_links_are_read_as_ids(tmp_path):
+    environ = {"SECRET_KEY": "k", "UPLOAD_LINKS_SEVERAL_CLINICS": "3, 7,"}
+    assert config.from_environment(str(tmp_path), environ)["UPLOAD_LINKS_SEVERAL_CLINICS"] == {3, 7}
+    assert config.from_environment(str(tmp_path), {"SECRET_KEY": "k"})["UPLOAD_LINKS_SEVERAL_CLINICS"] == set()

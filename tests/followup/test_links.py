@@ -1,8 +1,11 @@
 """Patient upload links: signed, expiring, bound to a site, revocable, used up."""
 import io
 from datetime import timedelta
+from urllib.parse import urlsplit
 
-from followup import links
+import pytest
+
+from followup import links, reminders
 from followup.db import db, utcnow
 from followup.models import Photo, Site, UploadLink
 from tests.conftest import jpeg_bytes
@@ -41,7 +44,7 @@ def test_expired_revoked_used_and_forged_links(client, site_id):
     assert client.get(f"/u/{expired}").status_code == 410
 
     revoked = make_link(site_id)
-    links.revoke_site_links(site_id)
+    links.revoke_site_links([site_id])
     db.session.commit()
     response = client.get(f"/u/{revoked}")
     assert response.status_code == 410 and b"new link" in response.data
@@ -93,3 +96,50 @@ def test_uploads_count_up_to_the_cap_then_the_link_is_used(client, site_id):
         assert response.status_code == 303, i
     assert db.session.execute(db.select(UploadLink)).scalar_one().uploads == links.MAX_UPLOADS
     assert client.get(f"/u/{token}").status_code == 410
+
+
+def live_links(site_id) -> list[int]:
+    return list(db.session.execute(db.select(UploadLink.id).where(UploadLink.site_id == site_id,
+                                                                 UploadLink.revoked_at.is_(None))).scalars())
+
+
+def test_a_new_link_from_the_api_revokes_the_sites_older_ones(client, world, site_id):
+    headers = world.headers(client, "derm@north.test")
+    first, second = (client.post(f"/api/v1/sites/{site_id}/upload-link", headers=headers).get_json()["url"]
+                     for _ in range(2))
+    response = client.get(urlsplit(first).path)
+    assert response.status_code == 410 and b"replaced by a newer one" in response.data
+    assert client.get(urlsplit(second).path).status_code == 200
+    assert len(live_links(site_id)) == 1
+
+
+def test_a_reminder_link_revokes_the_sites_older_ones(client, world):
+    from tests.followup.test_reminders import enrol, utc
+
+    _, site = enrol(world.clinic, "+447700900101")
+    older = make_link(site.id)
+    assert reminders.dispatch(utc(2027, 2, 4, 10, 0))["queued"] == 1  # the photo request, with a new link
+    assert client.get(f"/u/{older}").status_code == 410
+    assert len(live_links(site.id)) == 1
+
+
+def test_a_clinic_that_asks_for_it_keeps_several_live_links_per_site(app, client, world, site_id):
+    app.config["UPLOAD_LINKS_SEVERAL_CLINICS"] = frozenset({world.clinic.id})
+    first, second = make_link(site_id), make_link(site_id)
+    assert client.get(f"/u/{first}").status_code == client.get(f"/u/{second}").status_code == 200
+    app.config["UPLOAD_LINKS_SEVERAL_CLINICS"] = frozenset({world.other_clinic.id})
+    make_link(site_id)
+    assert client.get(f"/u/{first}").status_code == 410 and len(live_links(site_id)) == 1
+
+
+def test_a_sealed_link_opens_to_its_url_and_shows_hidden(app, site_id):
+    token = make_link(site_id)
+    text = f"Photo please: {links.sealed_link(token)} Reply STOP."
+    assert token not in text
+    sent = f"Photo please: https://scarwatch.test/u/{token} Reply STOP."
+    assert links.open_links(text) == links.open_links(text) == sent
+    assert links.hide_links(text) == "Photo please: https://scarwatch.test/u/… Reply STOP."
+    assert links.hide_links(f"Older text: https://scarwatch.test/u/{token}") == "Older text: https://scarwatch.test/u/…"
+    app.config["SECRET_KEY"] = "another key"
+    with pytest.raises(ValueError, match="SECRET_KEY"):
+        links.open_links(text)

@@ -78,6 +78,37 @@ def test_site_outline_migration_keeps_the_rows_and_goes_down_again(migrations_ap
     assert db.session.execute(text("SELECT body_site FROM site")).scalar_one() == "left shoulder"
 
 
+def test_audit_subjects_migration_names_the_patient_of_earlier_events(migrations_app):
+    upgrade(revision="0003_site_outline")
+    now = "2026-12-01 10:00:00+00:00"
+    for sql in (
+        "INSERT INTO clinic (id, name, timezone, protocol_overrides, operating_point, created_at) "
+        f"VALUES (1, 'North', 'Europe/London', '{{}}', 'sensitivity_first', '{now}')",
+        "INSERT INTO patient (id, clinic_id, name, phone, timezone, sms_consent, created_at) "
+        f"VALUES (7, 1, 'Grace', '+447700900456', 'Europe/London', true, '{now}')",
+        "INSERT INTO site (id, patient_id, body_site, diagnosis, excision_date, created_at) "
+        f"VALUES (3, 7, 'left shoulder', 'bcc', '2026-11-01', '{now}')",
+        "INSERT INTO photo (id, site_id, kind, sha256, storage_key, content_type, size_bytes, width, height, "
+        "received_at, status, status_changed_at, attempts) "
+        f"VALUES (5, 3, 'baseline', 'abc', 'abc.jpg', 'image/jpeg', 10, 64, 48, '{now}', 'done', '{now}', 0)",
+        "INSERT INTO alert (id, clinic_id, site_id, photo_id, kind, priority, recurrence_score, reasons, status, "
+        f"created_at) VALUES (9, 1, 3, 5, 'change', 1, 0.9, '[]', 'open', '{now}')",
+    ):
+        db.session.execute(text(sql))
+    for event_id, record_type, record_id in ((1, "patient", 7), (2, "site", 3), (3, "photo", 5), (4, "alert", 9),
+                                             (5, "clinic", 1), (6, "photo", 404)):
+        db.session.execute(text(
+            "INSERT INTO audit_event (id, actor, action, record_type, record_id, detail, at) "
+            f"VALUES ({event_id}, 'system', 'read', '{record_type}', {record_id}, '{{}}', '{now}')"))
+    db.session.commit()
+    upgrade()
+    rows = db.session.execute(text("SELECT audit_id, patient_id FROM audit_subject ORDER BY audit_id")).all()
+    assert [tuple(r) for r in rows] == [(1, 7), (2, 7), (3, 7), (4, 7)]
+    db.session.remove()
+    downgrade(revision="0003_site_outline")
+    assert "audit_subject" not in inspect(db.engine).get_table_names()
+
+
 def test_open_alert_migration_closes_duplicates_then_enforces_one_per_site_photo_and_kind(migrations_app):
     """Duplicate open alerts made every reminder sweep raise: 0004 keeps the most advanced (claimed), else the
     oldest, closes the others with a note (and an audit event) and repoints their reminders, then adds the

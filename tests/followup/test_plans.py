@@ -3,7 +3,7 @@ from datetime import date
 
 import pytest
 
-from followup.plans import PROTOCOLS, plan_items, protocol_name, resolve_protocol, schedule_dates
+from followup.plans import PROTOCOLS, check_plan_date, plan_items, protocol_name, resolve_protocol, schedule_dates
 
 EXCISION = date(2026, 1, 15)
 
@@ -76,3 +76,17 @@ def test_clinic_override_is_used_for_new_sites(client, world, patient_id):
                                  "excision_date": date.today().isoformat()})
     assert response.status_code == 201
     assert len(response.get_json()["plan"]["visits"]) == 2
+
+
+@pytest.mark.parametrize("due, words", [(date(9999, 12, 31), "more than 10 years ahead"),
+                                        (date(2036, 2, 2), "more than 10 years ahead"),
+                                        (date(1, 1, 1), "before the excision date"),
+                                        (date(2026, 1, 14), "before the excision date")])
+def test_a_plan_date_outside_the_follow_up_is_refused_in_words(due, words):
+    with pytest.raises(ValueError, match=words):
+        check_plan_date(due, excision_date=EXCISION, today=date(2026, 2, 1))
+
+
+@pytest.mark.parametrize("due", [EXCISION, date(2026, 1, 20), date(2036, 2, 1)])
+def test_plan_dates_from_the_excision_to_ten_years_ahead_are_accepted(due):
+    check_plan_date(due, excision_date=EXCISION, today=date(2026, 2, 1))

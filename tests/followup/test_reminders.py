@@ -267,7 +267,7 @@ def test_urgent_alert_texts_the_dermatologist_a_link_others_wait_for_the_digest(
     db.session.commit()
     routine = raise_alert(clinic_id=world.clinic.id, site_id=site.id, photo_id=None, kind="unreadable",
                           priority=3, score=0.1, reasons=["blurred"])
-    assert reminders.notify_alert(routine) is None
+    assert reminders.notify_alert(routine) == []
     routine.created_at = utc(2027, 3, 1, 15)
     db.session.commit()
     reminders.dispatch(utc(2027, 3, 1, 16))

@@ -3,7 +3,9 @@ and two sweeps at the same instant. Every message must reach the patient exactly
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -15,9 +17,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from followup import messaging, reminders
+from followup import links, messaging, reminders
 from followup.db import db
 from followup.models import Alert, OutboundMessage, PlanItem, Reminder
+from tests.conftest import PASSWORD
 from tests.followup.test_reminders import (  # noqa: F401 - fixtures
     enrol, fake_twilio, items, local, make_sender, receive_photo, sms_app, utc,
 )
@@ -104,6 +107,43 @@ def test_a_row_left_sending_by_a_dead_process_is_reconciled(sms_app, fake_twilio
     assert row.status == "sent" and row.twilio_sid == fake_twilio.messages[0].sid
 
 
+#: An upload link with its token; a link shown without its token ends in "/u/…".
+LIVE_LINK = re.compile(r"https://scarwatch\.test/u/([A-Za-z0-9_.\-]+)")
+
+
+def test_the_outbox_keeps_upload_links_sealed_and_every_attempt_sends_the_same_working_link(
+        sms_app, fake_twilio, world, client):
+    patient, site = enrol(world.clinic, "+447700900404")
+    fake_twilio.fail_next(2, status=503, method="POST")  # both tries of the first attempt: retried later
+    assert reminders.dispatch(utc(2027, 2, 4, 10))["retrying"] == 1  # the photo request, with a new link
+    sms_app.extensions["sms_sender"] = make_sender(fake_twilio, timeout_seconds=0.3)
+    fake_twilio.slow_next(1, delay_seconds=0.8, method="POST")  # the next attempt's outcome is unknown…
+    fake_twilio.fail_next(5, status=503, method="GET")  # …and the sender's own lookup cannot tell either
+    assert reminders.dispatch(utc(2027, 2, 4, 10, 5))["unknown"] == 1
+    heal(fake_twilio)
+    assert reminders.dispatch(utc(2027, 2, 4, 10, 6))["reconciled_sent"] == 1  # found at Twilio by its text
+    tried = [r.params["Body"] for r in fake_twilio.requests if r.method == "POST"]
+    assert len(tried) == 3 and len(set(tried)) == 1 and [m.body for m in fake_twilio.messages] == tried[:1]
+    token = LIVE_LINK.search(tried[0]).group(1)
+    assert client.get(f"/u/{token}").status_code == 200
+    row = db.session.execute(select(OutboundMessage)).scalar_one()
+    assert row.status == "sent" and token not in row.body and not LIVE_LINK.search(row.body)
+    client.post("/login", data={"email": "derm@north.test", "password": PASSWORD})
+    for page in ("/messages", f"/patients/{patient.id}"):
+        text = client.get(page).get_data(as_text=True)
+        assert "https://scarwatch.test/u/…" in text and token not in text and "upload-link:" not in text
+
+
+def test_a_text_sent_without_credentials_logs_its_upload_link_hidden(app, world, caplog):
+    enrol(world.clinic, "+447700900405")
+    with caplog.at_level(logging.INFO):
+        assert reminders.dispatch(utc(2027, 2, 4, 10))["not_sent"] == 1
+    assert "scar (left forearm). Your personal link: https://scarwatch.test/u/… " in caplog.text
+    assert not LIVE_LINK.search(caplog.text)
+    row = db.session.execute(select(OutboundMessage)).scalar_one()
+    assert not LIVE_LINK.search(row.body)
+
+
 def test_twilio_error_21610_marks_the_patient_opted_out(sms_app, fake_twilio, world):
     patient, _ = enrol(world.clinic, "+447700900403")
     fake_twilio.opt_out(patient.phone)
@@ -173,7 +213,7 @@ def test_a_simulated_year_sends_exactly_what_the_protocol_prescribes(sms_app, fa
 
     assert_once_each(fake_twilio)
     # What arrived, read back as (phone, kind, due date) through the outbox.
-    rows = {r.body: r for r in db.session.execute(select(OutboundMessage)).scalars()}
+    rows = {links.open_links(r.body): r for r in db.session.execute(select(OutboundMessage)).scalars()}
     got = Counter()
     per_day = Counter()
     for message in fake_twilio.messages:

@@ -6,7 +6,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, event, func, select
 
 from followup.db import db, utcnow
 from followup.models import Alert, AuditEvent, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site
@@ -321,6 +321,31 @@ def test_plan_can_be_edited(client, case):
     assert any(i.due_date == date(2031, 1, 2) for i in site_plan_items(site))
 
 
+@pytest.mark.parametrize("typed, words", [("9999-12-31", "more than 10 years ahead"),
+                                         ("0001-01-01", "cannot be before the excision date")])
+def test_plan_editor_refuses_an_impossible_date_with_the_reason_and_saves_nothing(client, case, typed, words):
+    login(client)
+    site = case["site"]
+    item = site_plan_items(site)[0]
+    before, count = (item.due_date, item.status), len(site_plan_items(site))
+    for data in ({f"due-{item.id}": typed, f"status-{item.id}": "done"}, {"new_kind": "visit", "new_due": typed}):
+        response = client.post(f"/sites/{site.id}/plan", data=data)
+        assert response.status_code == 400 and words in response.get_data(as_text=True)
+    db.session.expire_all()
+    item = db.session.get(PlanItem, item.id)
+    assert (item.due_date, item.status) == before and len(site_plan_items(site)) == count
+
+
+def test_a_visit_booked_on_an_impossible_date_is_refused_and_the_alert_stays_open(client, case):
+    login(client)
+    response = client.post(f"/alerts/{case['alert'].id}/resolve", data={"outcome": "visit", "visit_date": "9999-12-31"},
+                           follow_redirects=True)
+    assert "more than 10 years ahead" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Alert, case["alert"].id).status != "resolved"
+    assert db.session.execute(select(PlanItem).where(PlanItem.due_date == date(9999, 12, 31))).first() is None
+
+
 def site_plan_items(site):
     from followup.patients import site_plan
 
@@ -370,6 +395,45 @@ def test_overdue_page_lists_visits_due_soon(client, case):
     page = client.get("/overdue").get_data(as_text=True)
     soon = page.split("Clinic visits due in the next two weeks")[1]
     assert "Grace Hopper" in soon and visit.due_date.strftime("%Y") in soon
+
+
+def test_overdue_page_is_paged_and_reads_only_the_clinics_page(client, world, case):
+    from followup.web.clinic import PAGE_SIZE
+
+    plan_id = site_plan_items(case["site"])[0].plan_id
+    db.session.execute(delete(PlanItem).where(PlanItem.plan_id == plan_id))
+    db.session.add_all(PlanItem(plan_id=plan_id, kind="visit", due_date=date.today() - timedelta(days=100 - n))
+                       for n in range(PAGE_SIZE + 5))
+    # Another clinic's site with photos: its photos are no business of this page.
+    other = create_site(create_patient(world.other_clinic, name="Alan Turing", phone="+447700900999",
+                                       sms_consent=True), body_site="nose", diagnosis="bcc",
+                        excision_date=date.today() - timedelta(days=30))
+    db.session.add_all(Photo(site_id=other.id, kind="followup", sha256=f"{n:064d}", storage_key=f"{n}.jpg",
+                             content_type="image/jpeg", size_bytes=1, width=1, height=1) for n in range(3))
+    db.session.commit()
+    login(client)
+    loaded, statements = [], []
+
+    def on_load(item, _context):
+        loaded.append(item)
+
+    def on_execute(_conn, _cursor, statement, *_):
+        statements.append(statement)
+
+    event.listen(PlanItem, "load", on_load)
+    event.listen(db.engine, "before_cursor_execute", on_execute)
+    try:
+        first = client.get("/overdue").get_data(as_text=True)
+    finally:
+        event.remove(PlanItem, "load", on_load)
+        event.remove(db.engine, "before_cursor_execute", on_execute)
+    assert first.count("100 days") == 1 and first.count(" days</td>") == PAGE_SIZE
+    assert "/overdue?page=2" in first
+    assert len(loaded) <= PAGE_SIZE + 1, "a page loads a page of plan items, not every past one"
+    photo_reads = [s for s in statements if re.search(r"FROM photo\b", s)]
+    assert photo_reads and all("photo.site_id IN" in s for s in photo_reads), photo_reads
+    second = client.get("/overdue?page=2").get_data(as_text=True)
+    assert second.count(" days</td>") == 5 and "/overdue?page=1" in second and "/overdue?page=3" not in second
 
 
 def test_overdue_page_title_is_plain(client, case):

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from datetime import timedelta
 
 import pytest
+from itsdangerous.timed import TimestampSigner
 from sqlalchemy import select
 
 from followup import links
@@ -144,9 +146,70 @@ def test_invalid_link(client, link):
     assert_private(response)
 
 
-def test_upload_needs_the_csrf_token(app, client, link):
-    app.config["WTF_CSRF_ENABLED"] = True
-    assert upload(client, link["token"]).status_code == 400
-    page = client.get(f"/u/{link['token']}").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    assert upload(client, link["token"], csrf_token=token).status_code == 303
+def test_an_upload_from_a_page_left_open_for_hours_goes_in(app, client, link, monkeypatch):
+    """The link's token is the credential: no cookie, session or CSRF token ages out under an open page."""
+    app.config["WTF_CSRF_ENABLED"] = True  # as in production
+    page = client.get(f"/u/{link['token']}")
+    assert "Set-Cookie" not in page.headers
+    sent_back = dict(re.findall(r'name="(csrf_token)" type="hidden" value="([^"]+)"', page.get_data(as_text=True)))
+    opened = time.time()
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(opened) + 3 * 3600)  # 3 hours later
+    response = upload(client, link["token"], **sent_back)
+    assert response.status_code == 303, response.get_data(as_text=True)[:200]
+
+
+def too_large(app, client, token, monkeypatch):
+    app.config["MAX_CONTENT_LENGTH"] = 20_000
+    return upload(client, token, data=b"\xff" * 50_000)
+
+
+def server_trouble(app, client, token, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("storage unavailable")
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    monkeypatch.setattr("followup.web.patient.receive_photo", broken)
+    return upload(client, token)
+
+
+@pytest.mark.parametrize("request_, status, words", [
+    (lambda app, client, token, _: client.post(f"/u/{token}", data={}), 400, "Choose or take a photo first."),
+    (lambda app, client, token, _: upload(client, token, data=b"<html>"), 415, "not a JPEG"),
+    (too_large, 413, "too large to send (the limit is 25 MB)"),
+    (lambda app, client, token, _: client.get(f"/u/{token}/nothing"), 404, "That page does not exist"),
+    (lambda app, client, token, _: client.put(f"/u/{token}"), 405, "That page does not exist"),
+    (server_trouble, 500, "something went wrong on our side"),
+], ids=["400", "415", "413", "404", "405", "500"])
+def test_every_error_on_the_patients_page_is_a_kind_page_with_the_form(app, client, link, monkeypatch, request_,
+                                                                       status, words):
+    response = request_(app, client, link["token"], monkeypatch)
+    text = response.get_data(as_text=True)
+    assert response.status_code == status and words in text
+    assert 'id="upload-form"' in text and "North Clinic" in text and "left shoulder" in text
+    assert_private(response)
+
+
+def test_an_error_answers_the_pages_script_in_json(app, client, link):
+    app.config["MAX_CONTENT_LENGTH"] = 20_000
+    response = client.post(f"/u/{link['token']}", data={"photo": (io.BytesIO(b"\xff" * 50_000), "scar.jpg")},
+                           content_type="multipart/form-data", headers={"Accept": "application/json"})
+    assert response.status_code == 413 and "too large to send" in response.get_json()["errors"][0]
+
+
+@pytest.fixture
+def limited(app_config):
+    app_config.update(RATELIMIT_ENABLED=True, LINK_UPLOAD_RATE_LIMIT="3 per hour",
+                      ADDRESS_UPLOAD_RATE_LIMIT="5 per hour")
+
+
+def test_uploads_are_limited_per_link_and_per_address_with_a_kind_page(limited, client, link):
+    first = [client.post(f"/u/{link['token']}", data={}) for _ in range(4)]
+    assert [r.status_code for r in first] == [400, 400, 400, 429]
+    text = first[-1].get_data(as_text=True)
+    assert "tried many times in a short while" in text and 'id="upload-form"' in text and "North Clinic" in text
+    assert_private(first[-1])
+    token, _ = links.create_link(link["site"])  # another link: its own count, the same address
+    db.session.commit()
+    assert [client.post(f"/u/{token}", data={}).status_code for _ in range(2)] == [400, 429]  # 5 per address
+    assert client.post(f"/u/{token}", data={}, environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 400
+    assert client.get(f"/u/{token}").status_code == 200  # only uploads count

@@ -116,6 +116,80 @@ def test_unknown_numbers_are_kept_for_staff_without_a_clinic(sms_app, client, pa
     assert row.clinic_id is None and row.intent == "text"
 
 
+SERVICE = "MG" + "1" * 32  # the Messaging Service our texts go out from, in these tests
+
+
+def texted(patient: Patient, *, days_ago: float, status: str = "delivered") -> None:
+    """An earlier text of the patient's clinic to them: the conversation a reply may answer."""
+    from datetime import timedelta
+
+    from followup.db import utcnow
+
+    sent_at = utcnow() - timedelta(days=days_ago)
+    db.session.add(OutboundMessage(clinic_id=patient.clinic_id, patient_id=patient.id, to=patient.phone,
+                                   idempotency_key=f"test:{patient.id}:{days_ago}:{status}", body="Photo due",
+                                   purpose="photo_due", status=status, sent_at=sent_at))
+    db.session.commit()
+
+
+@pytest.fixture
+def shared_phone(sms_app, world):
+    """The same number at both clinics (the North patient has the lower id), and both clinics' phones."""
+    sms_app.config["TWILIO_MESSAGING_SERVICE_SID"] = SERVICE
+    world.other_clinic.phone = "+441234500000"
+    north, _ = enrol(world.clinic, PHONE)
+    south, _ = enrol(world.other_clinic, PHONE)
+    return north, south
+
+
+def inbox_of(clinic) -> list[tuple]:
+    return [(m.body, m.patient_id) for m in reminders.inbox(clinic.id)]
+
+
+def test_a_shared_number_goes_to_the_clinic_whose_conversation_it_answers(sms_app, client, world, shared_phone):
+    north, south = shared_phone
+    texted(north, days_ago=40)  # long ago: no longer a conversation
+    texted(south, days_ago=1)
+    params = inbound("SM" + "f" * 32, "Will send it tonight", MessagingServiceSid=SERVICE)
+    assert post(client, sms_app, "/twilio/sms", params).status_code == 200
+    assert inbox_of(world.other_clinic) == [("Will send it tonight", south.id)]
+    assert inbox_of(world.clinic) == []
+    help_reply = post(client, sms_app, "/twilio/sms", inbound("SM" + "0f" * 16, "HELP", MessagingServiceSid=SERVICE))
+    text = help_reply.get_data(as_text=True)
+    assert "South Clinic" in text and "+441234500000" in text and "North" not in text
+
+
+@pytest.mark.parametrize("history, to_us", [
+    ((), True),                                     # neither clinic texted it
+    ((("north", 3), ("south", 1)), True),           # both did, lately: either could be answered
+    ((("south", 1),), False),                       # a text to another number: no conversation of ours
+    ((("south", 1, "failed"),), True),              # a text that never left is no conversation
+], ids=["no-conversation", "both-lately", "not-our-sender", "failed-text"])
+def test_an_ambiguous_number_goes_to_every_clinic_unmatched(sms_app, client, world, shared_phone, history, to_us):
+    patients = dict(zip(("north", "south"), shared_phone))
+    for who, days_ago, *status in history:
+        texted(patients[who], days_ago=days_ago, status=status[0] if status else "delivered")
+    service = SERVICE if to_us else "MG" + "2" * 32
+    params = inbound("SM" + "e1" * 16, "Who is this?", MessagingServiceSid=service)
+    for _ in range(2):  # delivered twice: still one row per clinic
+        assert post(client, sms_app, "/twilio/sms", params).status_code == 200
+    assert inbox_of(world.clinic) == inbox_of(world.other_clinic) == [("Who is this?", None)]
+    help_reply = post(client, sms_app, "/twilio/sms", inbound("SM" + "e2" * 16, "help", MessagingServiceSid=service))
+    text = help_reply.get_data(as_text=True)
+    assert "Scar Watch" in text and "North" not in text and "South" not in text and "+44" not in text
+
+
+def test_a_family_phone_within_one_clinic_is_matched_by_conversation_or_left_unmatched(sms_app, client, world):
+    sms_app.config["TWILIO_FROM_NUMBER"] = "+15005550006"  # the To of these texts
+    mother, _ = enrol(world.clinic, PHONE)
+    son, _ = enrol(world.clinic, PHONE, body_site="back")
+    post(client, sms_app, "/twilio/sms", inbound("SM" + "a1" * 16, "Sorry, who?"))
+    texted(son, days_ago=2)
+    post(client, sms_app, "/twilio/sms", inbound("SM" + "a2" * 16, "Mine is done"))
+    assert inbox_of(world.clinic) == [("Sorry, who?", None), ("Mine is done", son.id)]
+    assert mother.id < son.id
+
+
 def test_delivery_status_moves_the_outbox_forward_only(sms_app, client, patient, fake_twilio, world):
     reminders.dispatch(utc(2027, 2, 2, 10))
     row = db.session.execute(select(OutboundMessage)).scalar_one()

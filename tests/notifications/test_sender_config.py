@@ -25,6 +25,14 @@ def test_without_credentials_messages_are_logged_not_sent(config, caplog):
     assert sender.lookup(MESSAGE, attempted_at=datetime.now(timezone.utc)).status == "not_sent"
 
 
+def test_the_console_logs_the_text_as_its_log_body_shows_it(caplog):
+    caplog.set_level(logging.INFO, logger="notifications.console_sender")
+    secret = OutgoingSms(to=MESSAGE.to, body=MESSAGE.body, idempotency_key="outbox:10",
+                         log_body="Your link: https://scarwatch.test/u/…")
+    ConsoleSender().send(secret)
+    assert "Your link: https://scarwatch.test/u/…" in caplog.text and "/u/xyz" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("config", "complaint"),
     [

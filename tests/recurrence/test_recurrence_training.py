@@ -7,6 +7,7 @@ import torch
 
 from recurrence_helpers import SMOKE_ARGS, make_lesion_image
 from recurrence import train
+from recurrence.checkpoint import load_checkpoint
 from recurrence.predict import load_scorer, score_manifest
 
 REGION = {"bbox": [100, 100, 140, 150], "area_px": 1500, "growth_pct": 23.0, "delta_e": 9.0,
@@ -14,7 +15,7 @@ REGION = {"bbox": [100, 100, 140, 150], "area_px": 1500, "growth_pct": 23.0, "de
 
 
 def test_checkpoint_is_self_describing(tiny_checkpoint):
-    ck = torch.load(tiny_checkpoint, weights_only=False)
+    ck = load_checkpoint(tiny_checkpoint)
     for k in ("model", "model_args", "preprocess", "thresholds", "calibration", "diagnosis_groups", "data_hash",
               "metrics", "version"):
         assert k in ck
@@ -29,8 +30,8 @@ def test_training_is_deterministic(tiny_lesions, tiny_checkpoint, tmp_path):
     args = list(SMOKE_ARGS)
     args[args.index("--change-pairs") + 1] = "32"
     train.main(["--data", str(tiny_lesions), "--out", str(out), "--seed", "0", *args])
-    a = torch.load(tiny_checkpoint, weights_only=False)["model"]
-    b = torch.load(out, weights_only=False)["model"]
+    a = load_checkpoint(tiny_checkpoint)["model"]
+    b = load_checkpoint(out)["model"]
     # the lesion CNN does not depend on the change-pair count: same seed -> same weights
     for k in a:
         if k.startswith("lesion."):
@@ -39,7 +40,7 @@ def test_training_is_deterministic(tiny_lesions, tiny_checkpoint, tmp_path):
 
 def test_round_trip_same_outputs(tiny_checkpoint):
     s1 = load_scorer(tiny_checkpoint)
-    ck = torch.load(tiny_checkpoint, weights_only=False)
+    ck = load_checkpoint(tiny_checkpoint)
     from recurrence.predict import Scorer
     s2 = Scorer(ck)
     rng = np.random.default_rng(3)
@@ -87,11 +88,36 @@ def test_bad_inputs_raise_value_error(tiny_checkpoint):
 
 
 def test_checkpoint_of_another_feature_layout_is_refused(tiny_checkpoint, tmp_path):
-    ck = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(tiny_checkpoint)
     ck["model_args"]["n_features"] -= 9  # as trained before patient facts were features
     torch.save(ck, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="older version"):
         load_scorer(tmp_path / "old.pt")
+
+
+class _RunsCode:
+    """Unpickling this calls ``open(path, "w")``: what a tampered checkpoint could do with any function."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_checkpoint_that_would_run_code_is_refused_unread(tiny_checkpoint, tmp_path):
+    ck = load_checkpoint(tiny_checkpoint)
+    ck["notes"] = _RunsCode(tmp_path / "ran")
+    torch.save(ck, tmp_path / "tampered.pt")
+    with pytest.raises(ValueError, match="refused"):
+        load_scorer(tmp_path / "tampered.pt")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_shipped_checkpoint_holds_plain_values_only():
+    from recurrence.predict import default_checkpoint
+
+    assert load_checkpoint(default_checkpoint())["version"].startswith("recurrence-")
 
 
 def test_score_manifest_contract(tiny_lesions, tiny_checkpoint, tmp_path):
@@ -110,5 +136,5 @@ def test_score_manifest_contract(tiny_lesions, tiny_checkpoint, tmp_path):
 
 def test_report_renders_stored_metrics(tiny_checkpoint):
     from recurrence.report import markdown
-    text = markdown(torch.load(tiny_checkpoint, weights_only=False))
+    text = markdown(load_checkpoint(tiny_checkpoint))
     assert "source=isic" in text and "sensitivity_first" in text and "Ablations" in text

@@ -68,11 +68,25 @@ def test_run_batch_uses_recurrence_scorer_and_masks(tmp_path, manifest, skin):
         return 0.42
 
     out = tmp_path / "res.jsonl"
-    run_batch(manifest, out, masks_dir=masks, recurrence_scorer=scorer, progress=False)
+    run_batch(manifest, out, lesion_masks_dir=masks, recurrence_scorer=scorer, progress=False)
     good = [json.loads(x) for x in out.read_text().splitlines() if '"error"' not in x]
     assert len(calls) == 2
     assert all(line["recurrence_score"] == 0.42 for line in good)
     assert not any("change score" in r for line in good for r in line["reasons"])
+
+
+def test_run_batch_creates_the_change_masks_folder_it_is_given(tmp_path, manifest, skin):
+    # The contract's --masks DIR: written to, created with its parents, anywhere; change_mask stays relative
+    # to RESULTS' folder.
+    out = tmp_path / "results" / "res.jsonl"
+    masks = tmp_path / "elsewhere" / "change" / "masks"
+    run_batch(manifest, out, change_masks_dir=masks, progress=False)
+    good = [json.loads(x) for x in out.read_text().splitlines() if '"error"' not in x]
+    assert len(good) == 2 and len(list(masks.glob("*.png"))) == 2
+    for line in good:
+        assert line["change_mask"].startswith("../elsewhere/change/masks/")
+        assert (out.parent / line["change_mask"]).resolve().parent == masks.resolve()
+    assert not (out.parent / "res_masks").exists()
 
 
 def test_run_batch_rejects_manifest_without_columns(tmp_path):
