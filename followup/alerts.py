@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import base64
+import logging
 from datetime import date, datetime, timedelta
 from typing import Any, Optional
 
 from flask import abort, current_app
 from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from followup import audit
 from followup.db import db, utcnow
 from followup.models import Alert, PlanItem, Site, User
+
+log = logging.getLogger(__name__)
 
 # Most urgent first: priority 1 before 3, then the higher score, then the older alert.
 QUEUE_ORDER = (Alert.priority.asc(), Alert.recurrence_score.desc(), Alert.created_at.asc(), Alert.id.asc())
@@ -45,17 +49,37 @@ def alert_for(user: User, alert_id: int) -> Alert:
     return alert
 
 
+def open_alert(site_id: int, photo_id: Optional[int], kind: str) -> Optional[Alert]:
+    """The unresolved alert for this site, photo and kind (one at most: the partial unique indexes
+    ``uq_alert_open_photo`` and ``uq_alert_open_site``); the most advanced, then the oldest, should a database
+    that predates them hold several."""
+    return db.session.execute(
+        select(Alert).where(Alert.site_id == site_id, Alert.photo_id.is_(None) if photo_id is None
+                            else Alert.photo_id == photo_id, Alert.kind == kind, Alert.status != "resolved")
+        .order_by((Alert.status == "claimed").desc(), Alert.created_at, Alert.id).limit(1)
+    ).scalars().first()
+
+
 def raise_alert(*, clinic_id: int, site_id: int, photo_id: Optional[int], kind: str, priority: int,
                 score: float, reasons: list[str]) -> Alert:
-    """Open an alert, or update the site's open one for the same photo (a job run twice raises one alert)."""
-    existing = db.session.execute(
-        select(Alert).where(Alert.site_id == site_id, Alert.photo_id == photo_id, Alert.kind == kind,
-                            Alert.status != "resolved")
-    ).scalar_one_or_none()
-    alert = existing or Alert(clinic_id=clinic_id, site_id=site_id, photo_id=photo_id, kind=kind)
+    """Open an alert, or update the site's unresolved one for the same photo and kind (a job run twice, or
+    two sweeps escalating one missed photo, raise one alert). Part of the caller's transaction.
+
+    The insert runs in a SAVEPOINT: when another process opened the same alert meanwhile, the unique index
+    refuses ours and that alert is updated instead, so the caller's transaction goes on."""
+    alert = open_alert(site_id, photo_id, kind)
+    if alert is None:
+        alert = Alert(clinic_id=clinic_id, site_id=site_id, photo_id=photo_id, kind=kind, priority=priority,
+                      recurrence_score=score, reasons=reasons)
+        try:
+            with db.session.begin_nested():
+                db.session.add(alert)
+        except IntegrityError:
+            alert = open_alert(site_id, photo_id, kind)
+            if alert is None:
+                raise
+            log.info("alert for site %s (%s) raised meanwhile by another process: updating it", site_id, kind)
     alert.priority, alert.recurrence_score, alert.reasons = priority, score, reasons
-    if existing is None:
-        db.session.add(alert)
     db.session.flush()
     from followup.reminders import notify_alert
 

@@ -38,6 +38,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "S3_PREFIX": (str, "media/"),
     "JOB_BACKEND": (str, "inprocess"),  # inprocess | celery | sync | deferred
     "CELERY_BROKER_URL": (str, "redis://127.0.0.1:6379/0"),
+    "PHOTO_RETRY_SECONDS": (float, 120.0),  # a failed photo job waits this long, then 4 times longer
     "SCHEDULER_ENABLED": (_bool, True),
     "QUIET_HOURS": (str, "20:00-09:00"),  # no patient SMS then, in the patient's timezone
     "REMINDER_LOCAL_TIME": (str, "10:00"),  # when reminders go out, in the patient's timezone

@@ -4,6 +4,9 @@ A photo row in status ``queued`` *is* the job. A worker claims it with one condi
 (queued → processing), so two workers, a retried Celery task or a restarted process never analyse the same
 photo at once, and a process killed mid-job leaves a row that is picked up again once it is stale.
 Jobs receive ids only, so the same function runs in a thread here or in a Celery worker.
+An attempt that raises puts the photo back in the queue with ``next_attempt_at`` after an exponential backoff
+(`retry_delay`; no worker claims it before then, and the pages and the API show that time); after
+``MAX_ATTEMPTS`` the photo is failed and a person is asked to look at it.
 
 Backends (``JOB_BACKEND``):
 - ``inprocess`` (default): a worker thread in the serving process (``make run``) or ``flask --app app worker``.
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Optional
 
 from flask import Flask, current_app
@@ -30,18 +33,31 @@ STALE_AFTER = timedelta(minutes=10)  # a 'processing' row older than this belong
 MAX_ATTEMPTS = 3
 
 
+def retry_delay(attempts: int) -> timedelta:
+    """How long a photo whose attempt number ``attempts`` failed waits before the next one: exponential,
+    ``PHOTO_RETRY_SECONDS`` (default 120) times 4 to the power of the attempts before, at most an hour — by
+    default 2 minutes, then 8: a passing outage (storage, database, a model file being replaced) is waited
+    out instead of spending every attempt within milliseconds."""
+    base = float(current_app.config.get("PHOTO_RETRY_SECONDS", 120))
+    return timedelta(seconds=min(base * 4 ** max(0, attempts - 1), 3600.0))
+
+
+def _runnable(now):
+    """Queued and due (its backoff over), or left in processing by a dead worker; attempts left."""
+    return (Photo.attempts < MAX_ATTEMPTS) & or_(
+        (Photo.status == "queued") & (Photo.next_attempt_at.is_(None) | (Photo.next_attempt_at <= now)),
+        (Photo.status == "processing") & (Photo.status_changed_at < now - STALE_AFTER),
+    )
+
+
 def claim(photo_id: int) -> bool:
-    """Atomically take a queued (or stale) photo; False if someone else has it or it is finished."""
+    """Atomically take a due queued (or stale) photo; False if someone else has it, it is finished, or it is
+    waiting for its next attempt (``next_attempt_at``)."""
     now = utcnow()
     result = db.session.execute(
         update(Photo)
-        .where(
-            Photo.id == photo_id,
-            Photo.attempts < MAX_ATTEMPTS,
-            or_(Photo.status == "queued",
-                (Photo.status == "processing") & (Photo.status_changed_at < now - STALE_AFTER)),
-        )
-        .values(status="processing", status_changed_at=now, attempts=Photo.attempts + 1)
+        .where(Photo.id == photo_id, _runnable(now))
+        .values(status="processing", status_changed_at=now, attempts=Photo.attempts + 1, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -49,16 +65,10 @@ def claim(photo_id: int) -> bool:
 
 
 def pending_photo_ids(limit: int = 20) -> list[int]:
-    """Queued photos, oldest first, and those a dead worker left in processing."""
-    now = utcnow()
+    """Queued photos that are due, oldest first, and those a dead worker left in processing."""
     return list(
         db.session.execute(
-            select(Photo.id)
-            .where(Photo.attempts < MAX_ATTEMPTS,
-                   or_(Photo.status == "queued",
-                       (Photo.status == "processing") & (Photo.status_changed_at < now - STALE_AFTER)))
-            .order_by(Photo.received_at, Photo.id)
-            .limit(limit)
+            select(Photo.id).where(_runnable(utcnow())).order_by(Photo.received_at, Photo.id).limit(limit)
         ).scalars()
     )
 
@@ -68,6 +78,7 @@ def run_photo_job(photo_id: int) -> None:
     from followup.processing import process_photo
 
     if not claim(photo_id):
+        _resend_if_early(photo_id)
         return
     photo = db.session.get(Photo, photo_id)
     try:
@@ -75,16 +86,31 @@ def run_photo_job(photo_id: int) -> None:
     except Exception as exc:  # noqa: BLE001 - a job must record its failure, whatever it was
         db.session.rollback()
         photo = db.session.get(Photo, photo_id)
-        log.exception("photo %s: processing failed", photo_id)
-        # Retry transient failures; after MAX_ATTEMPTS the photo is visibly failed, never silently dropped.
+        log.exception("photo %s: processing failed (attempt %d of %d)", photo_id, photo.attempts, MAX_ATTEMPTS)
+        # Retry transient failures after a backoff; after MAX_ATTEMPTS the photo is visibly failed (and a person
+        # asked to look), never silently dropped.
+        now = utcnow()
         photo.status = "failed" if photo.attempts >= MAX_ATTEMPTS else "queued"
         photo.status_detail = f"{type(exc).__name__}: {exc}"
-        photo.status_changed_at = utcnow()
+        photo.status_changed_at = now
+        photo.next_attempt_at = now + retry_delay(photo.attempts) if photo.status == "queued" else None
         if photo.status == "failed":
             _needs_review(photo)
         db.session.commit()
         if photo.status == "queued" and current_app.config["JOB_BACKEND"] == "celery":
-            enqueue_photo(photo_id)  # nothing polls under Celery: the retry must be sent again
+            enqueue_photo(photo_id, not_before=photo.next_attempt_at)  # nothing polls under Celery: send it again
+
+
+def _resend_if_early(photo_id: int) -> None:
+    """Under Celery a task may arrive before its photo's next attempt is due (a redelivery, a duplicate): it
+    is sent again for that time rather than dropped, since nothing else would run the photo."""
+    if current_app.config["JOB_BACKEND"] != "celery":
+        return  # the in-process worker polls: it finds the photo once it is due
+    row = db.session.execute(
+        select(Photo.status, Photo.next_attempt_at, Photo.attempts).where(Photo.id == photo_id)).first()
+    if row is not None and row.status == "queued" and row.attempts < MAX_ATTEMPTS \
+            and row.next_attempt_at is not None and row.next_attempt_at > utcnow():
+        enqueue_photo(photo_id, not_before=row.next_attempt_at)
 
 
 def _needs_review(photo: Photo) -> None:
@@ -169,15 +195,23 @@ def init_app(app: Flask) -> None:
     app.extensions["photo_worker"] = InProcessWorker(app) if backend == "inprocess" else None
 
 
-def enqueue_photo(photo_id: int) -> None:
-    """Hand a stored photo to the configured backend (the row is already committed as queued)."""
+def enqueue_photo(photo_id: int, *, not_before: Optional[datetime] = None) -> None:
+    """Hand a stored photo to the configured backend (the row is already committed as queued).
+
+    ``not_before``: a retry's time (the photo's ``next_attempt_at``); Celery gets the task with that ETA, the
+    in-process worker finds the photo once it is due, ``sync`` leaves it to a worker.
+    """
     backend = current_app.config["JOB_BACKEND"]
     if backend == "sync":
-        run_photo_job(photo_id)
+        if not_before is None:
+            run_photo_job(photo_id)
     elif backend == "celery":
         from followup.celery_app import analyze_photo_task
 
-        analyze_photo_task.delay(photo_id)
+        if not_before is None:
+            analyze_photo_task.delay(photo_id)
+        elif not analyze_photo_task.app.conf.task_always_eager:  # eager (tests) runs at once: it cannot wait
+            analyze_photo_task.apply_async((photo_id,), eta=not_before)
     elif backend == "inprocess":
         worker: InProcessWorker = current_app.extensions["photo_worker"]
         worker.start()

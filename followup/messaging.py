@@ -92,15 +92,18 @@ def claim_ids(model, candidates) -> list[int]:
 
 
 def enqueue(*, key: str, clinic_id: int, to: str, body: str, purpose: str, patient_id: Optional[int] = None,
-            user_id: Optional[int] = None) -> Optional[OutboundMessage]:
+            user_id: Optional[int] = None, status: str = "pending", error_message: Optional[str] = None
+            ) -> Optional[OutboundMessage]:
     """Add a pending message unless one with ``key`` exists (then None). Part of the caller's transaction.
 
     The insert runs in a SAVEPOINT, so a concurrent writer of the same key costs this caller nothing.
+    ``status="not_sent"`` records a message that cannot be sent (``error_message`` says why) under the same key.
     """
     if db.session.execute(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)).first():
         return None
     message = OutboundMessage(idempotency_key=key, clinic_id=clinic_id, patient_id=patient_id, user_id=user_id,
-                              to=to, body=body, purpose=purpose, status="pending", attempts=0)
+                              to=to, body=body, purpose=purpose, status=status, attempts=0,
+                              error_message=error_message)
     try:
         with db.session.begin_nested():
             db.session.add(message)
@@ -214,7 +217,7 @@ def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -
         if patient is not None and not patient.can_receive_sms:
             holds[row.id] = Hold("cancel", "patient opted out" if patient.opted_out_at else "no SMS consent")
     if guard is not None:
-        holds.update({k: v for k, v in guard([r for r in rows if r.id not in holds], now).items()})
+        holds.update(_guarded(guard, [r for r in rows if r.id not in holds], now, summary))
     to_send = []
     for row in rows:
         hold = holds.get(row.id)
@@ -241,6 +244,34 @@ def _outgoing(row: OutboundMessage) -> OutgoingSms:
     """The row's text as it leaves: its upload link opened now, and hidden in the copy for logs."""
     return OutgoingSms(to=row.to, body=links.open_links(row.body), idempotency_key=row.idempotency_key,
                        log_body=links.hide_links(row.body))
+
+
+#: A message whose pre-send check raised waits this long (by the sweep's clock) before it is checked again.
+GUARD_ERROR_RETRY = timedelta(minutes=15)
+
+
+def _guarded(guard: Guard, rows: list[OutboundMessage], now: datetime, summary: Counter) -> dict[int, Hold]:
+    """The guard's holds for ``rows``; when it raises, it is asked row by row (each in a SAVEPOINT), and a row
+    it still raises on waits `GUARD_ERROR_RETRY` (logged, counted in ``errors``): the others are sent."""
+    if not rows:
+        return {}
+    try:
+        with db.session.begin_nested():
+            return guard(rows, now)
+    except Exception:  # noqa: BLE001 - one bad row must not hold back the batch
+        log.warning("outbox: the pre-send check failed for a batch of %d; checking row by row", len(rows),
+                    exc_info=True)
+    holds: dict[int, Hold] = {}
+    for row in rows:
+        try:
+            with db.session.begin_nested():
+                holds.update(guard([row], now))
+        except Exception as exc:  # noqa: BLE001
+            log.exception("outbox: the pre-send check failed for message %s; it waits", row.id)
+            holds[row.id] = Hold("defer", f"error in the pre-send check ({type(exc).__name__})",
+                                 now + GUARD_ERROR_RETRY)
+            summary["errors"] += 1
+    return holds
 
 
 def _send_one(transport: SmsSender, message: OutgoingSms) -> SendResult:
@@ -315,30 +346,42 @@ def reconcile(now: Optional[datetime] = None, *, limit: int = 100) -> Counter:
     if not rows:
         db.session.commit()
         return counts
-    for row in rows:
+    for row_id in [row.id for row in rows]:
         try:
-            message = _outgoing(row)
-        except ValueError:
-            continue
-        attempted_at = row.attempted_at or row.created_at
-        result = sender().lookup(message, attempted_at=attempted_at, sid=row.twilio_sid)
-        if result.status == "unknown":
-            counts["still_unknown"] += 1
-            continue
-        # Another sweep may have settled it meanwhile: write only over 'unknown'.
-        fresh = db.session.execute(
-            select(OutboundMessage).where(OutboundMessage.id == row.id, OutboundMessage.status == "unknown")
-            .execution_options(populate_existing=True)
-        ).scalar_one_or_none()
-        if fresh is None:
-            continue
-        if result.status == "not_sent":
-            fresh.status, fresh.next_attempt_at = "pending", None  # provably nothing at Twilio: send again
-            fresh.error_message = result.error_message
-            counts["resend"] += 1
-        else:
-            counts["reconciled_" + apply_result(fresh, result, now)] += 1
-        db.session.commit()
+            counts.update(_reconcile_one(row_id, now))
+        except Exception:  # noqa: BLE001 - one row that cannot be looked up must not stop the others
+            log.exception("outbox: message %s could not be reconciled; the next sweep tries again", row_id)
+            db.session.rollback()
+            counts["errors"] += 1
+    return counts
+
+
+def _reconcile_one(row_id: int, now: datetime) -> Counter:
+    counts: Counter = Counter()
+    row = db.session.get(OutboundMessage, row_id)
+    try:
+        message = _outgoing(row)
+    except ValueError:
+        return counts
+    attempted_at = row.attempted_at or row.created_at
+    result = sender().lookup(message, attempted_at=attempted_at, sid=row.twilio_sid)
+    if result.status == "unknown":
+        counts["still_unknown"] += 1
+        return counts
+    # Another sweep may have settled it meanwhile: write only over 'unknown'.
+    fresh = db.session.execute(
+        select(OutboundMessage).where(OutboundMessage.id == row.id, OutboundMessage.status == "unknown")
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if fresh is None:
+        return counts
+    if result.status == "not_sent":
+        fresh.status, fresh.next_attempt_at = "pending", None  # provably nothing at Twilio: send again
+        fresh.error_message = result.error_message
+        counts["resend"] += 1
+    else:
+        counts["reconciled_" + apply_result(fresh, result, now)] += 1
+    db.session.commit()
     return counts
 
 

@@ -203,7 +203,10 @@ def _reject(photo: Photo, site: Site, analysis: Analysis) -> None:
         _raise(site, photo, kind="unreadable", priority=2, score=float(analysis.change_score or 0.0),
                reasons=[f"{UNREADABLE_IN_A_ROW_FOR_HUMAN} photos in a row could not be read: " + "; ".join(reasons)])
     reminders.on_photo_rejected(photo)
-    reminders.request_retake(site, reasons, key=f"retake:photo:{photo.id}")
+    if photo.uploaded_by_id is None:
+        # The patient sent it: they are asked again, with the reasons. A photo staff uploaded is their retake to
+        # make (the page shows why it was rejected): the patient is not texted about a photo they never sent.
+        reminders.request_retake(site, reasons, key=f"retake:photo:{photo.id}")
 
 
 def _alert_if_needed(photo: Photo, site: Site, analyses: list[Analysis]) -> None:

@@ -17,9 +17,14 @@ kind                      when                     what
 A due row is claimed (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises writers) and decided in one
 transaction: cancelled when a photo came, the site closed, the patient opted out or never consented; expired
 when it is too late to make sense; deferred out of quiet hours (``QUIET_HOURS``, default 20:00–09:00, in the
-patient's timezone) and past a day on which the patient already had a reminder (`PatientSmsDay`, unique per
+patient's timezone) and past a day on which the patient already had a text (`PatientSmsDay`, unique per
 patient and day, so two sweeps cannot both use a day); otherwise its text is rendered from
-``followup/templates/sms/<kind>.txt`` into the outbox, which `followup.messaging` sends exactly once.
+``followup/templates/sms/<kind>.txt`` into the outbox, which `followup.messaging` sends exactly once. The same
+two rules hold retake requests back at send time (`reminder_guard`: one place for them).
+
+A plan item re-dated gets its reminders for the new date, those already sent included (`reschedule_item`).
+A batch that raises is decided again row by row, so one bad row costs only itself (logged, counted in the
+summary's ``errors``, tried again an hour later); a failing step of the sweep does not stop the next.
 """
 from __future__ import annotations
 
@@ -134,13 +139,31 @@ def schedule_for(kind: str, due: date, tz: ZoneInfo) -> list[tuple[str, datetime
             ("visit_day_before", day_before, at_local(due, tz, time(0)))]
 
 
-def reschedule_item(item: PlanItem) -> None:
-    """A plan item's due date moved: its reminders not yet sent move with it (those sent stay as they were)."""
+def reschedule_item(item: PlanItem, *, reopen: bool = True) -> None:
+    """A plan item's due date moved: its reminders are planned for the new date.
+
+    Those not yet sent move with it. Those already finished for the old date (sent, escalated, expired,
+    cancelled) are planned again too — otherwise a re-dated item would never be reminded nor escalated
+    again — as a new cycle of the same reminder (a new outbox key); a text queued but not yet sent is
+    withdrawn (it names the old date). A ``missed`` item becomes pending again (``reopen``; False when
+    staff set its state in the same edit). Part of the caller's transaction.
+    """
+    if reopen and item.status == "missed":
+        item.status, item.completed_at = "pending", None
     site = db.session.get(Site, item.plan.site_id)
     times = {kind: (due_at, expires_at)
              for kind, due_at, expires_at in schedule_for(item.kind, item.due_date, zone(site.patient.timezone))}
-    for reminder in db.session.execute(
-            select(Reminder).where(Reminder.plan_item_id == item.id, Reminder.status == "pending")).scalars():
+    for reminder in db.session.execute(select(Reminder).where(Reminder.plan_item_id == item.id)).scalars():
+        if reminder.kind not in times:
+            continue
+        if reminder.status != "pending":
+            if item.status != "pending":
+                continue  # a done or cancelled item's finished reminders stay as they were
+            if reminder.status == "queued" and reminder.outbound_message_id is not None:
+                messaging.cancel_pending(OutboundMessage.id == reminder.outbound_message_id, "re-dated")
+            reminder.status, reminder.detail, reminder.finished_at = "pending", "re-dated", None
+            reminder.outbound_message_id, reminder.alert_id = None, None
+            reminder.cycle = (reminder.cycle or 0) + 1
         reminder.due_at, reminder.expires_at = times[reminder.kind]
 
 
@@ -182,19 +205,29 @@ def dispatch(now: Optional[datetime] = None) -> dict[str, int]:
     put stale alert claims back in the triage queue.
 
     ``now`` is the sweep's idea of the time (``--now``; default the real time). Returns the summary printed
-    by the CLI: ``sent``, ``escalated``, ``failed`` and the other counts.
+    by the CLI: ``sent``, ``escalated``, ``failed`` and the other counts; ``errors`` (when there were any)
+    counts what could not be done because of an error — each logged with its traceback — while everything
+    else went on: one bad row never stops a sweep, nor does one failing step stop the next.
     """
     now = now or utcnow()
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    summary: Counter = Counter()
-    summary["planned"] = plan_reminders(now)
-    summary.update(process_due(now))
-    summary.update(queue_digests(now))
-    summary.update(messaging.deliver_pending(now, guard=reminder_guard))
-    summary.update(messaging.reconcile(now))
-    if released := alerts.release_stale_claims(now):
-        summary["claims_released"] = released
+    summary: Counter = Counter(planned=0)
+    steps = (
+        ("planning", lambda: Counter(planned=plan_reminders(now))),
+        ("deciding due reminders", lambda: process_due(now)),
+        ("queueing digests", lambda: queue_digests(now)),
+        ("sending the outbox", lambda: messaging.deliver_pending(now, guard=reminder_guard)),
+        ("reconciling unknown sends", lambda: messaging.reconcile(now)),
+        ("releasing stale claims", lambda: +Counter(claims_released=alerts.release_stale_claims(now))),
+    )
+    for name, step in steps:
+        try:
+            summary.update(step())
+        except Exception:  # noqa: BLE001 - the next step (sending what is queued) must still run
+            log.exception("reminder sweep: %s failed; the sweep goes on", name)
+            db.session.rollback()
+            summary["errors"] += 1
     result = {key: int(summary.get(key, 0)) for key in ("sent", "escalated", "failed")}
     result.update({key: int(value) for key, value in sorted(summary.items()) if key not in result})
     return result
@@ -216,8 +249,17 @@ def _claim_due(now: datetime) -> Optional[list[int]]:
     ).scalars())
 
 
+#: A reminder whose decision raised is tried again this much later (by the sweep's clock).
+ERROR_RETRY = timedelta(hours=1)
+
+
 def process_due(now: datetime) -> Counter:
-    """Decide every due reminder row, a batch per transaction."""
+    """Decide every due reminder row, a batch per transaction.
+
+    A batch that raises is rolled back and its reminders decided one by one, each in its own transaction
+    (the patient's most important first): the one that raises again is logged, counted in ``errors`` and
+    put back as pending for `ERROR_RETRY` later, and all the others are sent.
+    """
     summary: Counter = Counter()
     while True:
         ids = _claim_due(now)
@@ -229,9 +271,42 @@ def process_due(now: datetime) -> Counter:
         try:
             summary.update(_decide(ids, now))
             db.session.commit()
-        except Exception:
+        except Exception:  # noqa: BLE001 - one bad row must not stop the batch: find it
             db.session.rollback()  # the rows are pending again
-            raise
+            log.warning("reminders: a batch of %d reminders failed; deciding them one by one", len(ids),
+                        exc_info=True)
+            summary.update(_decide_one_by_one(ids, now))
+
+
+def _decide_one_by_one(ids: list[int], now: datetime) -> Counter:
+    summary: Counter = Counter()
+    rows = db.session.execute(
+        select(Reminder.id, Reminder.patient_id, Reminder.kind, Reminder.due_at).where(Reminder.id.in_(ids))
+    ).all()
+    db.session.commit()
+    for reminder_id, *_ in sorted(rows, key=lambda r: (r.patient_id, _PRIORITY.get(r.kind, 99), r.due_at, r.id)):
+        claimed = db.session.execute(
+            update(Reminder).where(Reminder.id == reminder_id, Reminder.status == "pending")
+            .values(status="claimed").returning(Reminder.id).execution_options(synchronize_session=False)
+        ).scalars().all()
+        if not claimed:  # another sweep took it meanwhile
+            db.session.commit()
+            continue
+        try:
+            summary.update(_decide(claimed, now))
+            db.session.commit()
+        except Exception as exc:  # noqa: BLE001
+            db.session.rollback()
+            log.exception("reminders: reminder %s could not be decided; trying again in %s", reminder_id,
+                          ERROR_RETRY)
+            db.session.execute(  # the traceback is in the log; the row says only what kind of error it was
+                update(Reminder).where(Reminder.id == reminder_id, Reminder.status == "pending")
+                .values(due_at=now + ERROR_RETRY, detail=f"error ({type(exc).__name__}); tried again later")
+                .execution_options(synchronize_session=False)
+            )
+            db.session.commit()
+            summary["errors"] += 1
+    return summary
 
 
 def _decide(ids: list[int], now: datetime) -> Counter:
@@ -272,9 +347,10 @@ def _decide(ids: list[int], now: datetime) -> Counter:
             continue
         candidates.append((reminder, tz, dict(clinic=clinics[patient.clinic_id], site=site, patient=patient,
                                               due_date=item.due_date)))
-    granted = _take_days([(r.id, r.patient_id, now.astimezone(tz).date()) for r, tz, _ in candidates])
+    granted = _take_days([(("reminder", r.id), r.patient_id, now.astimezone(tz).date())
+                          for r, tz, _ in candidates])
     for reminder, tz, context in candidates:
-        if reminder.id in granted:
+        if ("reminder", reminder.id) in granted:
             outgoing.append((reminder, context))
         else:
             reminder.status, reminder.detail = "pending", "one reminder a day"
@@ -310,32 +386,39 @@ def _finish(reminder: Reminder, status: str, detail: str) -> None:
     reminder.status, reminder.detail, reminder.finished_at = status, detail, utcnow()
 
 
-def _take_days(claims: list[tuple[int, int, date]]) -> set[int]:
-    """Give each ``(reminder_id, patient_id, local day)`` the patient's reminder of that day, first come first
-    served in the order given; answers the reminders that have it. The unique key decides between processes."""
+#: Who holds a patient's day in the ledger: ``("reminder", reminder id)`` or ``("message", outbox id)``.
+Owner = tuple[str, int]
+
+
+def _take_days(claims: list[tuple[Owner, int, date]]) -> set[Owner]:
+    """Give each ``(owner, patient_id, local day)`` the patient's one text of that day, first come first
+    served in the order given; answers the owners that have it. The unique key decides between processes."""
     if not claims:
         return set()
     patients, days = {c[1] for c in claims}, {c[2] for c in claims}
     owners = _day_owners(patients, days)
-    wanted: dict[tuple[int, date], int] = {}
-    for reminder_id, patient_id, day in claims:
+    wanted: dict[tuple[int, date], Owner] = {}
+    for owner, patient_id, day in claims:
         key = (patient_id, day)
         if key not in owners and key not in wanted:
-            wanted[key] = reminder_id
+            wanted[key] = owner
     if wanted:
         db.session.execute(
             messaging.insert_ignoring_conflicts(PatientSmsDay.__table__, ["patient_id", "day"]),
-            [dict(patient_id=p, day=d, reminder_id=r, created_at=utcnow()) for (p, d), r in wanted.items()])
+            [dict(patient_id=p, day=d, reminder_id=owner[1] if owner[0] == "reminder" else None,
+                  outbound_message_id=owner[1] if owner[0] == "message" else None, created_at=utcnow())
+             for (p, d), owner in wanted.items()])
         owners = _day_owners(patients, days)  # another process may have been first: the table says who
-    return {reminder_id for reminder_id, patient_id, day in claims if owners.get((patient_id, day)) == reminder_id}
+    return {owner for owner, patient_id, day in claims if owners.get((patient_id, day)) == owner}
 
 
-def _day_owners(patients: set[int], days: set[date]) -> dict[tuple[int, date], int]:
+def _day_owners(patients: set[int], days: set[date]) -> dict[tuple[int, date], Owner]:
     rows = db.session.execute(
-        select(PatientSmsDay.patient_id, PatientSmsDay.day, PatientSmsDay.reminder_id)
+        select(PatientSmsDay.patient_id, PatientSmsDay.day, PatientSmsDay.reminder_id,
+               PatientSmsDay.outbound_message_id)
         .where(PatientSmsDay.patient_id.in_(list(patients)), PatientSmsDay.day.in_(list(days)))
     ).all()
-    return {(p, d): r for p, d, r in rows}
+    return {(p, d): ("reminder", r) if r is not None else ("message", m) for p, d, r, m in rows}
 
 
 def _escalate(reminder: Reminder, item: PlanItem, site: Site, patient: Patient, now: datetime) -> None:
@@ -373,7 +456,7 @@ def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: dateti
     outbox = OutboundMessage.__table__
     message_ids = db.session.execute(
         insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
-        [dict(idempotency_key=f"reminder:{reminder.id}", clinic_id=ctx["patient"].clinic_id,
+        [dict(idempotency_key=outbox_key(reminder), clinic_id=ctx["patient"].clinic_id,
               patient_id=ctx["patient"].id, to=ctx["patient"].phone, body=render_sms(reminder.kind, **ctx),
               purpose=reminder.kind, status="pending", attempts=0, created_at=created, updated_at=created)
          for reminder, ctx in outgoing],
@@ -388,37 +471,57 @@ def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: dateti
     )
 
 
+def outbox_key(reminder: Reminder) -> str:
+    """``reminder:17``; ``reminder:17:2`` for the third cycle (its plan item re-dated twice after it was sent)."""
+    return f"reminder:{reminder.id}" + (f":{reminder.cycle}" if reminder.cycle else "")
+
+
+#: Texts to patients, besides the reminders, that keep the patient rules (quiet hours, one text a day).
+RULED_PURPOSES = ("retake",)
+
+
 def reminder_guard(rows: list[OutboundMessage], now: datetime) -> dict[int, messaging.Hold]:
-    """Checked again right before a reminder SMS leaves (a retry may come hours later)."""
+    """The patient rules, checked right before a text to a patient leaves (a retry may come hours later):
+    a reminder cancelled or past its moment is not sent; no reminder and no retake request in quiet hours;
+    one of them a day (`PatientSmsDay`), whoever asks first — the sweep's reminders take their day when
+    queued, so a retake request on a day that already had a reminder waits for the next day."""
     reminders = {r.outbound_message_id: r for r in db.session.execute(
         select(Reminder).where(Reminder.outbound_message_id.in_([row.id for row in rows]))).scalars()}
-    if not reminders:
+    others = [row for row in rows if row.id not in reminders and row.patient_id is not None
+              and row.purpose in RULED_PURPOSES]
+    if not reminders and not others:
         return {}
-    patients = _by_id(Patient, {r.patient_id for r in reminders.values()})
+    patients = _by_id(Patient, {r.patient_id for r in reminders.values()} | {row.patient_id for row in others})
     holds: dict[int, messaging.Hold] = {}
-    wanted: list[tuple[int, int, date]] = []
+    wanted: list[tuple[Owner, int, date]] = []
     for row in rows:
         reminder = reminders.get(row.id)
-        if reminder is None:
+        if reminder is not None:
+            patient_id, owner = reminder.patient_id, ("reminder", reminder.id)
+            if reminder.status == "cancelled":
+                holds[row.id] = messaging.Hold("cancel", reminder.detail or "reminder cancelled")
+                continue
+            if reminder.expires_at is not None and now >= reminder.expires_at:
+                reminder.status, reminder.detail = "expired", "Twilio could not take it in time"
+                holds[row.id] = messaging.Hold("cancel", "too late to be useful")
+                continue
+        elif row.patient_id is not None and row.purpose in RULED_PURPOSES:
+            patient_id, owner = row.patient_id, ("message", row.id)
+        else:
             continue
-        tz = zone(patients[reminder.patient_id].timezone)
-        if reminder.status == "cancelled":
-            holds[row.id] = messaging.Hold("cancel", reminder.detail or "reminder cancelled")
-        elif reminder.expires_at is not None and now >= reminder.expires_at:
-            reminder.status, reminder.detail = "expired", "Twilio could not take it in time"
-            holds[row.id] = messaging.Hold("cancel", "too late to be useful")
-        elif is_quiet(now, tz):
+        tz = zone(patients[patient_id].timezone)
+        if is_quiet(now, tz):
             holds[row.id] = messaging.Hold("defer", "quiet hours", quiet_ends(now, tz))
         else:
-            wanted.append((reminder.id, reminder.patient_id, now.astimezone(tz).date()))
+            wanted.append((owner, patient_id, now.astimezone(tz).date()))
     # A retry on a later day needs that day's slot too (the first attempt's day is already this reminder's).
     granted = _take_days(wanted)
-    by_reminder = {r.id: (message_id, r) for message_id, r in reminders.items()}
-    for reminder_id, _, day in wanted:
-        if reminder_id not in granted:
-            message_id, reminder = by_reminder[reminder_id]
-            tz = zone(patients[reminder.patient_id].timezone)
-            holds[message_id] = messaging.Hold("defer", "one reminder a day", at_local(day + timedelta(days=1), tz))
+    message_of = {("reminder", r.id): message_id for message_id, r in reminders.items()}
+    for owner, patient_id, day in wanted:
+        if owner not in granted:
+            message_id = message_of[owner] if owner[0] == "reminder" else owner[1]
+            tz = zone(patients[patient_id].timezone)
+            holds[message_id] = messaging.Hold("defer", "one text a day", at_local(day + timedelta(days=1), tz))
     return holds
 
 
@@ -570,28 +673,37 @@ def queue_digests(now: datetime) -> Counter:
         .where(User.role == "dermatologist", User.active.is_(True), User.phone.is_not(None))
     ).all()
     for derm, clinic in rows:
-        tz = zone(clinic.timezone)
-        day = now.astimezone(tz).date()
-        window_end = at_local(day, tz, clock)
-        if now < window_end or is_quiet(now, tz):
-            continue
-        key = f"digest:{derm.id}:{day.isoformat()}"
-        if db.session.execute(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)).first():
-            continue
-        new = db.session.execute(
-            select(func.count(Alert.id)).join(Site, Site.id == Alert.site_id)
-            .where(Site.dermatologist_id == derm.id, Alert.priority > 1, Alert.status.in_(("open", "claimed")),
-                   Alert.created_at >= window_end - timedelta(days=1), Alert.created_at < window_end)
-        ).scalar_one()
-        if not new:
-            continue
-        body = render_sms("alert_digest", count=new, day=day, link=_alert_link())
-        if messaging.enqueue(key=key, clinic_id=clinic.id, user_id=derm.id, to=derm.phone, body=body,
-                             purpose="alert_digest"):
-            counts["digests"] += 1
+        try:
+            with db.session.begin_nested():  # one dermatologist's failure must not cost the others their digest
+                if _queue_digest(derm, clinic, now, clock):
+                    counts["digests"] += 1
+        except Exception:  # noqa: BLE001
+            log.exception("reminders: the digest for user %s could not be queued", derm.id)
+            counts["errors"] += 1
     if counts:
         db.session.commit()
     return counts
+
+
+def _queue_digest(derm: User, clinic: Clinic, now: datetime, clock: time) -> bool:
+    tz = zone(clinic.timezone)
+    day = now.astimezone(tz).date()
+    window_end = at_local(day, tz, clock)
+    if now < window_end or is_quiet(now, tz):
+        return False
+    key = f"digest:{derm.id}:{day.isoformat()}"
+    if db.session.execute(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)).first():
+        return False
+    new = db.session.execute(
+        select(func.count(Alert.id)).join(Site, Site.id == Alert.site_id)
+        .where(Site.dermatologist_id == derm.id, Alert.priority > 1, Alert.status.in_(("open", "claimed")),
+               Alert.created_at >= window_end - timedelta(days=1), Alert.created_at < window_end)
+    ).scalar_one()
+    if not new:
+        return False
+    body = render_sms("alert_digest", count=new, day=day, link=_alert_link())
+    return messaging.enqueue(key=key, clinic_id=clinic.id, user_id=derm.id, to=derm.phone, body=body,
+                             purpose="alert_digest") is not None
 
 
 # --- what staff see --------------------------------------------------------------------------------------------
@@ -659,23 +771,27 @@ def request_retake(site: Site, reasons: list[str], *, key: str, user_id: Optiona
                    ) -> Optional[OutboundMessage]:
     """Ask the patient for a new photo with a fresh upload link (older links revoked), through the outbox.
 
-    ``key`` makes the request idempotent (a job or a click run twice texts once). A patient who cannot
-    receive texts gets a ``not_sent`` row instead, so staff see that someone must call.
+    ``key`` makes the request idempotent (a job or a click run twice texts once): it is checked — and the
+    outbox row holding it written — *before* the site's links are touched, so a second request changes
+    nothing and the link the patient was just sent stays live. The text keeps the patient rules (quiet
+    hours, one text a day: `reminder_guard`). A patient who cannot receive texts gets a ``not_sent`` row
+    instead, so staff see that someone must call. Part of the caller's transaction.
     """
     from followup import links
 
     patient = site.patient
     clinic = db.session.get(Clinic, patient.clinic_id)
-    token, _ = links.create_link(site)
-    body = render_sms("photo_retake", clinic=clinic, site=site, reasons="; ".join(reasons) or "it was not clear",
-                      link=links.sealed_link(token))
     if patient.can_receive_sms:
-        return messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, body=body, purpose="retake",
-                                 patient_id=patient.id, user_id=user_id)
-    if db.session.execute(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)).first():
-        return None
-    message = OutboundMessage(clinic_id=clinic.id, patient_id=patient.id, user_id=user_id, idempotency_key=key,
-                              to=patient.phone, body=body, purpose="retake", status="not_sent",
-                              error_message="The patient cannot receive texts: please call them.")
-    db.session.add(message)
+        message = messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, body="", purpose="retake",
+                                    patient_id=patient.id, user_id=user_id)
+    else:
+        message = messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, body="", purpose="retake",
+                                    patient_id=patient.id, user_id=user_id, status="not_sent",
+                                    error_message="The patient cannot receive texts: please call them.")
+    if message is None:
+        return None  # asked before (or by another process meanwhile): the link already sent stays the live one
+    token, _ = links.create_link(site)  # the site's older links revoked
+    message.body = render_sms("photo_retake", clinic=clinic, site=site,
+                              reasons="; ".join(reasons) or "it was not clear", link=links.sealed_link(token))
+    db.session.flush()
     return message

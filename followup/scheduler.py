@@ -109,7 +109,7 @@ class ReminderScheduler:
         with self.app.app_context():
             try:
                 summary = dispatch()
-                if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown")):
+                if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown", "errors")):
                     log.info("reminder sweep: %s", summary)
                 return summary
             except Exception:  # noqa: BLE001 - the next minute tries again

@@ -23,6 +23,7 @@ def photo_body(photo) -> dict:
     return {
         "id": photo.id, "site_id": photo.site_id, "kind": photo.kind, "status": photo.status,
         "status_detail": photo.status_detail, "received_at": photo.received_at, "modality": photo.modality,
+        "attempts": photo.attempts, "next_attempt_at": photo.next_attempt_at if photo.status == "queued" else None,
         "analysis": analyses[-1] if analyses else None,
     }
 

@@ -228,6 +228,10 @@ class PhotoSchema(ma.Schema):
     status_detail = ma.fields.String(allow_none=True)
     received_at = ma.fields.DateTime()
     modality = ma.fields.String(allow_none=True, metadata={"description": "As declared at upload"})
+    attempts = ma.fields.Integer(metadata={"description": "analysis attempts so far (3 at most)"})
+    next_attempt_at = ma.fields.DateTime(allow_none=True, metadata={
+        "description": "when a queued photo whose last analysis attempt failed is tried again (backoff); "
+                       "null otherwise"})
     analysis = ma.fields.Nested(AnalysisSchema, allow_none=True)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
@@ -14,11 +14,22 @@ OUTCOMES = ("no_change", "benign_change", "rephoto", "visit", "biopsy")
 # 1 is the most urgent.
 PRIORITIES = (1, 2, 3)
 
+# One unresolved alert per site, kind and photo (a job run twice, two sweeps escalating at once: one alert).
+# A site's photo-less alerts (``no_photo``: the missed photo request) are one per site and kind. Two partial
+# indexes, because NULL photo ids never collide in a unique index; raise_alert keys alerts the same way.
+_OPEN = "status <> 'resolved'"
+OPEN_PER_PHOTO = f"{_OPEN} AND photo_id IS NOT NULL"
+OPEN_PER_SITE = f"{_OPEN} AND photo_id IS NULL"
+
 
 class Alert(db.Model):
     __table_args__ = (
         # The queue: open alerts of a clinic, most urgent first.
         Index("ix_alert_queue", "clinic_id", "status", "priority", "recurrence_score", "created_at"),
+        Index("uq_alert_open_photo", "site_id", "kind", "photo_id", unique=True,
+              sqlite_where=text(OPEN_PER_PHOTO), postgresql_where=text(OPEN_PER_PHOTO)),
+        Index("uq_alert_open_site", "site_id", "kind", unique=True,
+              sqlite_where=text(OPEN_PER_SITE), postgresql_where=text(OPEN_PER_SITE)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -48,6 +48,8 @@ class Photo(db.Model):
     status_detail: Mapped[Optional[str]] = mapped_column(Text)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A queued photo whose last attempt failed waits until then (exponential backoff; followup.jobs).
+    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     upload_link_id: Mapped[Optional[int]] = mapped_column(ForeignKey("upload_link.id"), index=True)
     uploaded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
     # Declared by the uploader (clinical | dermoscopy); None: detected from the pixels.

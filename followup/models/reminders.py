@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from followup.db import UTCDateTime, db, utcnow
@@ -42,19 +42,26 @@ class Reminder(db.Model):
     detail: Mapped[Optional[str]] = mapped_column(String(200))
     outbound_message_id: Mapped[Optional[int]] = mapped_column(ForeignKey("outbound_message.id"), index=True)
     alert_id: Mapped[Optional[int]] = mapped_column(ForeignKey("alert.id"), index=True)
+    # How many times the plan item was re-dated after this reminder had finished (each time it is planned
+    # again for the new date); part of its outbox key, so the reminder of a new date is a new message.
+    cycle: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
 class PatientSmsDay(db.Model):
-    """The patient's one reminder SMS of a local calendar day; the unique key makes a second one impossible."""
+    """The patient's one text of a local calendar day; the unique key makes a second one impossible.
+
+    Its owner is a reminder, or another text to the patient that keeps the same rule (a retake request).
+    """
 
     __table_args__ = (UniqueConstraint("patient_id", "day"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
     day: Mapped[date] = mapped_column(Date, index=True)  # in the patient's timezone
-    reminder_id: Mapped[int] = mapped_column(ForeignKey("reminder.id"), index=True)
+    reminder_id: Mapped[Optional[int]] = mapped_column(ForeignKey("reminder.id"), index=True)
+    outbound_message_id: Mapped[Optional[int]] = mapped_column(ForeignKey("outbound_message.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

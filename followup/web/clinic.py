@@ -295,13 +295,14 @@ def edit_plan(site_id: int):
     for item in plan.items:
         status = request.form.get(f"status-{item.id}")
         due = request.form.get(f"due-{item.id}")
-        if status in ITEM_STATUSES and status != item.status:
+        status_set = status in ITEM_STATUSES and status != item.status
+        if status_set:
             item.status = status
             item.completed_at = utcnow() if status == "done" else None
             changed += 1
         if due and (new_due := _plan_date(due, site, errors)) and new_due != item.due_date:
             item.due_date = new_due
-            reminders.reschedule_item(item)
+            reminders.reschedule_item(item, reopen=not status_set)  # a missed item re-dated is due again
             changed += 1
     new_kind, new_due = request.form.get("new_kind"), request.form.get("new_due")
     if new_kind in ITEM_KINDS and new_due and (due_date := _plan_date(new_due, site, errors)):

@@ -1,7 +1,7 @@
 """session version: a per-user number kept in the session cookie, raised to end every web session of the user
 
 Revision ID: 0005_session_version
-Revises: 0003_site_outline
+Revises: 0004_alert_unique_job_backoff
 Create Date: 2026-12-12 09:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0005_session_version"
-down_revision = "0003_site_outline"
+down_revision = "0004_alert_unique_job_backoff"
 branch_labels = None
 depends_on = None
 

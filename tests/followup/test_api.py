@@ -63,11 +63,11 @@ def test_upload_link_and_alerts_resolve(client, world, site_id):
     link = response.get_json()
     assert link["url"].startswith("https://scarwatch.test/u/") and link["expires_at"]
 
-    photo = Photo(site_id=site_id, kind="followup", sha256="0" * 64, storage_key="0" * 64 + ".jpg",
-                  content_type="image/jpeg", size_bytes=1, width=1, height=1, status="done")
-    db.session.add(photo)
-    db.session.flush()
-    for priority, score in ((2, 0.5), (1, 0.7), (1, 0.9)):
+    for priority, score in ((2, 0.5), (1, 0.7), (1, 0.9)):  # one open alert per photo and kind
+        photo = Photo(site_id=site_id, kind="followup", sha256="0" * 64, storage_key="0" * 64 + ".jpg",
+                      content_type="image/jpeg", size_bytes=1, width=1, height=1, status="done")
+        db.session.add(photo)
+        db.session.flush()
         db.session.add(Alert(clinic_id=world.clinic.id, site_id=site_id, photo_id=photo.id, priority=priority,
                              recurrence_score=score, reasons=["new dark area"]))
     db.session.commit()
@@ -174,8 +174,9 @@ def test_api_resolve_does_what_the_outcome_asks(client, world, site_id):
 
     headers = world.headers(client, "derm@north.test")
     made = []
-    for _ in range(3):
-        alert = Alert(clinic_id=world.clinic.id, site_id=site_id, priority=2, recurrence_score=0.5, reasons=["x"])
+    for kind in ("change", "unreadable", "patient_report"):  # one open alert per site and kind
+        alert = Alert(clinic_id=world.clinic.id, site_id=site_id, kind=kind, priority=2, recurrence_score=0.5,
+                      reasons=["x"])
         db.session.add(alert)
         db.session.commit()
         made.append(alert.id)

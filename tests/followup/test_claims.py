@@ -98,7 +98,8 @@ def test_deactivating_a_dermatologist_puts_their_claims_back_in_the_queue(app, c
 def test_a_stale_claim_goes_back_to_the_queue_at_the_sweep(app, runner, world, colleague, alert_id, site_id):
     app.config["CLAIM_STALE_HOURS"] = 24
     now = utcnow()
-    fresh = Alert(clinic_id=world.clinic.id, site_id=site_id, priority=2, reasons=["fresh"])
+    fresh = Alert(clinic_id=world.clinic.id, site_id=site_id, kind="unreadable", priority=2,  # one open per kind
+                  reasons=["fresh"])
     db.session.add(fresh)
     db.session.commit()
     alerts.claim(db.session.get(Alert, alert_id), world.derm)

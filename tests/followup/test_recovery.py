@@ -1,12 +1,13 @@
 """A process killed between storing a photo and finishing its job loses nothing."""
 import io
 import time
+from datetime import timedelta
 
 from app import create_app
 from followup import jobs
 from followup.db import db, utcnow
 from followup.models import Alert, Photo
-from tests.conftest import jpeg_bytes
+from tests.conftest import PASSWORD, jpeg_bytes
 
 
 def _upload(client, world, site_id) -> int:
@@ -57,24 +58,90 @@ def test_a_job_run_twice_does_nothing_the_second_time(app, client, world, site_i
     assert jobs.claim(photo_id) is False
 
 
-def test_a_processing_failure_is_recorded_and_retried_then_visible(app, client, world, site_id, monkeypatch):
+class Clock:
+    """``followup.jobs``' idea of now, moved by hand."""
+
+    def __init__(self):
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def test_a_processing_failure_is_retried_with_exponential_backoff_then_visible(app, client, world, site_id,
+                                                                               monkeypatch):
+    """Three attempts within milliseconds, then "needs review", was the old way: each retry now waits (2 min,
+    then 8), and the photo's status — on the patient page and in the API — says when the next attempt is."""
     import followup.processing
 
     app.config["JOB_BACKEND"] = "deferred"
     photo_id = _upload(client, world, site_id)
+    clock = Clock()
+    monkeypatch.setattr(jobs, "utcnow", clock)
 
     def broken(photo):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(followup.processing, "process_photo", broken)
-    jobs.drain()
+    assert jobs.drain() == 1, "one attempt; the retry waits"
     photo = db.session.get(Photo, photo_id)
-    assert photo.status == "failed" and "disk on fire" in photo.status_detail
+    assert (photo.status, photo.attempts) == ("queued", 1) and "disk on fire" in photo.status_detail
+    assert photo.next_attempt_at == clock.now + timedelta(seconds=120)
+    assert jobs.drain() == 0 and jobs.claim(photo_id) is False, "not before its time"
+
+    headers = world.headers(client, "derm@north.test")
+    body = client.get(f"/api/v1/photos/{photo_id}", headers=headers).get_json()
+    assert body["status"] == "queued" and body["attempts"] == 1
+    assert body["next_attempt_at"].startswith(photo.next_attempt_at.strftime("%Y-%m-%dT%H:%M:%S"))
+    client.post("/login", data={"email": "derm@north.test", "password": PASSWORD})
+    page = client.get(f"/patients/{photo.site.patient_id}").get_data(as_text=True)
+    assert f"next attempt {photo.next_attempt_at.strftime('%d %b %Y %H:%M UTC')}" in page
+
+    clock.advance(121)
+    assert jobs.drain() == 1
+    db.session.expire_all()
+    photo = db.session.get(Photo, photo_id)
+    assert (photo.status, photo.attempts) == ("queued", 2)
+    assert photo.next_attempt_at == clock.now + timedelta(seconds=480), "exponential: four times longer"
+    clock.advance(479)
+    assert jobs.drain() == 0
+    assert db.session.execute(db.select(Alert)).first() is None, "nobody is bothered while retries remain"
+    clock.advance(2)
+    assert jobs.drain() == 1
+    db.session.expire_all()
+    photo = db.session.get(Photo, photo_id)
+    assert photo.status == "failed" and "disk on fire" in photo.status_detail and photo.next_attempt_at is None
     assert photo.attempts == jobs.MAX_ATTEMPTS
     assert app.extensions["storage"].exists(photo.storage_key), "the photo itself is kept"
     [alert] = db.session.execute(db.select(Alert)).scalars()
     assert (alert.kind, alert.photo_id) == ("needs_review", photo_id), "a person looks at it"
     assert jobs.claim(photo_id) is False, "no fourth attempt"
+    assert client.get(f"/api/v1/photos/{photo_id}", headers=headers).get_json()["next_attempt_at"] is None
+
+
+def test_under_celery_a_retry_is_sent_for_its_time_and_an_early_task_is_not_dropped(app, client, world, site_id,
+                                                                                   monkeypatch):
+    import followup.processing
+    from followup import celery_app
+
+    app.config["JOB_BACKEND"] = "celery"
+    delayed, scheduled = [], []
+    monkeypatch.setattr(celery_app.analyze_photo_task, "delay", lambda photo_id: delayed.append(photo_id))
+    monkeypatch.setattr(celery_app.analyze_photo_task, "apply_async",
+                        lambda args, eta=None: scheduled.append((args, eta)))
+    photo_id = _upload(client, world, site_id)
+    assert delayed == [photo_id]
+    monkeypatch.setattr(followup.processing, "process_photo", lambda photo: 1 / 0)
+    jobs.run_photo_job(photo_id)  # the worker runs the task: it fails
+    photo = db.session.get(Photo, photo_id)
+    assert photo.status == "queued" and photo.next_attempt_at > utcnow()
+    assert scheduled == [((photo_id,), photo.next_attempt_at)], "sent again, for the time of the next attempt"
+    jobs.run_photo_job(photo_id)  # a redelivery before that time: not run, and not dropped either
+    assert db.session.get(Photo, photo_id).attempts == 1
+    assert scheduled[-1] == ((photo_id,), photo.next_attempt_at) and len(scheduled) == 2
 
 
 def test_a_photo_whose_last_attempt_died_is_failed_and_shown_to_a_person(app, client, world, site_id):
