@@ -35,7 +35,8 @@ def _invalid(message: str, expression: str, *, status: int = 422, code: str = "i
 def _path(loc: tuple) -> str:
     out = "Bundle"
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if part != "root":  # pydantic's name for a model's own value, no FHIR element
+            out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
 
 
@@ -63,7 +64,7 @@ def parse(raw: bytes) -> tuple[dict, _Enrolment]:
                        status=413, code="too-costly")
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than any Bundle
         raise _invalid("The body is not JSON.", "Bundle", status=400, code="structure") from None
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise _invalid("Send a Bundle (resourceType Bundle) of type transaction.", "Bundle.resourceType", status=400)
@@ -75,6 +76,13 @@ def parse(raw: bytes) -> tuple[dict, _Enrolment]:
     if len(entries) > MAX_ENTRIES:
         raise _invalid(f"An enrolment Bundle may hold at most {MAX_ENTRIES} entries.", "Bundle.entry",
                        status=413, code="too-costly")
+    for i, entry in enumerate(entries):
+        # Before the model: fhir.resources fails on a type it does not know with a bare KeyError.
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") not in _TYPES:
+            raise _invalid(f"{resource.get('resourceType') or 'A resource without resourceType'} cannot be enrolled: "
+                           "send Patient, Condition and Procedure.", f"Bundle.entry[{i}].resource",
+                           code="not-supported")
     try:
         Bundle.model_validate(body)
     except ValidationError as exc:
@@ -88,9 +96,8 @@ def _read(entries: list[dict]) -> _Enrolment:
     for i, entry in enumerate(entries):
         at = f"Bundle.entry[{i}]"
         kind = (entry.get("resource") or {}).get("resourceType")
-        if kind not in _TYPES:
-            raise _invalid(f"{kind or 'An entry without a resource'} cannot be enrolled: send Patient, Condition "
-                           "and Procedure.", f"{at}.resource", code="not-supported")
+        if kind is None:
+            raise _invalid("Each entry holds a resource.", f"{at}.resource", code="required")
         request = entry.get("request") or {}
         if request.get("method") != "POST" or request.get("url") != kind:
             raise _invalid(f"Each entry is a create: request.method POST, request.url {kind}.", f"{at}.request")

@@ -398,6 +398,7 @@ def test_a_bad_bundle_is_an_operation_outcome_and_creates_nothing(client, header
     assert counts() == (0, 0)
 
 
-def test_a_body_that_is_not_json_is_a_400_operation_outcome(client, headers):
-    response = client.post(FHIR, data=b"{not json", headers={**headers, "Content-Type": "application/fhir+json"})
+@pytest.mark.parametrize("body", [b"{not json", b"[" * 100_000 + b"]" * 100_000], ids=["broken", "deep"])
+def test_a_body_that_is_not_json_is_a_400_operation_outcome(client, headers, body):
+    response = client.post(FHIR, data=body, headers={**headers, "Content-Type": "application/fhir+json"})
     assert response.status_code == 400 and response.get_json()["issue"][0]["expression"] == ["Bundle"]
