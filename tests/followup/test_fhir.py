@@ -383,6 +383,10 @@ BAD_BUNDLES = {
         lambda b: b["entry"].append({"fullUrl": "urn:uuid:o", "request": {"method": "POST", "url": "Observation"},
                                      "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}}),
         422, "Bundle.entry[3].resource"),
+    "a resource type FHIR does not have": (
+        lambda b: b["entry"].append({"fullUrl": "urn:uuid:f", "request": {"method": "POST", "url": "Foo"},
+                                     "resource": {"resourceType": "Foo"}}),
+        422, "Bundle.entry[3].resource"),
 }
 
 
