@@ -6,6 +6,7 @@ from flask import Blueprint, Flask, request
 
 from followup import audit
 from followup.auth import api_user
+from followup.db import MAX_ID
 from followup.fhir import enrol, search
 from followup.fhir.capability import capability_statement
 from followup.fhir.errors import FhirError, fhir_response, from_fhir_error, from_http_exception
@@ -38,7 +39,9 @@ def read(resource_type: str, resource_id: str):
     user = api_user()
     handler = search.handler_for(resource_type)
     found = search.read(handler, user.clinic_id, resource_id)
-    _audit("fhir_read", resource_type, int(resource_id.split("-")[0]), user, found,
+    key = int(resource_id.split("-")[0])
+    # (A text's key may pass the id columns' range: it is then in the detail only.)
+    _audit("fhir_read", resource_type, key if key <= MAX_ID else None, user, found,
            resource=f"{resource_type}/{resource_id}")
     return fhir_response(found.resources[0])
 

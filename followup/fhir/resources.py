@@ -12,13 +12,15 @@ from typing import Any, Callable, Optional
 
 from fhir.resources.R4B import get_fhir_model_class
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, false, func, select, true, type_coerce
+from sqlalchemy import BigInteger, ColumnElement, Select, cast, false, func, literal, select, true, type_coerce, union_all
 from sqlalchemy.orm import selectinload
 
 from followup.api import API_PREFIX
-from followup.db import UTCDateTime, db
+from followup.db import MAX_ID, UTCDateTime, db
 from followup.fhir import codes
-from followup.models import Alert, Analysis, FollowUpPlan, Patient, Photo, Site, User
+from followup.links import hide_links
+from followup.models import (Alert, Analysis, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, Site,
+                             User)
 
 FHIR_PREFIX = "/fhir/r4"
 
@@ -227,6 +229,63 @@ def _diagnostic_report(row) -> list[dict]:
              "media": media, "conclusion": "; ".join(analysis.reasons or []) or "No change found."}]
 
 
+def _provenance(row) -> list[dict]:
+    """What the model produced from which photos: the analysis' report and Observations."""
+    analysis: Analysis = row.Analysis
+    version = analysis.model_version or "unversioned"
+    targets = [_ref("DiagnosticReport", analysis.id)] + [
+        _ref("Observation", f"{analysis.id}-{suffix}") for suffix, _ in observation_parts(analysis)]
+    photos = [analysis.photo_id] + ([analysis.reference_photo_id] if analysis.reference_photo_id else [])
+    return [{
+        "resourceType": "Provenance", "id": str(analysis.id), "meta": _meta(row.updated), "target": targets,
+        "recorded": analysis.created_at.isoformat(),
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                                 "code": "CREATE", "display": "create"}]},
+        "agent": [{"type": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "assembler",
+            "display": "Assembler"}]}, "who": {"display": f"Scar Watch recurrence model {version}"}}],
+        "entity": [{"role": "source", "what": _ref("Media", photo_id)} for photo_id in photos],
+    }]
+
+
+# Texts to and from patients, as one row source: an outbound text's key is 2 × its id, an inbound one's 2 × id + 1.
+_COMMUNICATION_STATUS = {"pending": "preparation", "sending": "in-progress", "sent": "completed",
+                         "delivered": "completed", "failed": "not-done", "not_sent": "not-done", "unknown": "unknown",
+                         "cancelled": "stopped", "received": "completed"}
+_TEXTS = union_all(
+    select((cast(OutboundMessage.id, BigInteger) * 2).label("text_key"), literal("out").label("direction"),
+           OutboundMessage.patient_id.label("text_patient_id"), OutboundMessage.body.label("body"),
+           OutboundMessage.status.label("text_status"), OutboundMessage.purpose.label("purpose"),
+           OutboundMessage.sent_at.label("sent_at"), OutboundMessage.updated_at.label("text_updated"))
+    # Texts to patients (a staff member's alert texts name no patient's details and are not the patient's record).
+    .where(OutboundMessage.patient_id.is_not(None), OutboundMessage.user_id.is_(None)),
+    select((cast(InboundMessage.id, BigInteger) * 2 + 1), literal("in"), InboundMessage.patient_id,
+           InboundMessage.body, literal("received"), InboundMessage.intent, InboundMessage.received_at,
+           InboundMessage.received_at)
+    .join(Patient, Patient.id == InboundMessage.patient_id)
+    # A text goes to the patient's record only in the inbox of the patient's own clinic.
+    .where(InboundMessage.clinic_id == Patient.clinic_id),
+).subquery("texts")
+
+
+def _communication(row) -> list[dict]:
+    patient = _ref("Patient", row.patient_id)
+    resource = {
+        "resourceType": "Communication", "id": str(row.key), "meta": _meta(row.updated),
+        "status": _COMMUNICATION_STATUS[row.text_status], "category": [{"text": row.purpose}],
+        "medium": [{"text": "SMS"}], "subject": patient,
+        # Upload links carry a patient's credential: the text is shown as staff see it, without the token.
+        "payload": [{"contentString": hide_links(row.body)}],
+    }
+    if row.direction == "in":
+        resource.update(sender=patient, received=row.sent_at.isoformat())
+    else:
+        resource["recipient"] = [patient]
+        if row.sent_at is not None:
+            resource["sent"] = row.sent_at.isoformat()
+    return [resource]
+
+
 _TASK_STATUS = {"open": "requested", "claimed": "in-progress", "resolved": "completed"}
 _TASK_PRIORITY = {1: "stat", 2: "urgent", 3: "routine"}
 
@@ -273,6 +332,7 @@ class Handler:
     statuses: StatusMap = field(default_factory=dict)  # FHIR status → the rows that have it
     where: Optional[ColumnElement] = None  # rows that make resources of this type
     options: tuple = ()
+    max_key: int = MAX_ID
 
     def select(self, clinic_id: int) -> Select:
         stmt = select(*self.entities, self.key.label("key"), self.patient_column.label("patient_id"),
@@ -314,6 +374,13 @@ HANDLERS: dict[str, Handler] = {h.type: h for h in (
             _ANALYSIS_JOINS, _observations, statuses=_FINAL, where=_SCORED),
     Handler("DiagnosticReport", Analysis.id, Site.patient_id, Analysis.created_at, (Analysis, Photo, Site),
             _ANALYSIS_JOINS, _diagnostic_report, statuses=_FINAL, where=_SCORED),
+    Handler("Provenance", Analysis.id, Site.patient_id, Analysis.created_at, (Analysis, Photo, Site),
+            _ANALYSIS_JOINS, _provenance, where=_SCORED),
+    Handler("Communication", _TEXTS.c.text_key, _TEXTS.c.text_patient_id, _TEXTS.c.text_updated, (_TEXTS,),
+            ((Patient, Patient.id == _TEXTS.c.text_patient_id),), _communication,
+            statuses={fhir: _TEXTS.c.text_status.in_([ours for ours, f in _COMMUNICATION_STATUS.items() if f == fhir])
+                      for fhir in set(_COMMUNICATION_STATUS.values())},
+            max_key=2 * MAX_ID + 1),
     Handler("Task", Alert.id, Site.patient_id, _updated(Alert.resolved_at, Alert.claimed_at, Alert.created_at),
             (Alert, Site), ((Site, Site.id == Alert.site_id),) + _SITE_JOINS, _task,
             statuses={fhir: Alert.status == ours for ours, fhir in _TASK_STATUS.items()}),

@@ -50,7 +50,7 @@ def read(handler: Handler, clinic_id: int, resource_id: str) -> Found:
     match = _ID.match(resource_id)
     key = int(match.group(1)) if match else 0
     missing = FhirError(404, f"{handler.type}/{resource_id} doesn't exist.", code="not-found")
-    if not match or not 0 < key <= MAX_ID:
+    if not match or not 0 < key <= handler.max_key:
         raise missing
     row = db.session.execute(handler.select(clinic_id).where(handler.key == key)).first()
     resources = [r for r in handler.build(row) if r["id"] == resource_id] if row is not None else []
@@ -119,7 +119,7 @@ def search(handler: Handler, clinic_id: int, args: MultiDict) -> Found:
     after_key, skip = 0, 0
     if "_cursor" in args:
         match = _CURSOR.match(args["_cursor"])
-        if not match or int(match.group(1)) > MAX_ID:
+        if not match or int(match.group(1)) > handler.max_key:
             raise FhirError(400, "_cursor is not one this server returned.", expression="_cursor")
         after_key, skip = int(match.group(1)), int(match.group(2))
     # Every row makes at least one resource, so count + 1 rows fill the page and tell whether more follow.

@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from followup.db import db
 from followup.fhir import codes
 from followup.fhir.resources import HANDLERS
-from followup.models import Alert, Analysis, AuditEvent, AuditSubject, Patient, Photo, Site
+from followup.links import sealed_link
+from followup.models import (Alert, Analysis, AuditEvent, InboundMessage, OutboundMessage, Patient, Photo, Site,
+                             User)
 
 FHIR = "/fhir/r4"
 NOW = datetime.now(timezone.utc)
@@ -50,6 +52,25 @@ def add_photos(site_id: int, count: int, *, start: datetime = NOW - timedelta(da
     return photos
 
 
+TOKEN = "secret-upload-token"
+
+
+def add_texts(patient_id: int) -> None:
+    """A reminder with an upload link to the patient, the patient's reply, and a text to a dermatologist."""
+    patient = db.session.get(Patient, patient_id)
+    derm = db.session.execute(select(User).where(User.clinic_id == patient.clinic_id)).scalars().first()
+    db.session.add_all([
+        OutboundMessage(clinic_id=patient.clinic_id, patient_id=patient_id, idempotency_key="r1", to=patient.phone,
+                        body=f"Time for a photo of your scar: {sealed_link(TOKEN)}", purpose="photo_due",
+                        status="delivered", sent_at=NOW - timedelta(days=2)),
+        InboundMessage(clinic_id=patient.clinic_id, patient_id=patient_id, twilio_sid="SM1", from_number=patient.phone,
+                       body="Sent it, thanks", intent="text", received_at=NOW - timedelta(days=1)),
+        OutboundMessage(clinic_id=patient.clinic_id, patient_id=patient_id, user_id=derm.id, idempotency_key="d1",
+                        to="+447700900000", body="A priority-1 alert", purpose="alert", status="sent"),
+    ])
+    db.session.commit()
+
+
 @pytest.fixture
 def headers(client, world):
     return world.headers(client, "derm@north.test")
@@ -61,7 +82,8 @@ def other_headers(client, world):
 
 
 @pytest.fixture
-def photos(site_id):
+def photos(patient_id, site_id):
+    add_texts(patient_id)
     return add_photos(site_id, 3)
 
 
@@ -104,7 +126,7 @@ def test_metadata_lists_exactly_what_is_served(client, headers):
         response = client.get(f"{FHIR}/{kind}?{query}", headers=headers)
         assert response.status_code == 200, (kind, response.get_json())
         parse(response.get_json())
-    for unlisted in ("Communication", "Provenance", "Practitioner"):
+    for unlisted in ("Practitioner", "Organization", "Encounter"):
         response = client.get(f"{FHIR}/{unlisted}", headers=headers)
         assert response.status_code == 404
         assert response.get_json()["resourceType"] == "OperationOutcome"
@@ -151,6 +173,15 @@ def test_resources_carry_the_codes(client, headers, patient_id, site_id, photos)
     task = resources["Task"][0]
     assert (task["status"], task["priority"], task["businessStatus"]["coding"][0]["code"]) == (
         "requested", "stat", "alert-open")
+    provenance = next(p for p in resources["Provenance"] if p["id"] == str(analysis_id))
+    assert {r["reference"] for r in provenance["target"]} == {f"DiagnosticReport/{analysis_id}"} | {
+        r["reference"] for r in report["result"]}
+    assert "recurrence-v3" in provenance["agent"][0]["who"]["display"]
+    texts = resources["Communication"]
+    assert [(t["status"], "recipient" in t, "sender" in t) for t in texts] == [("completed", True, False),
+                                                                              ("completed", False, True)]
+    assert TOKEN not in str(texts) and "Time for a photo of your scar: https://scarwatch.test/u/" in str(texts)
+    assert "priority-1" not in str(texts)  # a text to staff is not the patient's record
     plan = resources["CarePlan"][0]
     assert plan["addresses"] == [{"reference": f"Condition/{site_id}"}]
     assert {a["detail"]["code"]["coding"][0]["code"] for a in plan["activity"]} == {"visit", "photo"}
@@ -185,7 +216,7 @@ def test_everything_references_resolve_with_twenty_photos(client, headers, patie
     assert len(by_type(bundle)["Media"]) == 20
 
 
-def test_another_clinics_resources_are_404(client, headers, other_headers, patient_id, site_id, photos):
+def test_another_clinics_resources_are_404(client, headers, other_headers, world, patient_id, site_id, photos):
     bundle = everything(client, headers, patient_id)
     for entry in bundle["entry"]:
         resource = entry["resource"]
@@ -193,6 +224,11 @@ def test_another_clinics_resources_are_404(client, headers, other_headers, patie
         assert response.status_code == 404, resource["resourceType"]
         assert response.get_json()["resourceType"] == "OperationOutcome"
     assert client.get(f"{FHIR}/Patient/{patient_id}/$everything", headers=other_headers).status_code == 404
+    # A text filed in another clinic's inbox is not part of the patient's record.
+    db.session.add(InboundMessage(clinic_id=world.other_clinic.id, patient_id=patient_id, twilio_sid="SM2",
+                                  from_number="+447700900456", body="wrong inbox", intent="text"))
+    db.session.commit()
+    assert "wrong inbox" not in str(everything(client, headers, patient_id))
     for kind in HANDLERS:
         query = "" if kind == "Patient" else f"?patient={patient_id}"
         assert ids(client.get(f"{FHIR}/{kind}{query}", headers=other_headers).get_json()) == [], kind
