@@ -71,6 +71,6 @@ def everything(patient_id: int):
 def transaction():
     """Enrol from a transaction Bundle (Patient + Condition [+ Procedure])."""
     user = api_user()
-    _, enrolment = enrol.parse(request.get_data(cache=False))
+    enrolment = enrol.parse(request.get_data(cache=False))
     entries = enrol.enrol(user, enrolment)
     return fhir_response({"resourceType": "Bundle", "type": "transaction-response", "entry": entries})

@@ -49,7 +49,6 @@ class _Site:
 
 @dataclass
 class _Enrolment:
-    patient_at: str
     system: str
     value: str
     patient: dict[str, Any]
@@ -57,7 +56,7 @@ class _Enrolment:
     order: list[tuple[str, Any]] = field(default_factory=list)  # (type, its site or None), entry by entry
 
 
-def parse(raw: bytes) -> tuple[dict, _Enrolment]:
+def parse(raw: bytes) -> _Enrolment:
     """The Bundle checked down to the last element; FhirError naming the element that fails."""
     if len(raw) > MAX_BUNDLE_BYTES:
         raise _invalid(f"An enrolment Bundle may be at most {MAX_BUNDLE_BYTES // 1024} KiB.", "Bundle",
@@ -88,7 +87,7 @@ def parse(raw: bytes) -> tuple[dict, _Enrolment]:
     except ValidationError as exc:
         error = exc.errors()[0]
         raise _invalid(f"{error['msg']}", _path(error["loc"]), status=400, code="structure") from None
-    return body, _read(entries)
+    return _read(entries)
 
 
 def _read(entries: list[dict]) -> _Enrolment:
@@ -174,7 +173,7 @@ def _patient(entry: dict, at: str) -> _Enrolment:
               "date_of_birth": resource.get("birthDate")}
     values = _check(PatientCreateSchema, values, {"name": f"{at}.name[0]", "phone": f"{at}.telecom[{j}].value",
                                                   "date_of_birth": f"{at}.birthDate"})
-    return _Enrolment(at, identifier["system"], identifier["value"], values)
+    return _Enrolment(identifier["system"], identifier["value"], values)
 
 
 def _full_date(value: Optional[str], at: str) -> date:
