@@ -49,7 +49,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
 
-    from followup import api, cli
+    from followup import api, cli, fhir
     from followup.web import audit_trail, clinic, common, patient, staff, triage
 
     api.init_app(app)
@@ -57,6 +57,9 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
         if name.startswith("api_"):
             # Bearer tokens carry no ambient authority; a cookie-authenticated API call is checked in auth.api_user.
             csrf.exempt(blueprint)
+    # FHIR: bearer tokens like the API (a cookie-authenticated call is checked in auth.api_user).
+    fhir.init_app(app)
+    csrf.exempt(fhir.bp)
     common.init_app(app)
     for module in (staff, triage, clinic, patient, audit_trail):
         app.register_blueprint(module.bp)

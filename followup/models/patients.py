@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import JSON, Date, ForeignKey, String
+from sqlalchemy import JSON, Date, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
@@ -15,6 +15,10 @@ OUTLINE_SOURCES = ("auto", "staff")
 
 
 class Patient(db.Model):
+    # The record's own identifier (a hospital number): a FHIR enrolment of the same patient finds this row.
+    __table_args__ = (UniqueConstraint("clinic_id", "identifier_system", "identifier_value",
+                                       name="uq_patient_clinic_identifier"),)
+
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -24,6 +28,8 @@ class Patient(db.Model):
     sms_consent: Mapped[bool] = mapped_column(default=False)
     opted_out_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    identifier_system: Mapped[Optional[str]] = mapped_column(String(200))
+    identifier_value: Mapped[Optional[str]] = mapped_column(String(100))
 
     sites: Mapped[list["Site"]] = relationship(back_populates="patient", order_by="Site.id")
 

@@ -1,0 +1,387 @@
+"""Our rows as FHIR resources, and the registry of resource types the API serves.
+
+One ``Handler`` per resource type says which rows it comes from (always scoped to a clinic), which search
+parameters it takes and how a row becomes resources; reads, searches, ``$everything`` and the
+CapabilityStatement are all generated from ``HANDLERS``, so what is served and what is declared cannot drift.
+Every resource is built with the ``fhir.resources`` R4B model of its type (R4 JSON for these types)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from fhir.resources.R4B import get_fhir_model_class
+from flask import current_app
+from sqlalchemy import BigInteger, ColumnElement, Select, cast, false, func, literal, select, true, type_coerce, union_all
+from sqlalchemy.orm import selectinload
+
+from followup.api import API_PREFIX
+from followup.db import MAX_ID, UTCDateTime, db
+from followup.fhir import codes
+from followup.links import hide_links
+from followup.models import (Alert, Analysis, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, Site,
+                             User)
+
+FHIR_PREFIX = "/fhir/r4"
+
+
+def base_url() -> str:
+    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}{FHIR_PREFIX}"
+
+
+def validated(resource: dict) -> dict:
+    """The resource checked by its fhir.resources model and serialised as that model writes it (ValidationError
+    when we built something FHIR does not allow: a bug, never the client's input)."""
+    model = get_fhir_model_class(resource["resourceType"])
+    return model.model_validate(resource).model_dump(mode="json")
+
+
+def _ref(kind: str, id_: Any) -> dict:
+    return {"reference": f"{kind}/{id_}"}
+
+
+def _meta(updated: datetime) -> dict:
+    return {"lastUpdated": updated.isoformat()}
+
+
+def _updated(*columns) -> ColumnElement:
+    """A row's last change: the first non-null of ``columns`` (latest event first), as a UTC datetime."""
+    return type_coerce(func.coalesce(*columns), UTCDateTime()) if len(columns) > 1 else columns[0]
+
+
+def photo_url(photo_id: int) -> str:
+    """The authorised, audited image view of the API: a FHIR client fetches it with its bearer token."""
+    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}{API_PREFIX}/photos/{photo_id}/image"
+
+
+def _attachment(photo: Photo) -> dict:
+    return {"contentType": "image/jpeg", "url": photo_url(photo.id), "size": photo.size_bytes,
+            "creation": (photo.captured_at or photo.received_at).isoformat()}
+
+
+# The builders: one row (the handler's select, with ``patient_id`` and ``updated``) → its resources.
+
+def _patient(row) -> list[dict]:
+    patient: Patient = row.Patient
+    resource = {
+        "resourceType": "Patient", "id": str(patient.id), "meta": _meta(row.updated), "active": True,
+        "name": [{"text": patient.name}],
+        "telecom": [{"system": "phone", "value": patient.phone, "use": "mobile"}],
+    }
+    if patient.identifier_value:
+        resource["identifier"] = [{"system": patient.identifier_system, "value": patient.identifier_value}]
+    if patient.date_of_birth:
+        resource["birthDate"] = patient.date_of_birth.isoformat()
+    return [resource]
+
+
+def _condition(row) -> list[dict]:
+    site: Site = row.Site
+    resource = {
+        "resourceType": "Condition", "id": str(site.id), "meta": _meta(row.updated),
+        # Excised: in remission while followed up, resolved once the follow-up is closed.
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                       "code": "resolved" if site.closed_at else "remission"}]},
+        "verificationStatus": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
+        "code": codes.diagnosis(site.diagnosis), "bodySite": [codes.body_site(site.body_site)],
+        "subject": _ref("Patient", site.patient_id),
+        # The cancer was cut out on the excision date.
+        "abatementDateTime": site.excision_date.isoformat(), "recordedDate": site.created_at.isoformat(),
+    }
+    if site.stage:
+        resource["stage"] = [{"summary": {"text": site.stage}}]
+    return [resource]
+
+
+def _procedure(row) -> list[dict]:
+    site: Site = row.Site
+    return [{
+        "resourceType": "Procedure", "id": str(site.id), "meta": _meta(row.updated), "status": "completed",
+        "code": codes.snomed(*codes.EXCISION), "subject": _ref("Patient", site.patient_id),
+        "performedDateTime": site.excision_date.isoformat(), "bodySite": [codes.body_site(site.body_site)],
+        "reasonReference": [_ref("Condition", site.id)],
+    }]
+
+
+def _baseline(site_id: int) -> Optional[Photo]:
+    return db.session.execute(
+        select(Photo).where(Photo.site_id == site_id, Photo.kind == "baseline", Photo.status == "done")
+        .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def _body_structure(row) -> list[dict]:
+    site: Site = row.Site
+    resource = {
+        "resourceType": "BodyStructure", "id": str(site.id), "meta": _meta(row.updated),
+        "active": site.closed_at is None, "location": codes.body_site(site.body_site),
+        "description": site.body_site, "patient": _ref("Patient", site.patient_id),
+    }
+    baseline = _baseline(site.id)
+    if baseline is not None:
+        resource["image"] = [_attachment(baseline)]
+    return [resource]
+
+
+_ACTIVITY_STATUS = {"pending": "scheduled", "done": "completed", "missed": "stopped", "cancelled": "cancelled"}
+
+
+def _care_plan(row) -> list[dict]:
+    plan: FollowUpPlan = row.FollowUpPlan
+    site: Site = row.Site
+    return [{
+        "resourceType": "CarePlan", "id": str(plan.id), "meta": _meta(row.updated),
+        "status": "completed" if site.closed_at else "active", "intent": "plan",
+        "title": f"Follow-up after excision ({plan.protocol})", "description": plan.source,
+        "subject": _ref("Patient", site.patient_id), "addresses": [_ref("Condition", site.id)],
+        "period": {"start": site.excision_date.isoformat()},
+        "activity": [{"detail": {"code": codes.local(item.kind), "status": _ACTIVITY_STATUS[item.status],
+                                 "scheduledPeriod": {"start": item.due_date.isoformat()}}}
+                     for item in plan.items],
+    }]
+
+
+_MEDIA_STATUS = {"queued": "in-progress", "processing": "in-progress", "done": "completed",
+                 "rejected": "not-done", "failed": "not-done"}
+
+
+def _media(row) -> list[dict]:
+    photo: Photo = row.Photo
+    resource = {
+        "resourceType": "Media", "id": str(photo.id), "meta": _meta(row.updated),
+        "status": _MEDIA_STATUS[photo.status],
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/media-type", "code": "image",
+                             "display": "Image"}]},
+        "subject": _ref("Patient", row.patient_id),
+        "createdDateTime": (photo.captured_at or photo.received_at).isoformat(),
+        "issued": photo.received_at.isoformat(), "bodySite": codes.body_site(row.Site.body_site),
+        "width": photo.width, "height": photo.height, "content": _attachment(photo),
+        "note": [{"text": f"{photo.kind} photo"}] + ([{"text": photo.status_detail}] if photo.status_detail else []),
+    }
+    if photo.modality:
+        resource["modality"] = {"text": photo.modality}
+    return [resource]
+
+
+def _score(code: str, value: float) -> dict:
+    return {"code": codes.local(code),
+            "valueQuantity": {"value": round(value, 4), "unit": "probability", "system": "http://unitsofmeasure.org",
+                              "code": "1"}}
+
+
+def _px(code: str, value: Optional[float]) -> Optional[dict]:
+    # No photo carries a measured scale yet: measurements are in the photo's pixels.
+    if value is None:
+        return None
+    return {"code": codes.local(code), "valueQuantity": {"value": round(float(value), 2), "unit": "px"}}
+
+
+def observation_parts(analysis: Analysis) -> list[tuple[str, dict]]:
+    """(id suffix, the part particular to it) for each Observation of an analysis: its two scores and one
+    Observation per changed region."""
+    parts = [("change", _score("change-score", analysis.change_score))]
+    if analysis.recurrence_score is not None:
+        parts.append(("recurrence", _score("recurrence-score", analysis.recurrence_score)))
+    for i, region in enumerate(analysis.regions or [], start=1):
+        components = [c for c in (_px("changed-area", region.get("area_px")),
+                                  _px("distance-to-lesion", region.get("distance_to_lesion_px"))) if c]
+        parts.append((f"region-{i}", {"code": codes.local("changed-region"), "component": components,
+                                      "valueString": str(region.get("kind") or "change")}))
+    return parts
+
+
+def _analysis_common(row) -> dict:
+    analysis: Analysis = row.Analysis
+    photo: Photo = row.Photo
+    return {"status": "final", "meta": _meta(row.updated),
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "imaging", "display": "Imaging"}]}],
+            "subject": _ref("Patient", row.patient_id),
+            "effectiveDateTime": (photo.captured_at or photo.received_at).isoformat(),
+            "issued": analysis.created_at.isoformat()}
+
+
+def _observations(row) -> list[dict]:
+    analysis: Analysis = row.Analysis
+    version = analysis.model_version or "unversioned"
+    common = _analysis_common(row)
+    derived = [_ref("Media", analysis.photo_id)] + (
+        [_ref("Media", analysis.reference_photo_id)] if analysis.reference_photo_id else [])
+    return [{"resourceType": "Observation", "id": f"{analysis.id}-{suffix}", **common, **part,
+             "bodySite": codes.body_site(row.Site.body_site), "derivedFrom": derived,
+             "method": {"text": f"Scar Watch {analysis.comparison} comparison, model {version}"},
+             "device": {"display": f"Scar Watch recurrence model {version}"}}
+            for suffix, part in observation_parts(analysis)]
+
+
+def _diagnostic_report(row) -> list[dict]:
+    analysis: Analysis = row.Analysis
+    common = _analysis_common(row)
+    category = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "IMG",
+                             "display": "Diagnostic Imaging"}]}]
+    media = [{"comment": "follow-up photo", "link": _ref("Media", analysis.photo_id)}]
+    if analysis.reference_photo_id:
+        media.append({"comment": f"{analysis.comparison} photo", "link": _ref("Media", analysis.reference_photo_id)})
+    return [{"resourceType": "DiagnosticReport", "id": str(analysis.id), **common, "category": category,
+             "code": codes.local("scar-comparison"),
+             "result": [_ref("Observation", f"{analysis.id}-{suffix}") for suffix, _ in observation_parts(analysis)],
+             "media": media, "conclusion": "; ".join(analysis.reasons or []) or "No change found."}]
+
+
+def _provenance(row) -> list[dict]:
+    """What the model produced from which photos: the analysis' report and Observations."""
+    analysis: Analysis = row.Analysis
+    version = analysis.model_version or "unversioned"
+    targets = [_ref("DiagnosticReport", analysis.id)] + [
+        _ref("Observation", f"{analysis.id}-{suffix}") for suffix, _ in observation_parts(analysis)]
+    photos = [analysis.photo_id] + ([analysis.reference_photo_id] if analysis.reference_photo_id else [])
+    return [{
+        "resourceType": "Provenance", "id": str(analysis.id), "meta": _meta(row.updated), "target": targets,
+        "recorded": analysis.created_at.isoformat(),
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                                 "code": "CREATE", "display": "create"}]},
+        "agent": [{"type": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "assembler",
+            "display": "Assembler"}]}, "who": {"display": f"Scar Watch recurrence model {version}"}}],
+        "entity": [{"role": "source", "what": _ref("Media", photo_id)} for photo_id in photos],
+    }]
+
+
+# Texts to and from patients, as one row source: an outbound text's key is 2 × its id, an inbound one's 2 × id + 1.
+_COMMUNICATION_STATUS = {"pending": "preparation", "sending": "in-progress", "sent": "completed",
+                         "delivered": "completed", "failed": "not-done", "not_sent": "not-done", "unknown": "unknown",
+                         "cancelled": "stopped", "received": "completed"}
+_TEXTS = union_all(
+    select((cast(OutboundMessage.id, BigInteger) * 2).label("text_key"), literal("out").label("direction"),
+           OutboundMessage.patient_id.label("text_patient_id"), OutboundMessage.body.label("body"),
+           OutboundMessage.status.label("text_status"), OutboundMessage.purpose.label("purpose"),
+           OutboundMessage.sent_at.label("sent_at"), OutboundMessage.updated_at.label("text_updated"))
+    # Texts to patients (a staff member's alert texts name no patient's details and are not the patient's record).
+    .where(OutboundMessage.patient_id.is_not(None), OutboundMessage.user_id.is_(None)),
+    select((cast(InboundMessage.id, BigInteger) * 2 + 1), literal("in"), InboundMessage.patient_id,
+           InboundMessage.body, literal("received"), InboundMessage.intent, InboundMessage.received_at,
+           InboundMessage.received_at)
+    .join(Patient, Patient.id == InboundMessage.patient_id)
+    # A text goes to the patient's record only in the inbox of the patient's own clinic.
+    .where(InboundMessage.clinic_id == Patient.clinic_id),
+).subquery("texts")
+
+
+def _communication(row) -> list[dict]:
+    patient = _ref("Patient", row.patient_id)
+    resource = {
+        "resourceType": "Communication", "id": str(row.key), "meta": _meta(row.updated),
+        "status": _COMMUNICATION_STATUS[row.text_status], "category": [{"text": row.purpose}],
+        "medium": [{"text": "SMS"}], "subject": patient,
+        # Upload links carry a patient's credential: the text is shown as staff see it, without the token.
+        "payload": [{"contentString": hide_links(row.body)}],
+    }
+    if row.direction == "in":
+        resource.update(sender=patient, received=row.sent_at.isoformat())
+    else:
+        resource["recipient"] = [patient]
+        if row.sent_at is not None:
+            resource["sent"] = row.sent_at.isoformat()
+    return [resource]
+
+
+_TASK_STATUS = {"open": "requested", "claimed": "in-progress", "resolved": "completed"}
+_TASK_PRIORITY = {1: "stat", 2: "urgent", 3: "routine"}
+
+
+def _task(row) -> list[dict]:
+    alert: Alert = row.Alert
+    resource = {
+        "resourceType": "Task", "id": str(alert.id), "meta": _meta(row.updated),
+        "status": _TASK_STATUS[alert.status], "businessStatus": codes.local(f"alert-{alert.status}"),
+        "intent": "order", "priority": _TASK_PRIORITY.get(alert.priority, "routine"),
+        "code": {"text": f"Review a {alert.kind.replace('_', ' ')} alert"},
+        "description": "; ".join(alert.reasons or []) or None,
+        "for": _ref("Patient", row.patient_id), "authoredOn": alert.created_at.isoformat(),
+        "lastModified": row.updated.isoformat(),
+    }
+    if alert.photo_id:
+        resource["focus"] = _ref("Media", alert.photo_id)
+    owner = db.session.get(User, alert.claimed_by_id or alert.resolved_by_id) if (
+        alert.claimed_by_id or alert.resolved_by_id) else None
+    if owner is not None:
+        # Practitioners are not served: the owner is named, not referenced.
+        resource["owner"] = {"display": owner.name or owner.email}
+    if alert.outcome:
+        resource["output"] = [{"type": codes.local("outcome"), "valueCodeableConcept": codes.local(alert.outcome)}]
+    if alert.note:
+        resource["note"] = [{"text": alert.note}]
+    return [{k: v for k, v in resource.items() if v is not None}]
+
+
+# The registry.
+
+StatusMap = dict[str, ColumnElement]
+
+
+@dataclass(frozen=True)
+class Handler:
+    type: str
+    key: Any  # the row's id column: reads find it, searches page on it
+    patient_column: Any  # the patient the row belongs to (``patient`` search, audit)
+    updated: Any  # meta.lastUpdated (``_lastUpdated`` search)
+    entities: tuple  # what a row holds
+    joins: tuple  # (entity, on) from the first entity to Patient
+    build: Callable[[Any], list[dict]]
+    statuses: StatusMap = field(default_factory=dict)  # FHIR status → the rows that have it
+    where: Optional[ColumnElement] = None  # rows that make resources of this type
+    options: tuple = ()
+    max_key: int = MAX_ID
+
+    def select(self, clinic_id: int) -> Select:
+        stmt = select(*self.entities, self.key.label("key"), self.patient_column.label("patient_id"),
+                      self.updated.label("updated"))
+        for entity, on in self.joins:
+            stmt = stmt.join(entity, on)
+        stmt = stmt.where(Patient.clinic_id == clinic_id)
+        if self.where is not None:
+            stmt = stmt.where(self.where)
+        return stmt.options(*self.options)
+
+    def status_condition(self, value: str) -> ColumnElement:
+        return self.statuses.get(value, false())
+
+
+_SITE_JOINS = ((Patient, Patient.id == Site.patient_id),)
+_SITE_UPDATED = _updated(Site.closed_at, Site.created_at)
+_PHOTO_JOINS = ((Site, Site.id == Photo.site_id),) + _SITE_JOINS
+_ANALYSIS_JOINS = ((Photo, Photo.id == Analysis.photo_id),) + _PHOTO_JOINS
+# Comparisons with a reference photo (a baseline's own quality check has no scores).
+_SCORED = Analysis.change_score.is_not(None)
+_FINAL = {"final": true()}
+
+HANDLERS: dict[str, Handler] = {h.type: h for h in (
+    Handler("Patient", Patient.id, Patient.id, _updated(Patient.opted_out_at, Patient.created_at), (Patient,), (),
+            _patient),
+    Handler("Condition", Site.id, Site.patient_id, _SITE_UPDATED, (Site,), _SITE_JOINS, _condition),
+    Handler("Procedure", Site.id, Site.patient_id, _SITE_UPDATED, (Site,), _SITE_JOINS, _procedure,
+            statuses={"completed": true()}),
+    Handler("BodyStructure", Site.id, Site.patient_id, _SITE_UPDATED, (Site,), _SITE_JOINS, _body_structure),
+    Handler("CarePlan", FollowUpPlan.id, Site.patient_id, _updated(Site.closed_at, FollowUpPlan.created_at),
+            (FollowUpPlan, Site), ((Site, Site.id == FollowUpPlan.site_id),) + _SITE_JOINS, _care_plan,
+            statuses={"active": Site.closed_at.is_(None), "completed": Site.closed_at.is_not(None)},
+            options=(selectinload(FollowUpPlan.items),)),
+    Handler("Media", Photo.id, Site.patient_id, Photo.status_changed_at, (Photo, Site), _PHOTO_JOINS, _media,
+            statuses={fhir: Photo.status.in_([ours for ours, f in _MEDIA_STATUS.items() if f == fhir])
+                      for fhir in set(_MEDIA_STATUS.values())}),
+    Handler("Observation", Analysis.id, Site.patient_id, Analysis.created_at, (Analysis, Photo, Site),
+            _ANALYSIS_JOINS, _observations, statuses=_FINAL, where=_SCORED),
+    Handler("DiagnosticReport", Analysis.id, Site.patient_id, Analysis.created_at, (Analysis, Photo, Site),
+            _ANALYSIS_JOINS, _diagnostic_report, statuses=_FINAL, where=_SCORED),
+    Handler("Provenance", Analysis.id, Site.patient_id, Analysis.created_at, (Analysis, Photo, Site),
+            _ANALYSIS_JOINS, _provenance, where=_SCORED),
+    Handler("Communication", _TEXTS.c.text_key, _TEXTS.c.text_patient_id, _TEXTS.c.text_updated, (_TEXTS,),
+            ((Patient, Patient.id == _TEXTS.c.text_patient_id),), _communication,
+            statuses={fhir: _TEXTS.c.text_status.in_([ours for ours, f in _COMMUNICATION_STATUS.items() if f == fhir])
+                      for fhir in set(_COMMUNICATION_STATUS.values())},
+            max_key=2 * MAX_ID + 1),
+    Handler("Task", Alert.id, Site.patient_id, _updated(Alert.resolved_at, Alert.claimed_at, Alert.created_at),
+            (Alert, Site), ((Site, Site.id == Alert.site_id),) + _SITE_JOINS, _task,
+            statuses={fhir: Alert.status == ours for ours, fhir in _TASK_STATUS.items()}),
+)}
