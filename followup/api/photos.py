@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from sqlalchemy import select
 
 from followup import audit, links
 from followup.api.schemas import (PhotoFileSchema, PhotoSchema, PhotoUploadRequestSchema, PhotoUploadSchema,
@@ -13,6 +14,7 @@ from followup.db import db
 from followup.dicom import CONTENT_TYPE
 from followup.dicom_export import photo_dicom
 from followup.intake import IntakeError
+from followup.models import DicomPush
 from followup.patients import photo_for, site_for
 from followup.photos import receive_photo
 from followup.storage import storage
@@ -26,6 +28,7 @@ def photo_body(photo) -> dict:
         "id": photo.id, "site_id": photo.site_id, "kind": photo.kind, "status": photo.status,
         "status_detail": photo.status_detail, "received_at": photo.received_at, "modality": photo.modality,
         "analysis": analyses[-1] if analyses else None,
+        "dicom_push": db.session.execute(select(DicomPush).where(DicomPush.photo_id == photo.id)).scalar_one_or_none(),
     }
 
 
