@@ -24,13 +24,15 @@ from typing import Optional
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (JPEGBaseline8Bit, DermoscopicPhotographyImageStorage, VLPhotographicImageStorage,
-                         PYDICOM_IMPLEMENTATION_UID)
+from pydicom.uid import (PYDICOM_IMPLEMENTATION_UID, DermoscopicPhotographyImageStorage, JPEGBaseline8Bit,
+                         VLPhotographicImageStorage)
 
 from followup.body_sites import LATERALITY, SNOMED, BodySite
 
 CONTENT_TYPE = "application/dicom"
-SOP_CLASSES = {"clinical": (VLPhotographicImageStorage, "XC"), "dermoscopy": (DermoscopicPhotographyImageStorage, "DMS")}
+#: our modality -> (SOP class, DICOM Modality)
+SOP_CLASSES = {"clinical": (VLPhotographicImageStorage, "XC"),
+               "dermoscopy": (DermoscopicPhotographyImageStorage, "DMS")}
 _SOF0, _SOS = 0xC0, 0xDA
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # JPEG markers without a length
 
@@ -87,8 +89,8 @@ def build_dicom(photo: DicomPhoto, jpeg: bytes) -> bytes:
     ds.StudyInstanceUID, ds.StudyID = study_uid, str(photo.site_id)
     ds.StudyDate, ds.StudyTime = _da(photo.study_started), _tm(photo.study_started)
     ds.AccessionNumber, ds.ReferringPhysicianName = "", ""
-    ds.StudyDescription = f"Scar follow-up after {photo.diagnosis} excision: {photo.body_site.text}"[:64]
-    # General Series: one day's photos of the site
+    ds.StudyDescription = f"Scar follow-up: {photo.body_site.text}"[:64]  # LO: 64 characters at most
+    # General Series: one day's photos of the site in one modality
     ds.SeriesInstanceUID, ds.Modality = series_uid, modality
     ds.SeriesNumber = int(photo.acquired.strftime("%Y%m%d"))
     ds.SeriesDate, ds.SeriesTime = _da(photo.acquired), _tm(photo.acquired)
@@ -103,7 +105,7 @@ def build_dicom(photo: DicomPhoto, jpeg: bytes) -> bytes:
     ds.PatientOrientation = ""  # a photo of skin: no patient axes to give
     ds.ContentDate, ds.ContentTime = _da(photo.acquired), _tm(photo.acquired)
     ds.AcquisitionDateTime = photo.acquired.strftime("%Y%m%d%H%M%S")
-    ds.ImageComments = f"{photo.kind} photo"
+    ds.ImageComments = f"{photo.kind} photo of the scar after a {photo.diagnosis} excision: {photo.body_site.text}"
     if photo.body_site.region:  # a site the table does not know has its words in the study description only
         ds.AnatomicRegionSequence = [_region(photo.body_site)]
     ds.AcquisitionContextSequence = []

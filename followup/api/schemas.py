@@ -238,7 +238,7 @@ class PhotoSchema(ma.Schema):
     modality = ma.fields.String(allow_none=True, metadata={"description": "As declared at upload"})
     analysis = ma.fields.Nested(AnalysisSchema, allow_none=True)
     dicom_push = ma.fields.Nested(DicomPushSchema, allow_none=True, metadata={
-        "description": "Its push to the DICOMweb archive (DICOMWEB_URL); null when none was queued"})
+        "description": "Its push to the DICOMweb archive (DICOMWEB_URL); null when none is queued"})
 
 
 class UploadLinkSchema(ma.Schema):
