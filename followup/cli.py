@@ -171,7 +171,25 @@ def export_outcomes_command(out: str, clinic_id: int | None) -> None:
     click.echo(json.dumps(export_outcomes(Path(out), clinic_id=clinic_id)))
 
 
+@click.command("export-dicom")
+@click.option("--site", "site_id", required=True, type=int, help="The site whose photos are exported.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write into (created).")
+def export_dicom_command(site_id: int, out: str) -> None:
+    """Write each photo of a site as a DICOM file, photo-<id>.dcm, into OUT (audited)."""
+    from pathlib import Path
+
+    from followup.db import MAX_ID
+    from followup.dicom_export import export_site
+    from followup.models import Site
+
+    site = db.session.get(Site, site_id) if 0 < site_id <= MAX_ID else None
+    if site is None:
+        raise click.BadParameter(f"no site {site_id}", param_hint="--site")
+    click.echo(json.dumps(export_site(site, Path(out))))
+
+
 def init_app(app: Flask) -> None:
     for command in (create_user_command, seed_demo_command, worker_command, serve_command, reminders_group,
-                    scheduler_command, analyze_batch_command, score_lesions_command, export_outcomes_command):
+                    scheduler_command, analyze_batch_command, score_lesions_command, export_outcomes_command,
+                    export_dicom_command):
         app.cli.add_command(command)

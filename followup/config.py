@@ -33,6 +33,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "TWILIO_API_BASE_URL": (str, ""),
     "TWILIO_TIMEOUT_SECONDS": (float, 10.0),
     "STORAGE_BACKEND": (str, "local"),  # local | s3
+    "DICOMWEB_URL": (str, ""),  # the archive's DICOMweb base URL; empty: no push
     "S3_BUCKET": (str, ""),
     "S3_ENDPOINT_URL": (str, ""),
     "S3_PREFIX": (str, "media/"),

@@ -100,7 +100,8 @@ class ReminderScheduler:
                 db.session.remove()
 
     def sweep(self) -> Optional[dict[str, int]]:
-        """One reminder sweep, if this process holds the lease."""
+        """One reminder sweep and DICOMweb push pass, if this process holds the lease."""
+        from followup.dicomweb import push_due
         from followup.reminders import dispatch
 
         if not self.heartbeat():
@@ -109,7 +110,9 @@ class ReminderScheduler:
         with self.app.app_context():
             try:
                 summary = dispatch()
-                if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown", "errors")):
+                summary.update(push_due())  # accepted photos to the image archive, when DICOMWEB_URL is set
+                if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown", "errors",
+                                                "dicom_sent", "dicom_retrying", "dicom_failed")):
                     log.info("reminder sweep: %s", summary)
                 return summary
             except Exception:  # noqa: BLE001 - the next minute tries again

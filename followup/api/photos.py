@@ -4,13 +4,17 @@ from __future__ import annotations
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from sqlalchemy import select
 
 from followup import audit, links
 from followup.api.schemas import (PhotoFileSchema, PhotoSchema, PhotoUploadRequestSchema, PhotoUploadSchema,
                                   UploadLinkSchema)
 from followup.auth import api_user, roles_required
 from followup.db import db
+from followup.dicom import CONTENT_TYPE
+from followup.dicom_export import photo_dicom
 from followup.intake import IntakeError
+from followup.models import DicomPush
 from followup.patients import photo_for, site_for
 from followup.photos import receive_photo
 from followup.storage import storage
@@ -25,6 +29,7 @@ def photo_body(photo) -> dict:
         "status_detail": photo.status_detail, "received_at": photo.received_at, "modality": photo.modality,
         "attempts": photo.attempts, "next_attempt_at": photo.next_attempt_at if photo.status == "queued" else None,
         "analysis": analyses[-1] if analyses else None,
+        "dicom_push": db.session.execute(select(DicomPush).where(DicomPush.photo_id == photo.id)).scalar_one_or_none(),
     }
 
 
@@ -74,6 +79,22 @@ class PhotoImage(MethodView):
         audit.record("view_photo_image", "photo", photo.id, user=user)
         response = Response(storage().get(photo.storage_key), mimetype="image/jpeg")
         response.headers["Cache-Control"] = "private, no-store"
+        return response
+
+
+@blp.route("/photos/<int:photo_id>/dicom")
+class PhotoDicom(MethodView):
+    @roles_required()
+    @blp.response(200, {"type": "string", "format": "binary"}, content_type=CONTENT_TYPE)
+    def get(self, photo_id):
+        """The photo as a DICOM file for an image archive: a VL Photographic Image (a Dermoscopic Photography
+        Image for dermoscopy) with the stored JPEG as it is; every download is audited."""
+        user = api_user()
+        photo = photo_for(user, photo_id)
+        audit.record("export_photo_dicom", "photo", photo.id, user=user)
+        response = Response(photo_dicom(photo), mimetype=CONTENT_TYPE)
+        response.headers["Cache-Control"] = "private, no-store"
+        response.headers["Content-Disposition"] = f'attachment; filename="photo-{photo.id}.dcm"'
         return response
 
 

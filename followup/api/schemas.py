@@ -220,6 +220,14 @@ class AnalysisSchema(ma.Schema):
     created_at = ma.fields.DateTime()
 
 
+class DicomPushSchema(ma.Schema):
+    state = ma.fields.String(metadata={"description": "pending | sent | failed"})
+    attempts = ma.fields.Integer()
+    next_try_at = ma.fields.DateTime(metadata={"description": "When a pending push is tried next"})
+    last_error = ma.fields.String(allow_none=True)
+    sent_at = ma.fields.DateTime(allow_none=True)
+
+
 class PhotoSchema(ma.Schema):
     id = ma.fields.Integer()
     site_id = ma.fields.Integer()
@@ -233,6 +241,8 @@ class PhotoSchema(ma.Schema):
         "description": "when a queued photo whose last analysis attempt failed is tried again (backoff); "
                        "null otherwise"})
     analysis = ma.fields.Nested(AnalysisSchema, allow_none=True)
+    dicom_push = ma.fields.Nested(DicomPushSchema, allow_none=True, metadata={
+        "description": "Its push to the DICOMweb archive (DICOMWEB_URL); null when none is queued"})
 
 
 class UploadLinkSchema(ma.Schema):
