@@ -31,6 +31,7 @@ class TokenResource(MethodView):
         return {"token": token, "expires_at": row.expires_at}
 
     @blp.response(204)
+    @blp.doc(security=[{"bearerAuth": []}])  # stated, not inherited: the POST beside it needs no token
     def delete(self):
         """End the calling bearer token: refused from now on (the client signs out)."""
         row = bearer_token()

@@ -138,7 +138,7 @@ def test_urgent_texts_for_a_departed_dermatologists_site_go_to_the_clinics_other
 def _at_once(app, work: list) -> list[object]:
     """Run each ``work`` item (a function of nothing) in its own thread and app context — as two requests
     would — after both have read the alert; returns each result or the HTTP status it aborted with."""
-    ready = threading.Barrier(len(work))
+    ready = threading.Barrier(len(work), timeout=10)  # a failing side never leaves the other waiting
     results: list[object] = [None] * len(work)
 
     def run(i: int) -> None:
@@ -150,7 +150,7 @@ def _at_once(app, work: list) -> list[object]:
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(work))]  # never hold pytest at exit
     for thread in threads:
         thread.start()
     for thread in threads:

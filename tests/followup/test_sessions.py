@@ -99,4 +99,4 @@ def test_delete_token_ends_the_calling_token_only(app, world):
 def test_delete_token_is_in_the_openapi_document(client):
     operation = client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/auth/token"]["delete"]
     assert "204" in operation["responses"]
-    assert operation.get("security", [{"bearerAuth": []}]) == [{"bearerAuth": []}]
+    assert operation["security"] == [{"bearerAuth": []}]
