@@ -36,7 +36,8 @@ def init_app(app: Flask) -> None:
 def _load_user(session_id: str) -> Optional[User]:
     """The session's user while the version in the cookie is the user's current one (see `end_web_sessions`)."""
     user_id, _, version = session_id.partition(":")
-    if not (user_id.isdigit() and version.isdigit()):
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (user_id.isascii() and user_id.isdigit() and version.isascii() and version.isdigit()):
         return None  # a cookie from before session versions: sign in again
     user = db.session.get(User, int(user_id))
     if user is None or user.session_version != int(version):

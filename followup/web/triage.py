@@ -276,7 +276,7 @@ def reassign(alert_id: int):
     alert = alerts.alert_for(current_user, alert_id)
     to = None
     if value := request.form.get("to", ""):
-        to = db.session.get(User, int(value)) if value.isdigit() and int(value) <= MAX_ID else None
+        to = db.session.get(User, int(value)) if value.isascii() and value.isdigit() and int(value) <= MAX_ID else None
         if to is None:
             abort(400, f"User {value} doesn't exist.")
     try:

@@ -78,6 +78,7 @@ def test_an_admin_reassigns_or_releases_a_colleagues_claim_and_it_is_audited(app
     assert client.post(f"/alerts/{second.id}/reassign", data={"to": ""}).status_code == 403
     assert admin.post(f"/alerts/{second.id}/reassign", data={"to": str(world.other_derm.id)}).status_code == 422
     assert admin.post(f"/alerts/{second.id}/reassign", data={"to": "99999999999999999999"}).status_code == 400
+    assert admin.post(f"/alerts/{second.id}/reassign", data={"to": "²"}).status_code == 400  # a digit to isdigit()
     assert "not claimed" in admin.post(f"/alerts/{second.id}/reassign", data={"to": ""},
                                        follow_redirects=True).get_data(as_text=True)
 

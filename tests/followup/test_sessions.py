@@ -36,6 +36,13 @@ def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(app, client, wor
     assert signed_in(client)
 
 
+def test_a_session_naming_no_ascii_user_id_is_signed_out_not_a_server_error(app, client, world):
+    login(client)
+    with client.session_transaction() as session:
+        session["_user_id"] = "²:0"  # a digit to str.isdigit(), not to int()
+    assert client.get("/queue").status_code == 302
+
+
 def test_a_new_password_ends_every_session_and_token_of_the_user(app, client, world):
     login(client)
     token = world.token(client, "derm@north.test")
