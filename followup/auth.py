@@ -47,8 +47,13 @@ def _load_user(session_id: str) -> Optional[User]:
 
 def end_web_sessions(user: User) -> None:
     """End every web session of ``user``, on every device and every copy of the cookie (sign-out, a new
-    password, deactivation): the cookies name the old version. Part of the caller's transaction."""
-    user.session_version += 1
+    password, deactivation): the cookies name the old version. Part of the caller's transaction.
+    Incremented in SQL, not in Python: two at once (a sign-out and a new password) both count."""
+    db.session.execute(
+        update(User).where(User.id == user.id).values(session_version=User.session_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(user, ["session_version"])  # the caller may sign the user in again with the new version
 
 
 def revoke_tokens(user: User) -> None:

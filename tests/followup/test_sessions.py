@@ -1,8 +1,9 @@
 """Sessions and API tokens end on the server: sign-out, a new password, deactivation, DELETE /api/v1/auth/token."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from followup.auth import end_web_sessions
 from followup.db import db
 from followup.models import ApiToken, AuditEvent, User
 from tests.conftest import PASSWORD
@@ -87,6 +88,18 @@ def test_deactivation_ends_sessions_and_tokens_for_good(app, client, world):
     assert client.get("/api/v1/alerts", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     login(client)
     assert signed_in(client)
+
+
+def test_two_ends_of_sessions_at_once_both_count(app, world):
+    user = db.session.get(User, world.derm.id)
+    before = user.session_version
+    # Another request ends the sessions after this one read the user: its increment must not be lost.
+    db.session.execute(update(User).where(User.id == user.id).values(session_version=User.session_version + 1)
+                       .execution_options(synchronize_session=False))
+    end_web_sessions(user)
+    db.session.commit()
+    assert db.session.scalar(select(User.session_version).where(User.id == user.id)) == before + 2
+    assert user.session_version == before + 2
 
 
 def test_delete_token_ends_the_calling_token_only(app, world):
