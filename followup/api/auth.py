@@ -38,4 +38,5 @@ class TokenResource(MethodView):
         if row is None:
             abort(401, message="Send the token to end: Authorization: Bearer TOKEN.")
         row.revoked_at = utcnow()
+        audit.record("revoke_token", "api_token", row.id, user=row.user, commit=False)
         db.session.commit()

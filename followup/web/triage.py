@@ -260,7 +260,6 @@ def claim(alert_id: int):
             flash("Released: colleagues can take this case.", "info")
         else:
             alerts.claim(alert, current_user)
-            audit.record("claim_alert", "alert", alert.id)
     except Conflict as refused:  # a colleague holds it, or it is resolved
         flash(refused.description, "error")
     target = request.form.get("next") or ""

@@ -204,3 +204,51 @@ def test_a_claim_taken_after_the_page_was_read_is_not_overwritten(world, colleag
         alerts.resolve(seen, world.derm, outcome="no_change", note=None)
     assert refused.value.code == 409
     assert (current(alert_id).status, current(alert_id).claimed_by_id) == ("claimed", colleague.id)
+
+
+@pytest.fixture
+def released_before_the_reload(monkeypatch, colleague, alert_id):
+    """The colleague's claim, released between a losing UPDATE and the reload of the alert."""
+    alerts.claim(db.session.get(Alert, alert_id), colleague)
+    reload = db.session.refresh
+
+    def release_then_reload(instance, *args, **kwargs):
+        if isinstance(instance, Alert):
+            db.session.execute(Alert.__table__.update().where(Alert.__table__.c.id == alert_id)
+                               .values(status="open", claimed_by_id=None, claimed_at=None))
+        return reload(instance, *args, **kwargs)
+
+    monkeypatch.setattr(db.session, "refresh", release_then_reload)
+
+
+@pytest.mark.parametrize("act", [
+    lambda alert, user: alerts.claim(alert, user),
+    lambda alert, user: alerts.resolve(alert, user, outcome="no_change", note=None),
+], ids=["claim", "resolve"])
+def test_a_claim_released_while_losing_is_a_conflict_to_retry(world, alert_id, act, released_before_the_reload):
+    with pytest.raises(HTTPException) as refused:
+        act(db.session.get(Alert, alert_id), world.derm)
+    assert refused.value.code == 409 and "changed meanwhile; try again" in refused.value.description
+
+
+def test_a_claim_and_its_audit_event_are_one_transaction(monkeypatch, world, alert_id):
+    def failing_audit(action, *args, **kwargs):
+        raise RuntimeError(f"audit store down: {action}")
+
+    monkeypatch.setattr(alerts.audit, "_add", failing_audit)
+    with pytest.raises(RuntimeError, match="claim_alert"):
+        alerts.claim(db.session.get(Alert, alert_id), world.derm)
+    db.session.rollback()
+    assert (current(alert_id).status, current(alert_id).claimed_by_id) == ("open", None)
+
+
+@pytest.mark.parametrize("via", ["web", "api"])
+def test_a_claim_is_audited_once_whichever_way_it_came(client, world, alert_id, via):
+    if via == "web":
+        login(client)
+        client.post(f"/alerts/{alert_id}/claim")
+    else:
+        assert client.post(f"/api/v1/alerts/{alert_id}/claim",
+                           headers=world.headers(client, "derm@north.test")).status_code == 200
+    events = db.session.execute(select(AuditEvent).where(AuditEvent.action == "claim_alert")).scalars().all()
+    assert [(e.user_id, e.record_id) for e in events] == [(world.derm.id, alert_id)]

@@ -112,6 +112,9 @@ def test_delete_token_ends_the_calling_token_only(app, world):
     again = client.delete("/api/v1/auth/token", headers={"Authorization": f"Bearer {first}"})
     assert again.status_code == 401 and again.get_json()["error"]["code"]
     assert client.delete("/api/v1/auth/token").status_code == 401
+    revoked = db.session.execute(select(AuditEvent).where(AuditEvent.action == "revoke_token")).scalars().all()
+    ended = db.session.execute(select(ApiToken).where(ApiToken.revoked_at.is_not(None))).scalar_one()
+    assert [(e.user_id, e.record_type, e.record_id) for e in revoked] == [(world.derm.id, "api_token", ended.id)]
     revoked = db.session.execute(select(ApiToken).where(ApiToken.revoked_at.is_not(None))).scalars().all()
     assert len(revoked) == 1
 
