@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
 from werkzeug.routing import IntegerConverter
 
-from followup import auth, errors, jobs, security, storage
+from followup import auth, errors, jobs, links, security, storage
 from followup.config import from_environment, sqlalchemy_url
 from followup.db import MAX_ID, db
 
@@ -37,6 +37,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
         app.config.from_mapping(test_config)
     _derived_settings(app)
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    links.hide_tokens_in_access_logs()
 
     app.url_map.converters["int"] = BoundedInt
     db.init_app(app)

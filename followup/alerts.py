@@ -88,7 +88,11 @@ def raise_alert(*, clinic_id: int, site_id: int, photo_id: Optional[int], kind: 
 
 
 def _holder(alert: Alert) -> str:
-    holder = db.session.get(User, alert.claimed_by_id)
+    """Who holds ``alert`` after a change lost to them (see `_change_if_free`). The claim may have been released
+    between the UPDATE and the reload, so an alert that is not claimed now is a 409 to try again, not a holder."""
+    holder = db.session.get(User, alert.claimed_by_id) if alert.claimed_by_id is not None else None
+    if alert.status != "claimed" or holder is None:
+        abort(409, "The alert changed meanwhile; try again.")
     return holder.name or holder.email
 
 
@@ -111,6 +115,8 @@ def claim(alert: Alert, user: User) -> Alert:
         if alert.status == "resolved":
             abort(409, "This alert is already resolved.")
         abort(409, f"{_holder(alert)} has already claimed this case.")
+    # Audited in the claim's own transaction: no claim without its audit event.
+    audit.record("claim_alert", "alert", alert.id, user=user, commit=False)
     db.session.commit()
     return alert
 

@@ -44,11 +44,12 @@ def record(action: str, record_type: str, record_id: Optional[int], *, user: Opt
 
 def sign_in_failed(email: str, *, via: str) -> None:
     """A refused sign-in (web or API), filed under the account the e-mail names, when there is one, so the
-    account's trail shows it; the attempt itself is nobody's (actor ``anonymous``)."""
+    account's trail shows it; the attempt itself is nobody's (actor ``anonymous``). What was typed is kept only
+    when it is an account's e-mail: anything else may be a password typed into the wrong box."""
     email = email.strip().lower()[:254]
     account = db.session.execute(select(User.id).where(User.email == email)).scalar_one_or_none()
     _add("sign_in_failed", "user", account, user_id=account, actor="anonymous", patients=(),
-         detail={"via": via, "email": email})
+         detail={"via": via, "email": email} if account is not None else {"via": via, "account": "unknown"})
     db.session.commit()
 
 

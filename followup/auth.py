@@ -36,7 +36,8 @@ def init_app(app: Flask) -> None:
 def _load_user(session_id: str) -> Optional[User]:
     """The session's user while the version in the cookie is the user's current one (see `end_web_sessions`)."""
     user_id, _, version = session_id.partition(":")
-    if not (user_id.isdigit() and version.isdigit()):
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (user_id.isascii() and user_id.isdigit() and version.isascii() and version.isdigit()):
         return None  # a cookie from before session versions: sign in again
     user = db.session.get(User, int(user_id))
     if user is None or user.session_version != int(version):
@@ -46,8 +47,13 @@ def _load_user(session_id: str) -> Optional[User]:
 
 def end_web_sessions(user: User) -> None:
     """End every web session of ``user``, on every device and every copy of the cookie (sign-out, a new
-    password, deactivation): the cookies name the old version. Part of the caller's transaction."""
-    user.session_version += 1
+    password, deactivation): the cookies name the old version. Part of the caller's transaction.
+    Incremented in SQL, not in Python: two at once (a sign-out and a new password) both count."""
+    db.session.execute(
+        update(User).where(User.id == user.id).values(session_version=User.session_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(user, ["session_version"])  # the caller may sign the user in again with the new version
 
 
 def revoke_tokens(user: User) -> None:

@@ -9,6 +9,8 @@ from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from followup.links import hide_tokens
+
 log = logging.getLogger(__name__)
 
 _CODES = {
@@ -78,7 +80,7 @@ def handle_http_exception(error: HTTPException):
 
 
 def handle_unexpected(error: Exception):
-    log.exception("unhandled error on %s %s", request.method, request.path)
+    log.exception("unhandled error on %s %s", request.method, hide_tokens(request.path))  # no working link in a log
     return handle_http_exception(InternalServerError())
 
 

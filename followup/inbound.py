@@ -2,10 +2,12 @@
 
 Every clinic texts its patients from the one configured sender (``TWILIO_MESSAGING_SERVICE_SID`` or
 ``TWILIO_FROM_NUMBER``), and one phone number may belong to patients of several clinics (a family phone, a
-patient followed at two clinics). So a text is matched to the conversation it answers: the patients with that
-number who were texted from the number it was sent to within `REPLY_WINDOW`; without such a conversation, to
-the patients with that number. One clinic: its inbox (and its patient, when only one is meant). Several
-clinics: every one of them gets the text unmatched — never one clinic's text in another's patient record.
+patient followed at two clinics). So a text is matched to the conversation it answers: of the clinics that
+texted that number from the number it was sent to within `REPLY_WINDOW`, the one whose text was sent last
+(the patients it texted in the window are the ones meant); without such a conversation, the clinics of the
+patients with that number. One clinic: its inbox (and its patient, when only one is meant). Several clinics (a
+tie on the latest text to the instant, or no conversation and the number at several clinics): every one of
+them gets the text unmatched — never one clinic's text in another's patient record.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Optional
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from followup.db import db
 from followup.models import OutboundMessage, Patient
@@ -53,15 +55,21 @@ def route(from_number: str, *, to_our_sender: bool, now: datetime) -> Route:
     """
     known = set(db.session.execute(
         select(Patient.clinic_id, Patient.id).where(Patient.phone == from_number)).tuples())
-    talked = set()
+    meant = known
     if known and to_our_sender:
-        talked = set(db.session.execute(
-            select(Patient.clinic_id, Patient.id).join(OutboundMessage, OutboundMessage.patient_id == Patient.id)
+        # Each patient texted in the window, with when we last texted them.
+        talked = db.session.execute(
+            select(Patient.clinic_id, Patient.id, func.max(OutboundMessage.sent_at))
+            .join(OutboundMessage, OutboundMessage.patient_id == Patient.id)
             .where(OutboundMessage.patient_id.in_([patient_id for _, patient_id in known]),
                    OutboundMessage.to == from_number, OutboundMessage.status.in_(_REACHED),
                    OutboundMessage.sent_at >= now - REPLY_WINDOW)
-            .distinct()).tuples())
-    meant = talked or known
+            .group_by(Patient.clinic_id, Patient.id)).tuples().all()
+        if talked:
+            # The latest text is the conversation answered: its clinic (several only on an exact tie).
+            latest = max(sent_at for _, _, sent_at in talked)
+            clinics = {clinic_id for clinic_id, _, sent_at in talked if sent_at == latest}
+            meant = {(clinic_id, patient_id) for clinic_id, patient_id, _ in talked if clinic_id in clinics}
     clinic_ids = tuple(sorted({clinic_id for clinic_id, _ in meant}))
     patient_ids = {patient_id for _, patient_id in meant}
     return Route(clinic_ids, patient_ids.pop() if len(clinic_ids) == 1 and len(patient_ids) == 1 else None)

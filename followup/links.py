@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import secrets
 from datetime import timedelta
@@ -85,7 +86,7 @@ def link_url(token: str) -> str:
 
 
 _SEALED = re.compile(r"\{upload-link:([A-Za-z0-9_\-=]+)\}")
-_PLAIN = re.compile(r"(/u/)[A-Za-z0-9_.\-]+")  # a link in a text stored before links were sealed
+_PLAIN = re.compile(r"(/u/)[A-Za-z0-9_.\-]+")  # a link or path with its token: an older text, a request's path
 
 
 def _box() -> Fernet:
@@ -119,7 +120,35 @@ def open_links(text: str) -> str:
 def hide_links(text: str) -> str:
     """The text to show staff or to log: every upload link without its token."""
     hidden = link_url("…")
-    return _PLAIN.sub(r"\1…", _SEALED.sub(lambda _: hidden, text))
+    return hide_tokens(_SEALED.sub(lambda _: hidden, text))
+
+
+def hide_tokens(text: str) -> str:
+    """``text`` with the token of every ``/u/<token>`` path or URL hidden: what a log line may say about a
+    patient's page (its path, a request line). Needs no app context (access logs are written after one)."""
+    return _PLAIN.sub(r"\1…", text)
+
+
+class HideTokensInLogs(logging.Filter):
+    """For the loggers that write request lines the app does not format itself (the development server's and
+    gunicorn's access logs): the line is written with its /u/ token hidden."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/u/" in message:
+            record.msg, record.args = hide_tokens(message), None
+        return True
+
+
+#: Loggers whose lines carry a request's path as the client sent it.
+ACCESS_LOGGERS = ("werkzeug", "gunicorn.access")
+
+
+def hide_tokens_in_access_logs() -> None:
+    for name in ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, HideTokensInLogs) for f in logger.filters):
+            logger.addFilter(HideTokensInLogs())
 
 
 class LinkProblem(Exception):

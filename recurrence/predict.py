@@ -45,7 +45,7 @@ _ANSWER_PHRASES = {
 
 
 def _natural_key(p: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+    return [int(t) if t.isascii() and t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
 def default_checkpoint() -> Path:

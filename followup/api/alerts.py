@@ -41,9 +41,7 @@ class ClaimAlert(MethodView):
     def post(self, alert_id):
         """Claim an alert so colleagues do not work the same case."""
         user = api_user()
-        alert = alerts.claim(alerts.alert_for(user, alert_id), user)
-        audit.record("claim_alert", "alert", alert.id, user=user)
-        return alert
+        return alerts.claim(alerts.alert_for(user, alert_id), user)
 
 
 @blp.route("/alerts/<int:alert_id>/resolve")

@@ -31,10 +31,12 @@ class TokenResource(MethodView):
         return {"token": token, "expires_at": row.expires_at}
 
     @blp.response(204)
+    @blp.doc(security=[{"bearerAuth": []}])  # stated, not inherited: the POST beside it needs no token
     def delete(self):
         """End the calling bearer token: refused from now on (the client signs out)."""
         row = bearer_token()
         if row is None:
             abort(401, message="Send the token to end: Authorization: Bearer TOKEN.")
         row.revoked_at = utcnow()
+        audit.record("revoke_token", "api_token", row.id, user=row.user, commit=False)
         db.session.commit()

@@ -260,7 +260,6 @@ def claim(alert_id: int):
             flash("Released: colleagues can take this case.", "info")
         else:
             alerts.claim(alert, current_user)
-            audit.record("claim_alert", "alert", alert.id)
     except Conflict as refused:  # a colleague holds it, or it is resolved
         flash(refused.description, "error")
     target = request.form.get("next") or ""
@@ -276,7 +275,7 @@ def reassign(alert_id: int):
     alert = alerts.alert_for(current_user, alert_id)
     to = None
     if value := request.form.get("to", ""):
-        to = db.session.get(User, int(value)) if value.isdigit() and int(value) <= MAX_ID else None
+        to = db.session.get(User, int(value)) if value.isascii() and value.isdigit() and int(value) <= MAX_ID else None
         if to is None:
             abort(400, f"User {value} doesn't exist.")
     try:

@@ -16,6 +16,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from followup import inbound, messaging, reminders
 from followup.db import db, utcnow
+from followup.links import hide_tokens
 from followup.models import Clinic, InboundMessage
 from notifications.webhooks import (
     InboundIntent, parse_inbound_sms, parse_status_callback, verify_twilio_signature, webhook_url,
@@ -31,7 +32,7 @@ def _check_signature() -> None:
     url = webhook_url(current_app.config["PUBLIC_BASE_URL"], request.path, request.query_string)
     if not verify_twilio_signature(current_app.config["TWILIO_AUTH_TOKEN"], url, request.form,
                                    request.headers.get("X-Twilio-Signature")):
-        log.warning("twilio webhook %s: bad or missing signature", request.path)
+        log.warning("twilio webhook %s: bad or missing signature", hide_tokens(request.path))
         abort(403, "This request is not signed by Twilio.")
 
 

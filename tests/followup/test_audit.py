@@ -107,7 +107,7 @@ def test_api_tokens_and_refused_api_sign_ins_are_audited(client, world):
     assert (known.user_id, known.actor, known.detail) == (world.derm.id, "anonymous",
                                                           {"via": "api", "email": "derm@north.test"})
     assert known.ip == "127.0.0.1"
-    assert (unknown.user_id, unknown.detail["email"]) == (None, "nobody@north.test")
+    assert (unknown.user_id, unknown.detail) == (None, {"via": "api", "account": "unknown"})  # nothing typed
 
 
 def test_refused_web_sign_in_is_audited(client, world):
@@ -116,6 +116,9 @@ def test_refused_web_sign_in_is_audited(client, world):
     [event] = events("sign_in_failed")
     assert (event.user_id, event.actor, event.detail) == (world.derm.id, "anonymous",
                                                           {"via": "web", "email": "derm@north.test"})
+    # A password typed into the e-mail box names no account: it must not stay in the trail.
+    client.post("/login", data={"email": "Hunter2-my-password", "password": "wrong-password-123"})
+    assert events("sign_in_failed")[1].detail == {"via": "web", "account": "unknown"}
 
 
 # Reading the trail.

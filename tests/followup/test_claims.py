@@ -78,6 +78,7 @@ def test_an_admin_reassigns_or_releases_a_colleagues_claim_and_it_is_audited(app
     assert client.post(f"/alerts/{second.id}/reassign", data={"to": ""}).status_code == 403
     assert admin.post(f"/alerts/{second.id}/reassign", data={"to": str(world.other_derm.id)}).status_code == 422
     assert admin.post(f"/alerts/{second.id}/reassign", data={"to": "99999999999999999999"}).status_code == 400
+    assert admin.post(f"/alerts/{second.id}/reassign", data={"to": "²"}).status_code == 400  # a digit to isdigit()
     assert "not claimed" in admin.post(f"/alerts/{second.id}/reassign", data={"to": ""},
                                        follow_redirects=True).get_data(as_text=True)
 
@@ -139,7 +140,7 @@ def test_urgent_texts_for_a_departed_dermatologists_site_go_to_the_clinics_other
 def _at_once(app, work: list) -> list[object]:
     """Run each ``work`` item (a function of nothing) in its own thread and app context — as two requests
     would — after both have read the alert; returns each result or the HTTP status it aborted with."""
-    ready = threading.Barrier(len(work))
+    ready = threading.Barrier(len(work), timeout=10)  # a failing side never leaves the other waiting
     results: list[object] = [None] * len(work)
 
     def run(i: int) -> None:
@@ -151,7 +152,7 @@ def _at_once(app, work: list) -> list[object]:
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(work))]  # never hold pytest at exit
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -204,3 +205,51 @@ def test_a_claim_taken_after_the_page_was_read_is_not_overwritten(world, colleag
         alerts.resolve(seen, world.derm, outcome="no_change", note=None)
     assert refused.value.code == 409
     assert (current(alert_id).status, current(alert_id).claimed_by_id) == ("claimed", colleague.id)
+
+
+@pytest.fixture
+def released_before_the_reload(monkeypatch, colleague, alert_id):
+    """The colleague's claim, released between a losing UPDATE and the reload of the alert."""
+    alerts.claim(db.session.get(Alert, alert_id), colleague)
+    reload = db.session.refresh
+
+    def release_then_reload(instance, *args, **kwargs):
+        if isinstance(instance, Alert):
+            db.session.execute(Alert.__table__.update().where(Alert.__table__.c.id == alert_id)
+                               .values(status="open", claimed_by_id=None, claimed_at=None))
+        return reload(instance, *args, **kwargs)
+
+    monkeypatch.setattr(db.session, "refresh", release_then_reload)
+
+
+@pytest.mark.parametrize("act", [
+    lambda alert, user: alerts.claim(alert, user),
+    lambda alert, user: alerts.resolve(alert, user, outcome="no_change", note=None),
+], ids=["claim", "resolve"])
+def test_a_claim_released_while_losing_is_a_conflict_to_retry(world, alert_id, act, released_before_the_reload):
+    with pytest.raises(HTTPException) as refused:
+        act(db.session.get(Alert, alert_id), world.derm)
+    assert refused.value.code == 409 and "changed meanwhile; try again" in refused.value.description
+
+
+def test_a_claim_and_its_audit_event_are_one_transaction(monkeypatch, world, alert_id):
+    def failing_audit(action, *args, **kwargs):
+        raise RuntimeError(f"audit store down: {action}")
+
+    monkeypatch.setattr(alerts.audit, "_add", failing_audit)
+    with pytest.raises(RuntimeError, match="claim_alert"):
+        alerts.claim(db.session.get(Alert, alert_id), world.derm)
+    db.session.rollback()
+    assert (current(alert_id).status, current(alert_id).claimed_by_id) == ("open", None)
+
+
+@pytest.mark.parametrize("via", ["web", "api"])
+def test_a_claim_is_audited_once_whichever_way_it_came(client, world, alert_id, via):
+    if via == "web":
+        login(client)
+        client.post(f"/alerts/{alert_id}/claim")
+    else:
+        assert client.post(f"/api/v1/alerts/{alert_id}/claim",
+                           headers=world.headers(client, "derm@north.test")).status_code == 200
+    events = db.session.execute(select(AuditEvent).where(AuditEvent.action == "claim_alert")).scalars().all()
+    assert [(e.user_id, e.record_id) for e in events] == [(world.derm.id, alert_id)]

@@ -1,8 +1,9 @@
 """Sessions and API tokens end on the server: sign-out, a new password, deactivation, DELETE /api/v1/auth/token."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from followup.auth import end_web_sessions
 from followup.db import db
 from followup.models import ApiToken, AuditEvent, User
 from tests.conftest import PASSWORD
@@ -34,6 +35,13 @@ def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(app, client, wor
     assert not signed_in(copy), "a copied cookie outlived the sign-out"
     login(client)
     assert signed_in(client)
+
+
+def test_a_session_naming_no_ascii_user_id_is_signed_out_not_a_server_error(app, client, world):
+    login(client)
+    with client.session_transaction() as session:
+        session["_user_id"] = "²:0"  # a digit to str.isdigit(), not to int()
+    assert client.get("/queue").status_code == 302
 
 
 def test_a_new_password_ends_every_session_and_token_of_the_user(app, client, world):
@@ -82,6 +90,18 @@ def test_deactivation_ends_sessions_and_tokens_for_good(app, client, world):
     assert signed_in(client)
 
 
+def test_two_ends_of_sessions_at_once_both_count(app, world):
+    user = db.session.get(User, world.derm.id)
+    before = user.session_version
+    # Another request ends the sessions after this one read the user: its increment must not be lost.
+    db.session.execute(update(User).where(User.id == user.id).values(session_version=User.session_version + 1)
+                       .execution_options(synchronize_session=False))
+    end_web_sessions(user)
+    db.session.commit()
+    assert db.session.scalar(select(User.session_version).where(User.id == user.id)) == before + 2
+    assert user.session_version == before + 2
+
+
 def test_delete_token_ends_the_calling_token_only(app, world):
     client = app.test_client()
     first, second = world.token(client, "derm@north.test"), world.token(client, "derm@north.test")
@@ -92,6 +112,9 @@ def test_delete_token_ends_the_calling_token_only(app, world):
     again = client.delete("/api/v1/auth/token", headers={"Authorization": f"Bearer {first}"})
     assert again.status_code == 401 and again.get_json()["error"]["code"]
     assert client.delete("/api/v1/auth/token").status_code == 401
+    revoked = db.session.execute(select(AuditEvent).where(AuditEvent.action == "revoke_token")).scalars().all()
+    ended = db.session.execute(select(ApiToken).where(ApiToken.revoked_at.is_not(None))).scalar_one()
+    assert [(e.user_id, e.record_type, e.record_id) for e in revoked] == [(world.derm.id, "api_token", ended.id)]
     revoked = db.session.execute(select(ApiToken).where(ApiToken.revoked_at.is_not(None))).scalars().all()
     assert len(revoked) == 1
 
@@ -99,4 +122,4 @@ def test_delete_token_ends_the_calling_token_only(app, world):
 def test_delete_token_is_in_the_openapi_document(client):
     operation = client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/auth/token"]["delete"]
     assert "204" in operation["responses"]
-    assert operation.get("security", [{"bearerAuth": []}]) == [{"bearerAuth": []}]
+    assert operation["security"] == [{"bearerAuth": []}]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import time
 from datetime import timedelta
@@ -180,13 +181,25 @@ def server_trouble(app, client, token, monkeypatch):
     (lambda app, client, token, _: client.put(f"/u/{token}"), 405, "That page does not exist"),
     (server_trouble, 500, "something went wrong on our side"),
 ], ids=["400", "415", "413", "404", "405", "500"])
-def test_every_error_on_the_patients_page_is_a_kind_page_with_the_form(app, client, link, monkeypatch, request_,
-                                                                       status, words):
+def test_every_error_on_the_patients_page_is_a_kind_page_with_the_form(app, client, link, monkeypatch, caplog,
+                                                                       request_, status, words):
     response = request_(app, client, link["token"], monkeypatch)
     text = response.get_data(as_text=True)
     assert response.status_code == status and words in text
     assert 'id="upload-form"' in text and "North Clinic" in text and "left shoulder" in text
     assert_private(response)
+    if status == 500:
+        assert "unhandled error on POST /u/…" in caplog.text
+    assert link["token"] not in caplog.text  # a log line with the token would be a working link
+
+
+def test_access_log_lines_hide_the_upload_token(app, link, caplog):
+    """The development server's (werkzeug) and gunicorn's access lines carry the path as requested."""
+    caplog.set_level(logging.INFO)
+    for name in links.ACCESS_LOGGERS:
+        logging.getLogger(name).info('%s - - [%s] "%s" %s %s', "192.0.2.7", "05/Dec/2026 19:00:00",
+                                     f"GET /u/{link['token']} HTTP/1.1", 200, "-")
+    assert caplog.text.count('"GET /u/… HTTP/1.1" 200') == 2 and link["token"] not in caplog.text
 
 
 def test_an_error_answers_the_pages_script_in_json(app, client, link):

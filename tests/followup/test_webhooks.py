@@ -1,12 +1,14 @@
 """Twilio's webhooks: signatures against PUBLIC_BASE_URL + path, keywords, the inbox, delivery statuses."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from followup import messaging, reminders
-from followup.db import db
+from followup.db import db, utcnow
 from followup.models import InboundMessage, OutboundMessage, Patient, Reminder
 from tests.followup.test_reminders import enrol, fake_twilio, sms_app, utc  # noqa: F401 - fixtures
 
@@ -119,13 +121,10 @@ def test_unknown_numbers_are_kept_for_staff_without_a_clinic(sms_app, client, pa
 SERVICE = "MG" + "1" * 32  # the Messaging Service our texts go out from, in these tests
 
 
-def texted(patient: Patient, *, days_ago: float, status: str = "delivered") -> None:
-    """An earlier text of the patient's clinic to them: the conversation a reply may answer."""
-    from datetime import timedelta
-
-    from followup.db import utcnow
-
-    sent_at = utcnow() - timedelta(days=days_ago)
+def texted(patient: Patient, *, days_ago: float, status: str = "delivered", at=None) -> None:
+    """An earlier text of the patient's clinic to them: the conversation a reply may answer (sent ``at``, when
+    given: texts to the same instant)."""
+    sent_at = at or utcnow() - timedelta(days=days_ago)
     db.session.add(OutboundMessage(clinic_id=patient.clinic_id, patient_id=patient.id, to=patient.phone,
                                    idempotency_key=f"test:{patient.id}:{days_ago}:{status}", body="Photo due",
                                    purpose="photo_due", status=status, sent_at=sent_at))
@@ -159,16 +158,31 @@ def test_a_shared_number_goes_to_the_clinic_whose_conversation_it_answers(sms_ap
     assert "South Clinic" in text and "+441234500000" in text and "North" not in text
 
 
+@pytest.mark.parametrize("latest", ["north", "south"])
+def test_a_shared_number_goes_to_the_clinic_that_texted_it_last(sms_app, client, world, shared_phone, latest):
+    patients = dict(zip(("north", "south"), shared_phone))
+    earlier = "south" if latest == "north" else "north"
+    texted(patients[earlier], days_ago=3)  # both clinics texted it in the window...
+    texted(patients[latest], days_ago=1)  # ...the reply answers the latest text
+    params = inbound("SM" + "c1" * 16, "Sent it", MessagingServiceSid=SERVICE)
+    assert post(client, sms_app, "/twilio/sms", params).status_code == 200
+    clinics = {"north": world.clinic, "south": world.other_clinic}
+    assert inbox_of(clinics[latest]) == [("Sent it", patients[latest].id)]
+    assert inbox_of(clinics[earlier]) == []
+
+
 @pytest.mark.parametrize("history, to_us", [
     ((), True),                                     # neither clinic texted it
-    ((("north", 3), ("south", 1)), True),           # both did, lately: either could be answered
+    ((("north", 1), ("south", 1)), True),           # both did, to the instant: either could be answered
     ((("south", 1),), False),                       # a text to another number: no conversation of ours
     ((("south", 1, "failed"),), True),              # a text that never left is no conversation
-], ids=["no-conversation", "both-lately", "not-our-sender", "failed-text"])
+], ids=["no-conversation", "both-at-once", "not-our-sender", "failed-text"])
 def test_an_ambiguous_number_goes_to_every_clinic_unmatched(sms_app, client, world, shared_phone, history, to_us):
     patients = dict(zip(("north", "south"), shared_phone))
+    now = utcnow()
     for who, days_ago, *status in history:
-        texted(patients[who], days_ago=days_ago, status=status[0] if status else "delivered")
+        texted(patients[who], days_ago=days_ago, status=status[0] if status else "delivered",
+               at=now - timedelta(days=days_ago))
     service = SERVICE if to_us else "MG" + "2" * 32
     params = inbound("SM" + "e1" * 16, "Who is this?", MessagingServiceSid=service)
     for _ in range(2):  # delivered twice: still one row per clinic

@@ -297,6 +297,7 @@ def test_lookup_of_a_sid_twilio_does_not_know_is_unknown(make_sender):
         ("Thu, 26 Nov 2026 17:01:00 GMT", 60.0),
         ("Thu, 26 Nov 2026 16:00:00 GMT", 0.0),
         ("soon", None),
+        ("²", None),  # a digit to str.isdigit(), not to float()
         (None, None),
     ],
 )

@@ -8,6 +8,7 @@ import torch
 from recurrence_helpers import SMOKE_ARGS, make_lesion_image
 from recurrence import train
 from recurrence.checkpoint import load_checkpoint
+from recurrence import predict
 from recurrence.predict import load_scorer, score_manifest
 
 REGION = {"bbox": [100, 100, 140, 150], "area_px": 1500, "growth_pct": 23.0, "delta_e": 9.0,
@@ -138,3 +139,11 @@ def test_report_renders_stored_metrics(tiny_checkpoint):
     from recurrence.report import markdown
     text = markdown(load_checkpoint(tiny_checkpoint))
     assert "source=isic" in text and "sensitivity_first" in text and "Ablations" in text
+
+
+def test_the_newest_checkpoint_is_found_by_the_natural_order_of_names(tmp_path, monkeypatch):
+    for name in ("recurrence-v2.pt", "recurrence-v10.pt", "recurrence-v1²2.pt"):  # "²": a digit to isdigit()
+        (tmp_path / name).touch()
+    monkeypatch.setattr(predict, "CHECKPOINT_DIR", tmp_path)
+    monkeypatch.delenv("RECURRENCE_CHECKPOINT", raising=False)
+    assert predict.default_checkpoint().name == "recurrence-v10.pt"
