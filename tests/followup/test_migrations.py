@@ -181,3 +181,28 @@ def test_open_alert_migration_closes_duplicates_then_enforces_one_per_site_photo
     assert "next_attempt_at" not in {c["name"] for c in inspect(db.engine).get_columns("photo")}
     assert db.session.execute(text("SELECT count(*) FROM patient_sms_day")).scalar_one() == 0
     assert db.session.execute(text("SELECT count(*) FROM alert WHERE status <> 'resolved'")).scalar_one() == 3
+
+
+def test_texts_stored_with_a_plain_upload_link_are_sealed(migrations_app):
+    from followup.links import hide_links, open_links, link_url
+
+    upgrade(revision="0010_dicom_push")
+    now = "2026-12-01 10:00:00+00:00"
+    db.session.execute(text(
+        "INSERT INTO clinic (id, name, timezone, protocol_overrides, operating_point, created_at) "
+        f"VALUES (1, 'North', 'Europe/London', '{{}}', 'sensitivity_first', '{now}')"))
+    for row_id, status, body in ((1, "delivered", "Your photo: https://old.example.org/u/AbC-12_x9 thanks"),
+                                 (2, "pending", "Retake: http://127.0.0.1:5000/u/ZZtop_-1 please"),
+                                 (3, "sent", "No link here.")):
+        db.session.execute(text(
+            "INSERT INTO outbound_message (id, clinic_id, idempotency_key, \"to\", body, purpose, status, attempts, "
+            f"created_at, updated_at) VALUES ({row_id}, 1, 'k{row_id}', '+447700900456', '{body}', 'reminder', "
+            f"'{status}', 0, '{now}', '{now}')"))
+    db.session.commit()
+    upgrade()
+    bodies = dict(db.session.execute(text("SELECT id, body FROM outbound_message")).all())
+    assert "AbC-12_x9" not in bodies[1] and "ZZtop_-1" not in bodies[2]
+    assert open_links(bodies[1]) == f"Your photo: {link_url('AbC-12_x9')} thanks"
+    assert open_links(bodies[2]) == f"Retake: {link_url('ZZtop_-1')} please"
+    assert hide_links(bodies[2]) == f"Retake: {link_url('…')} please"
+    assert bodies[3] == "No link here."
