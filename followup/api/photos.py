@@ -21,7 +21,7 @@ from followup.photos import receive_photo
 from followup.storage import image_mimetype, storage
 
 blp = Blueprint("api_photos", __name__, description="Photos and upload links")
-_IMAGE = {"type": "string", "format": "binary"}
+_BINARY = {"type": "string", "format": "binary"}
 
 
 def photo_body(photo) -> dict:
@@ -87,8 +87,8 @@ class PhotoImage(MethodView):
 @blp.route("/analyses/<int:analysis_id>/overlays/<name>")
 class AnalysisOverlay(MethodView):
     @roles_required()
-    @blp.response(200, _IMAGE, content_type="image/jpeg")
-    @blp.doc(responses={"200": {"content": {"image/jpeg": {"schema": _IMAGE}, "image/png": {"schema": _IMAGE}}}})
+    @blp.response(200, _BINARY, content_type="image/jpeg")
+    @blp.doc(responses={"200": {"content": {"image/jpeg": {"schema": _BINARY}, "image/png": {"schema": _BINARY}}}})
     def get(self, analysis_id, name):
         """An image an analysis of a photo made (``aligned``, ``outline``, ``heatmap``, ``saliency``), as the
         triage page shows it; every view is audited."""
@@ -103,7 +103,7 @@ class AnalysisOverlay(MethodView):
 @blp.route("/photos/<int:photo_id>/dicom")
 class PhotoDicom(MethodView):
     @roles_required()
-    @blp.response(200, {"type": "string", "format": "binary"}, content_type=CONTENT_TYPE)
+    @blp.response(200, _BINARY, content_type=CONTENT_TYPE)
     def get(self, photo_id):
         """The photo as a DICOM file for an image archive: a VL Photographic Image (a Dermoscopic Photography
         Image for dermoscopy) with the stored JPEG as it is; every download is audited."""
