@@ -8,8 +8,8 @@ import phonenumbers
 from flask import abort
 from sqlalchemy import select
 
-from followup.db import db, utcnow
-from followup.models import Clinic, FollowUpPlan, Patient, Photo, PlanItem, Site, User
+from followup.db import MAX_ID, db, utcnow
+from followup.models import Analysis, Clinic, FollowUpPlan, Patient, Photo, PlanItem, Site, User
 from followup.plans import plan_items, protocol_name, resolve_protocol
 
 
@@ -95,3 +95,20 @@ def photo_for(user: User, photo_id: int) -> Photo:
     if photo is None or photo.site.patient.clinic_id != user.clinic_id:
         abort(404, f"Photo {photo_id} doesn't exist.")
     return photo
+
+
+#: The images an analysis leaves for people to read, in the order the triage page shows them (its stored copy of
+#: the reference photo, ``baseline``, is that photo and is served as it).
+OVERLAYS = ("aligned", "outline", "heatmap", "saliency")
+
+
+def overlay_for(user: User, analysis_id: int, name: str) -> tuple[Analysis, str]:
+    """An analysis of the user's clinic and the storage key of its overlay ``name``; 404 otherwise."""
+    analysis = db.session.get(Analysis, analysis_id) if 0 < analysis_id <= MAX_ID else None
+    if analysis is None:
+        abort(404, f"Analysis {analysis_id} doesn't exist.")
+    photo_for(user, analysis.photo_id)  # 404 for another clinic's analysis
+    key = (analysis.overlays or {}).get(name)
+    if name not in OVERLAYS or not key:
+        abort(404, f"Analysis {analysis_id} has no {name} image.")
+    return analysis, key

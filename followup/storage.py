@@ -117,5 +117,10 @@ def init_app(app: Flask) -> None:
         raise RuntimeError(f"STORAGE_BACKEND must be local or s3, not {backend!r}")
 
 
+def image_mimetype(key: str) -> str:
+    """The content type of a stored image, from its key's ending."""
+    return "image/png" if key.endswith(".png") else "image/webp" if key.endswith(".webp") else "image/jpeg"
+
+
 def storage() -> Storage:
     return current_app.extensions["storage"]

@@ -1,4 +1,5 @@
-"""Photos: upload, status with analysis, the image itself (authorised), and patient upload links."""
+"""Photos: upload, status with analysis, the image itself and its analyses' overlays (authorised), and patient
+upload links."""
 from __future__ import annotations
 
 from flask import Response
@@ -15,11 +16,12 @@ from followup.dicom import CONTENT_TYPE
 from followup.dicom_export import photo_dicom
 from followup.intake import IntakeError
 from followup.models import DicomPush
-from followup.patients import photo_for, site_for
+from followup.patients import overlay_for, photo_for, site_for
 from followup.photos import receive_photo
-from followup.storage import storage
+from followup.storage import image_mimetype, storage
 
 blp = Blueprint("api_photos", __name__, description="Photos and upload links")
+_BINARY = {"type": "string", "format": "binary"}
 
 
 def photo_body(photo) -> dict:
@@ -82,10 +84,26 @@ class PhotoImage(MethodView):
         return response
 
 
+@blp.route("/analyses/<int:analysis_id>/overlays/<name>")
+class AnalysisOverlay(MethodView):
+    @roles_required()
+    @blp.response(200, _BINARY, content_type="image/jpeg")
+    @blp.doc(responses={"200": {"content": {"image/jpeg": {"schema": _BINARY}, "image/png": {"schema": _BINARY}}}})
+    def get(self, analysis_id, name):
+        """An image an analysis of a photo made (``aligned``, ``outline``, ``heatmap``, ``saliency``), as the
+        triage page shows it; every view is audited."""
+        user = api_user()
+        analysis, key = overlay_for(user, analysis_id, name)
+        audit.record("view_overlay", "analysis", analysis.id, user=user, overlay=name)
+        response = Response(storage().get(key), mimetype=image_mimetype(key))
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
+
+
 @blp.route("/photos/<int:photo_id>/dicom")
 class PhotoDicom(MethodView):
     @roles_required()
-    @blp.response(200, {"type": "string", "format": "binary"}, content_type=CONTENT_TYPE)
+    @blp.response(200, _BINARY, content_type=CONTENT_TYPE)
     def get(self, photo_id):
         """The photo as a DICOM file for an image archive: a VL Photographic Image (a Dermoscopic Photography
         Image for dermoscopy) with the stored JPEG as it is; every download is audited."""

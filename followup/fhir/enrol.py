@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from followup import audit
+from followup.body_sites import SITE_OF_CODE
 from followup.api.schemas import PatientCreateSchema, SiteCreateSchema
 from followup.db import db
 from followup.fhir import codes
@@ -205,7 +206,7 @@ def _condition(resource: dict, at: str) -> _Site:
     sites = resource.get("bodySite") or []
     if not sites:
         raise _invalid("Condition.bodySite is needed (where the scar is).", f"{at}.bodySite", code="required")
-    body_site = _coded(sites[0], f"{at}.bodySite[0]", codes.BODY_SITE_OF_CODE, "body site", unsupported=False)
+    body_site = _coded(sites[0], f"{at}.bodySite[0]", SITE_OF_CODE, "body site", unsupported=False)
     body_site = body_site or sites[0].get("text")
     if not body_site:
         raise _invalid("bodySite needs a SNOMED CT code or a text.", f"{at}.bodySite[0]", code="required")

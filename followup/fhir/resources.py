@@ -21,6 +21,8 @@ from followup.fhir import codes
 from followup.links import hide_links
 from followup.models import (Alert, Analysis, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, Site,
                              User)
+from followup.patients import OVERLAYS
+from followup.storage import image_mimetype
 
 FHIR_PREFIX = "/fhir/r4"
 
@@ -52,6 +54,11 @@ def _updated(*columns) -> ColumnElement:
 def photo_url(photo_id: int) -> str:
     """The authorised, audited image view of the API: a FHIR client fetches it with its bearer token."""
     return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}{API_PREFIX}/photos/{photo_id}/image"
+
+
+def overlay_url(analysis_id: int, name: str) -> str:
+    """The API's authorised, audited view of an analysis' overlay image (bearer token), as for the photos."""
+    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}{API_PREFIX}/analyses/{analysis_id}/overlays/{name}"
 
 
 def _attachment(photo: Photo) -> dict:
@@ -146,7 +153,48 @@ _MEDIA_STATUS = {"queued": "in-progress", "processing": "in-progress", "done": "
                  "rejected": "not-done", "failed": "not-done"}
 
 
+# What each overlay shows (an analysis draws them all over the follow-up photo aligned onto its reference).
+_OVERLAY_TITLES = {
+    "aligned": "Follow-up photo aligned onto the reference photo",
+    "outline": "Changed areas outlined on the aligned follow-up photo",
+    "heatmap": "Change heatmap over the aligned follow-up photo",
+    "saliency": "Where the recurrence model looked, over the aligned follow-up photo",
+}
+
+
+def overlays_of(analysis: Analysis) -> list[tuple[str, str]]:
+    """(Media id, overlay name) of each overlay a scored analysis made, in the triage page's order. The id is
+    ``{photo id}-{analysis id}-{name}``: an overlay is served, searched and paged with its photo's Media."""
+    if analysis.change_score is None:  # a baseline's quality check: no report to belong to
+        return []
+    stored = analysis.overlays or {}
+    return [(f"{analysis.photo_id}-{analysis.id}-{name}", name) for name in OVERLAYS if stored.get(name)]
+
+
+def _overlay_media(photo_media: dict, analysis: Analysis) -> list[dict]:
+    version = analysis.model_version or "unversioned"
+    sources = f"Media/{analysis.photo_id}" + (
+        f" against its {analysis.comparison} photo Media/{analysis.reference_photo_id}"
+        if analysis.reference_photo_id else "")
+    made = analysis.created_at.isoformat()
+    resources = []
+    for media_id, name in overlays_of(analysis):
+        key = analysis.overlays[name]
+        resources.append({
+            "resourceType": "Media", "id": media_id, "meta": photo_media["meta"], "status": photo_media["status"],
+            "type": photo_media["type"], "subject": photo_media["subject"],
+            # The analysis' report lists it among its media; Provenance names the photos it was made from.
+            "partOf": [_ref("DiagnosticReport", analysis.id)], "createdDateTime": made, "issued": made,
+            "bodySite": photo_media["bodySite"], "device": {"display": f"Scar Watch recurrence model {version}"},
+            "content": {"contentType": image_mimetype(key), "url": overlay_url(analysis.id, name), "creation": made,
+                        "title": f"{name}: {_OVERLAY_TITLES[name]}"},
+            "note": [{"text": f"{name} overlay of the analysis of {sources}"}],
+        })
+    return resources
+
+
 def _media(row) -> list[dict]:
+    """A photo's Media, then one Media per overlay of each of its analyses."""
     photo: Photo = row.Photo
     resource = {
         "resourceType": "Media", "id": str(photo.id), "meta": _meta(row.updated),
@@ -161,7 +209,8 @@ def _media(row) -> list[dict]:
     }
     if photo.modality:
         resource["modality"] = {"text": photo.modality}
-    return [resource]
+    return [resource] + [overlay for analysis in sorted(photo.analyses, key=lambda a: a.id)
+                         for overlay in _overlay_media(resource, analysis)]
 
 
 def _score(code: str, value: float) -> dict:
@@ -223,6 +272,7 @@ def _diagnostic_report(row) -> list[dict]:
     media = [{"comment": "follow-up photo", "link": _ref("Media", analysis.photo_id)}]
     if analysis.reference_photo_id:
         media.append({"comment": f"{analysis.comparison} photo", "link": _ref("Media", analysis.reference_photo_id)})
+    media += [{"comment": f"{name} overlay", "link": _ref("Media", media_id)} for media_id, name in overlays_of(analysis)]
     return [{"resourceType": "DiagnosticReport", "id": str(analysis.id), **common, "category": category,
              "code": codes.local("scar-comparison"),
              "result": [_ref("Observation", f"{analysis.id}-{suffix}") for suffix, _ in observation_parts(analysis)],
@@ -230,11 +280,12 @@ def _diagnostic_report(row) -> list[dict]:
 
 
 def _provenance(row) -> list[dict]:
-    """What the model produced from which photos: the analysis' report and Observations."""
+    """What the model produced from which photos: the analysis' report, Observations and overlay images."""
     analysis: Analysis = row.Analysis
     version = analysis.model_version or "unversioned"
     targets = [_ref("DiagnosticReport", analysis.id)] + [
-        _ref("Observation", f"{analysis.id}-{suffix}") for suffix, _ in observation_parts(analysis)]
+        _ref("Observation", f"{analysis.id}-{suffix}") for suffix, _ in observation_parts(analysis)] + [
+        _ref("Media", media_id) for media_id, _ in overlays_of(analysis)]
     photos = [analysis.photo_id] + ([analysis.reference_photo_id] if analysis.reference_photo_id else [])
     return [{
         "resourceType": "Provenance", "id": str(analysis.id), "meta": _meta(row.updated), "target": targets,
@@ -369,7 +420,7 @@ HANDLERS: dict[str, Handler] = {h.type: h for h in (
             options=(selectinload(FollowUpPlan.items),)),
     Handler("Media", Photo.id, Site.patient_id, Photo.status_changed_at, (Photo, Site), _PHOTO_JOINS, _media,
             statuses={fhir: Photo.status.in_([ours for ours, f in _MEDIA_STATUS.items() if f == fhir])
-                      for fhir in set(_MEDIA_STATUS.values())}),
+                      for fhir in set(_MEDIA_STATUS.values())}, options=(selectinload(Photo.analyses),)),
     Handler("Observation", Analysis.id, Site.patient_id, Analysis.created_at, (Analysis, Photo, Site),
             _ANALYSIS_JOINS, _observations, statuses=_FINAL, where=_SCORED),
     Handler("DiagnosticReport", Analysis.id, Site.patient_id, Analysis.created_at, (Analysis, Photo, Site),

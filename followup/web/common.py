@@ -63,10 +63,6 @@ def private_image(data: bytes, mimetype: str = "image/jpeg") -> Response:
     return response
 
 
-def image_mimetype(key: str) -> str:
-    return "image/png" if key.endswith(".png") else "image/webp" if key.endswith(".webp") else "image/jpeg"
-
-
 @lru_cache(maxsize=256)
 def thumbnail(key: str, data_loader: Callable[[str], bytes], side: int = THUMB_SIDE) -> bytes:
     """A small JPEG of a stored image; keys are content hashes, so a cached thumbnail never goes stale."""

@@ -20,19 +20,18 @@ from followup.db import MAX_ID, db, utcnow
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES
-from followup.patients import photo_for, site_plan
+from followup.patients import OVERLAYS, overlay_for, photo_for, site_plan
 from followup.photos import baseline_of
 from followup.plans import check_plan_date
-from followup.storage import storage
+from followup.storage import image_mimetype, storage
 from followup.web.charts import timeline_chart
-from followup.web.common import MAX_PAGE, image_mimetype, passive, private_image, staff_required, thumbnail
+from followup.web.common import MAX_PAGE, passive, private_image, staff_required, thumbnail
 
 bp = Blueprint("triage", __name__)
 
 PAGE_SIZE = 50
 # How long an alert may wait before it counts as overdue, by priority (1 = most urgent).
 RESPONSE_TARGET = {1: timedelta(days=2), 2: timedelta(days=7), 3: timedelta(days=14)}
-OVERLAYS = ("aligned", "outline", "heatmap", "saliency")
 OUTCOME_LABELS = {
     "no_change": "No change", "benign_change": "Benign change", "rephoto": "Request retake",
     "visit": "Book a visit", "biopsy": "Biopsy",
@@ -337,12 +336,6 @@ def photo_thumb(photo_id: int):
 @bp.get("/analyses/<int:analysis_id>/overlay/<name>")
 @staff_required()
 def overlay_image(analysis_id: int, name: str):
-    analysis = db.session.get(Analysis, analysis_id)
-    if analysis is None:
-        abort(404, f"Analysis {analysis_id} doesn't exist.")
-    photo_for(current_user, analysis.photo_id)  # 404 for another clinic's analysis
-    key = (analysis.overlays or {}).get(name)
-    if name not in OVERLAYS or not key:
-        abort(404, f"Analysis {analysis_id} has no {name} image.")
+    analysis, key = overlay_for(current_user, analysis_id, name)
     audit.record("view_overlay", "analysis", analysis.id, overlay=name)
     return private_image(storage().get(key), image_mimetype(key))

@@ -13,8 +13,9 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from followup.auth import issue_token
 from followup.db import db, utcnow
-from followup.models import Alert, Site, User
+from followup.models import Alert, Analysis, Site, User
 from followup.photos import receive_photo
+from followup.storage import storage
 from tests.conftest import PASSWORD, jpeg_bytes
 
 # Examples per operation and pass: enough to reach each parameter, few enough for CI (well under a minute).
@@ -36,9 +37,12 @@ def known_ids(world, site_id) -> dict[str, int]:
     photo.status = "done"
     alert = Alert(clinic_id=world.clinic.id, site_id=site.id, photo_id=photo.id, priority=2, recurrence_score=0.4,
                   reasons=["seeded"], created_at=utcnow() - timedelta(days=1))
-    db.session.add(alert)
+    analysis = Analysis(photo_id=photo.id, reference_photo_id=photo.id, comparison="baseline", registered=True,
+                        change_score=0.4, overlays={"heatmap": storage().put(jpeg_bytes(32, 24), ext="jpg")})
+    db.session.add_all([alert, analysis])
     db.session.commit()
-    return {"patient_id": site.patient_id, "site_id": site.id, "photo_id": photo.id, "alert_id": alert.id}
+    return {"patient_id": site.patient_id, "site_id": site.id, "photo_id": photo.id, "alert_id": alert.id,
+            "analysis_id": analysis.id, "name": "heatmap"}
 
 
 def test_every_operation_answers_without_server_error_and_as_documented(app, client, world, known_ids, capsys):
@@ -89,7 +93,8 @@ def test_every_operation_answers_without_server_error_and_as_documented(app, cli
 
 @pytest.mark.parametrize("method, path", [
     ("get", "/api/v1/patients/2147483648"), ("get", "/api/v1/sites/2147483648"),
-    ("get", "/api/v1/photos/4294967296/image"), ("post", "/api/v1/alerts/2147483648/claim"),
+    ("get", "/api/v1/photos/4294967296/image"), ("get", "/api/v1/analyses/2147483648/overlays/heatmap"),
+    ("post", "/api/v1/alerts/2147483648/claim"),
     ("post", "/api/v1/sites/9223372036854775807/upload-link"),
 ])
 def test_an_id_past_the_columns_range_is_not_found(client, world, method, path):

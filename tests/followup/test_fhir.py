@@ -3,11 +3,13 @@ paging, $everything whose references resolve, and enrolment by a transaction Bun
 from __future__ import annotations
 
 import copy
+import io
 import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
+from PIL import Image
 from sqlalchemy import func, select
 
 from followup.db import db
@@ -16,6 +18,9 @@ from followup.fhir.resources import HANDLERS
 from followup.links import sealed_link
 from followup.models import (Alert, Analysis, AuditEvent, InboundMessage, OutboundMessage, Patient, Photo, Site,
                              User)
+from followup.patients import OVERLAYS
+from followup.storage import storage
+from tests.conftest import jpeg_bytes
 
 FHIR = "/fhir/r4"
 NOW = datetime.now(timezone.utc)
@@ -26,9 +31,30 @@ def parse(resource: dict):
     return get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
-def add_photos(site_id: int, count: int, *, start: datetime = NOW - timedelta(days=60)) -> list[Photo]:
-    """A done baseline, then ``count - 1`` analysed follow-ups, each with its scores and one changed region;
-    the last follow-up raised an alert."""
+def png_bytes(seed: int) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg_bytes(32, 24, seed=seed))).save(out, format="PNG")
+    return out.getvalue()
+
+
+def store_overlays(seed: int) -> dict[str, str]:
+    """Overlays as processing stores them (JPEG), but the heatmap as a PNG (as older analyses kept it), and the
+    stored copy of the reference photo, which is no overlay."""
+    return {name: storage().put(png_bytes(seed) if name == "heatmap" else jpeg_bytes(32, 24, seed=seed),
+                                ext="png" if name == "heatmap" else "jpg")
+            for name in OVERLAYS + ("baseline",)}
+
+
+def overlay_ids(photo_id: int) -> list[str]:
+    """The Media ids of a photo's overlays, in the order they are served."""
+    analysis_id = db.session.execute(select(Analysis.id).where(Analysis.photo_id == photo_id)).scalar_one()
+    return [f"{photo_id}-{analysis_id}-{name}" for name in OVERLAYS]
+
+
+def add_photos(site_id: int, count: int, *, start: datetime = NOW - timedelta(days=60),
+               overlays: bool = False) -> list[Photo]:
+    """A done baseline, then ``count - 1`` analysed follow-ups, each with its scores and one changed region
+    (and, with ``overlays``, its overlay images); the last follow-up raised an alert."""
     photos = []
     for i in range(count):
         at = start + timedelta(days=i)
@@ -42,7 +68,7 @@ def add_photos(site_id: int, count: int, *, start: datetime = NOW - timedelta(da
                 photo_id=photo.id, reference_photo_id=photos[0].id, comparison="baseline", registered=True,
                 change_score=0.1 + i / 100, recurrence_score=0.2, reasons=["New dark area beside the scar"],
                 regions=[{"area_px": 120 + i, "distance_to_lesion_px": 0.0, "kind": "new_lesion"}],
-                model_version="recurrence-v3", created_at=at))
+                model_version="recurrence-v3", created_at=at, overlays=store_overlays(i) if overlays else {}))
         photos.append(photo)
     site = db.session.get(Site, site_id)
     db.session.add(Alert(clinic_id=site.patient.clinic_id, site_id=site_id, photo_id=photos[-1].id, kind="change",
@@ -84,7 +110,7 @@ def other_headers(client, world):
 @pytest.fixture
 def photos(patient_id, site_id):
     add_texts(patient_id)
-    return add_photos(site_id, 3)
+    return add_photos(site_id, 3, overlays=True)
 
 
 def everything(client, headers, patient_id: int) -> dict:
@@ -175,7 +201,7 @@ def test_resources_carry_the_codes(client, headers, patient_id, site_id, photos)
         "requested", "stat", "alert-open")
     provenance = next(p for p in resources["Provenance"] if p["id"] == str(analysis_id))
     assert {r["reference"] for r in provenance["target"]} == {f"DiagnosticReport/{analysis_id}"} | {
-        r["reference"] for r in report["result"]}
+        r["reference"] for r in report["result"]} | {f"Media/{m}" for m in overlay_ids(photos[1].id)}
     assert "recurrence-v3" in provenance["agent"][0]["who"]["display"]
     texts = resources["Communication"]
     assert [(t["status"], "recipient" in t, "sender" in t) for t in texts] == [("completed", True, False),
@@ -185,6 +211,90 @@ def test_resources_carry_the_codes(client, headers, patient_id, site_id, photos)
     plan = resources["CarePlan"][0]
     assert plan["addresses"] == [{"reference": f"Condition/{site_id}"}]
     assert {a["detail"]["code"]["coding"][0]["code"] for a in plan["activity"]} == {"visit", "photo"}
+
+
+def test_overlays_are_media_of_the_analysis_report(client, headers, patient_id, site_id, photos):
+    resources = by_type(everything(client, headers, patient_id))
+    media = {m["id"]: m for m in resources["Media"]}
+    analysis = db.session.execute(select(Analysis).where(Analysis.photo_id == photos[1].id)).scalar_one()
+    expected = overlay_ids(photos[1].id)
+    assert expected == [f"{photos[1].id}-{analysis.id}-{name}" for name in ("aligned", "outline", "heatmap", "saliency")]
+    # Each photo, then its analysis' overlays (the stored copy of the reference photo is that photo, no overlay).
+    assert list(media) == [str(photos[0].id), str(photos[1].id), *expected, str(photos[2].id),
+                           *overlay_ids(photos[2].id)]
+    for media_id, name in zip(expected, OVERLAYS):
+        overlay = media[media_id]
+        parse(overlay)
+        assert overlay["content"]["url"] == f"https://scarwatch.test/api/v1/analyses/{analysis.id}/overlays/{name}"
+        assert overlay["content"]["contentType"] == ("image/png" if name == "heatmap" else "image/jpeg")
+        assert overlay["partOf"] == [{"reference": f"DiagnosticReport/{analysis.id}"}]
+        assert overlay["subject"] == {"reference": f"Patient/{patient_id}"}
+        assert overlay["bodySite"] == media[str(photos[1].id)]["bodySite"]
+        assert overlay["status"] == "completed" and overlay["type"]["coding"][0]["code"] == "image"
+        assert f"Media/{photos[1].id}" in overlay["note"][0]["text"] and f"Media/{photos[0].id}" in overlay["note"][0]["text"]
+    report = next(r for r in resources["DiagnosticReport"] if r["id"] == str(analysis.id))
+    assert [m["link"]["reference"] for m in report["media"]] == [
+        f"Media/{photos[1].id}", f"Media/{photos[0].id}", *(f"Media/{m}" for m in expected)]
+    provenance = next(p for p in resources["Provenance"] if p["id"] == str(analysis.id))
+    assert {f"Media/{m}" for m in expected} <= {t["reference"] for t in provenance["target"]}
+    assert {e["what"]["reference"] for e in provenance["entity"]} == {f"Media/{photos[1].id}", f"Media/{photos[0].id}"}
+
+
+def test_an_overlays_content_url_serves_the_image_with_the_token_and_is_audited(client, headers, other_headers,
+                                                                              world, patient_id, photos):
+    analysis = db.session.execute(select(Analysis).where(Analysis.photo_id == photos[1].id)).scalar_one()
+    for media_id, name in zip(overlay_ids(photos[1].id), OVERLAYS):
+        url = client.get(f"{FHIR}/Media/{media_id}", headers=headers).get_json()["content"]["url"]
+        path = url.removeprefix("https://scarwatch.test")
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, name
+        assert response.data == storage().get(analysis.overlays[name])
+        assert response.mimetype == ("image/png" if name == "heatmap" else "image/jpeg")
+        Image.open(io.BytesIO(response.data)).verify()
+        assert response.headers["Cache-Control"] == "private, no-store"
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=other_headers).status_code == 404
+    views = _audited("view_overlay")
+    assert [(e.user_id, e.record_id, e.detail["overlay"], patients) for e, patients in views] == [
+        (world.derm.id, analysis.id, name, [patient_id]) for name in OVERLAYS]
+    for path in (f"/api/v1/analyses/{analysis.id}/overlays/baseline", f"/api/v1/analyses/{analysis.id}/overlays/x",
+                 "/api/v1/analyses/99999999999999999999/overlays/heatmap", "/api/v1/analyses/0/overlays/heatmap"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 404, path
+        assert response.get_json()["error"]["code"]
+    assert len(_audited("view_overlay")) == len(OVERLAYS)
+
+
+def test_the_overlay_route_is_in_the_openapi_document(client):
+    operation = client.get("/api/v1/openapi.json").get_json()["paths"][
+        "/api/v1/analyses/{analysis_id}/overlays/{name}"]["get"]
+    assert {"image/jpeg", "image/png"} <= set(operation["responses"]["200"]["content"])
+
+
+@pytest.mark.parametrize("bad", ["{p}-{a}-baseline", "{p}-{a}-nope", "{p}-{a}-HEATMAP", "{p}-{a}", "{p}-",
+                                 "{p}-{other}-heatmap", "{p}-99999999999-heatmap", "99999999999-{a}-heatmap",
+                                 "{p}-{a}-heatmap-1", "{p}-{a}-" + "x" * 60, "0-{a}-heatmap", "{p}.{a}.heatmap"])
+def test_a_malformed_or_unknown_overlay_id_is_404(client, headers, photos, bad):
+    analysis_id = int(overlay_ids(photos[1].id)[0].split("-")[1])
+    other = int(overlay_ids(photos[2].id)[0].split("-")[1])
+    media_id = bad.format(p=photos[1].id, a=analysis_id, other=other)
+    response = client.get(f"{FHIR}/Media/{media_id}", headers=headers)
+    assert response.status_code == 404, response.get_json()
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_media_search_pages_through_photos_and_overlays(client, headers, patient_id, photos):
+    expected = [str(photos[0].id), str(photos[1].id), *overlay_ids(photos[1].id), str(photos[2].id),
+                *overlay_ids(photos[2].id)]
+    seen, url, pages = [], f"{FHIR}/Media?patient={patient_id}&_count=3", 0
+    while url:
+        page = client.get(url.removeprefix("https://scarwatch.test"), headers=headers).get_json()
+        parse(page)
+        seen += [e["resource"]["id"] for e in page.get("entry", [])]
+        url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+        pages += 1
+    assert seen == expected and pages == 4
+    assert ids(client.get(f"{FHIR}/Media?patient={patient_id}&status=not-done", headers=headers).get_json()) == []
 
 
 def test_a_resolved_alert_is_a_completed_task_with_owner_and_outcome(client, headers, world, site_id, photos):
@@ -203,7 +313,7 @@ def test_a_resolved_alert_is_a_completed_task_with_owner_and_outcome(client, hea
 
 
 def test_everything_references_resolve_with_twenty_photos(client, headers, patient_id, site_id):
-    add_photos(site_id, 20)
+    add_photos(site_id, 20, overlays=True)
     client.get(f"{FHIR}/Patient/{patient_id}/$everything", headers=headers)  # warm-up (first request builds caches)
     started = time.perf_counter()
     bundle = everything(client, headers, patient_id)
@@ -213,7 +323,7 @@ def test_everything_references_resolve_with_twenty_photos(client, headers, patie
     assert {e["fullUrl"].removeprefix("https://scarwatch.test/fhir/r4/") for e in bundle["entry"]} == present
     refs = references([e["resource"] for e in bundle["entry"]])
     assert refs and set(refs) <= present, set(refs) - present
-    assert len(by_type(bundle)["Media"]) == 20
+    assert len(by_type(bundle)["Media"]) == 20 + 19 * len(OVERLAYS)  # the photos and the overlays of 19 analyses
 
 
 def test_another_clinics_resources_are_404(client, headers, other_headers, world, patient_id, site_id, photos):
@@ -266,13 +376,16 @@ def test_search_by_patient_status_and_last_updated(client, headers, world, patie
     patients = client.get(f"{FHIR}/Patient", headers=headers).get_json()
     assert {e["resource"]["id"] for e in patients["entry"]} == {str(patient_id), str(other.id)}
     media = client.get(f"{FHIR}/Media?patient={patient_id}&status=completed", headers=headers).get_json()
-    assert len(media["entry"]) == 3
+    assert len(media["entry"]) == 3 + 2 * len(OVERLAYS)  # the photos and the overlays of their two analyses
     assert ids(client.get(f"{FHIR}/Media?patient={other.id}", headers=headers).get_json()) == []
+    # An overlay is searched with its photo (same status, same lastUpdated).
     day = (NOW - timedelta(days=59)).date().isoformat()  # photos[1] was received 59 days ago
     later = client.get(f"{FHIR}/Media?_lastUpdated=ge{day}", headers=headers).get_json()
-    assert [e["resource"]["id"] for e in later["entry"]] == [str(photos[1].id), str(photos[2].id)]
+    assert [e["resource"]["id"] for e in later["entry"]] == [
+        str(photos[1].id), *overlay_ids(photos[1].id), str(photos[2].id), *overlay_ids(photos[2].id)]
     earlier = client.get(f"{FHIR}/Media?_lastUpdated=le{day}&_lastUpdated=gt2000-01-01", headers=headers).get_json()
-    assert [e["resource"]["id"] for e in earlier["entry"]] == [str(photos[0].id), str(photos[1].id)]
+    assert [e["resource"]["id"] for e in earlier["entry"]] == [str(photos[0].id), str(photos[1].id),
+                                                               *overlay_ids(photos[1].id)]
     for bad in ("_lastUpdated=ge2026-13-01", "_lastUpdated=ge2026-01-01T10:00:00", "_count=0", "patient=x",
                 "color=red", "_cursor=abc"):
         response = client.get(f"{FHIR}/Media?{bad}", headers=headers)
