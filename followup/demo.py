@@ -88,22 +88,23 @@ STORIES = [
     Story("Jo Williams", "+447700900103", "PAT_289_1399_481", "right forearm", "scc", None, 8, 3,
           {2: Event(confounder="shadow"), 3: Event("new_lesion", answers={"grew": True})}),
     Story("Chris Evans", "+447700900104", "PAT_31_42_680", "left forearm", "bcc", None, 10, 4,
-          {2: Event(confounder="ink"), 4: Event("new_lesion", donor="pink")}),
+          {1: Event("new_lesion", donor="pink"), 2: Event(confounder="ink"), 4: Event("growth")}),
     Story("Maria Silva", "+447700900105", "PAT_370_2558_573", "right forearm", "other", None, 4, 1,
           {1: Event(confounder="fold"), 2: Event(answers={"grew": True})}),
     Story("Tom Baker", "+447700900106", "PAT_366_2448_563", "back of left hand", "bcc", None, 13, 12,
-          {2: Event("new_lesion"), 3: Event(confounder="cream"), 4: Event("darkening")}),
+          {2: Event("new_lesion"), 3: Event(confounder="cream"), 4: Event("new_lesion", donor="pink")}),
     Story("Ana Costa", "+447700900107", "PAT_300_1478_445", "left forearm", "melanoma", "IIA", 11, 9,
           {1: Event("new_lesion", donor="pink"), 3: Event("growth", answers={"grew": True})}),
-    Story("Lee Chen", "+447700900108", "PAT_326_690_797", "right cheek", "bcc", None, 7, 14,
-          {1: Event("new_lesion"), 2: Event(confounder="flash")}),
+    Story("Lee Chen", "+447700900108", "PAT_326_690_797", "right cheek", "bcc", None, 8, 5,
+          {1: Event("new_lesion"), 2: Event(confounder="flash"), 3: Event("darkening")}),
     Story("Priya Nair", "+447700900109", "PAT_388_787_818", "chest", "melanoma", "IB", 9, 20,
           {2: Event("darkening")}),
     Story("Owen Hughes", "+447700900110", "PAT_520_983_221", "upper back", "scc", None, 5, 11,
           {1: Event(blurred=True)}),
     Story("Ruth Okafor", "+447700900111", "PAT_527_1359_165", "left upper arm", "melanoma", "IA", 4, 10,
           {1: Event("new_lesion", donor="pink")}, skip_last=True),
-    Story("Dan Murphy", "+447700900112", "PAT_325_1506_999", "left temple", "bcc", "low", 3, 5),
+    Story("Dan Murphy", "+447700900112", "PAT_325_1506_999", "left temple", "bcc", "low", 3, 5,
+          {1: Event("darkening")}),
 ]
 
 
@@ -177,7 +178,7 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
 
     # Every photo of every patient, in date order, so the pipeline sees them as the clinic did.
     uploads = []  # (received_at, site id, kind, image, event, story)
-    for story in stories:
+    for index, story in enumerate(stories):
         excision = today - relativedelta(months=story.months) - timedelta(days=story.days)
         patient = create_patient(clinic, name=story.name, phone=story.phone, sms_consent=True)
         patient.created_at = _at(excision, time(15, 0))
@@ -193,13 +194,15 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
             photo_items = photo_items[:-1]
         for number, item in enumerate(photo_items, start=1):
             event = story.events.get(number, NONE)
-            clock = time(int(rng.integers(11, 20)), int(rng.integers(0, 60)))
+            # Each photo draws from its own generator: a story's photos do not change when another story does.
+            draw = np.random.default_rng([seed, STORIES.index(story) if story in STORIES else 100 + index, number])
+            clock = time(int(draw.integers(11, 20)), int(draw.integers(0, 60)))
             received = _at(item.due_date, clock)
-            uploads.append((received, site.id, "followup", _followup_image(image, lesion, event, rng), event, story,
+            uploads.append((received, site.id, "followup", _followup_image(image, lesion, event, draw), event, story,
                             item))
             if event.blurred:  # the retake the next day, of the unchanged scar
                 uploads.append((received + timedelta(days=1, hours=1), site.id, "followup",
-                                _followup_image(image, lesion, NONE, rng), NONE, story, None))
+                                _followup_image(image, lesion, NONE, draw), NONE, story, None))
         for item in plan.items:  # past clinic visits took place
             if item.kind == "visit" and item.due_date < today:
                 item.status, item.completed_at = "done", _at(item.due_date, time(10, 0))

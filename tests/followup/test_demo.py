@@ -13,7 +13,8 @@ from app import create_app
 from followup import alerts as alert_queue
 from followup.db import db, utcnow
 from followup.demo import STORIES
-from followup.models import Alert, Analysis, Clinic, OutboundMessage, Photo, PlanItem, Site
+from followup.models import (Alert, Analysis, Clinic, FollowUpPlan, OutboundMessage, Patient, Photo,
+                             PlanItem, Site)
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +90,21 @@ def test_old_alerts_were_decided_with_outcomes_and_times(demo):
 
 
 def test_a_retake_and_an_overdue_patient(demo):
-    rejected = db.session.execute(select(Photo).where(Photo.status == "rejected")).scalar_one()
-    retake = db.session.execute(select(Photo).where(Photo.site_id == rejected.site_id, Photo.status == "done",
+    owen = db.session.execute(select(Site).join(Site.patient).where(Patient.name == "Owen Hughes")).scalar_one()
+    rejected = db.session.execute(select(Photo).where(Photo.site_id == owen.id, Photo.status == "rejected")
+                                  ).scalar_one()
+    retake = db.session.execute(select(Photo).where(Photo.site_id == owen.id, Photo.status == "done",
                                                     Photo.received_at > rejected.received_at)
                                 .order_by(Photo.received_at).limit(1)).scalar_one()
     assert retake.received_at - rejected.received_at < timedelta(days=2)
-    request = db.session.execute(select(OutboundMessage).where(OutboundMessage.purpose == "retake")).scalar_one()
+    request = db.session.execute(select(OutboundMessage).where(OutboundMessage.purpose == "retake",
+                                                               OutboundMessage.patient_id == owen.patient_id)
+                                 ).scalar_one()
     assert request.status == "delivered" and rejected.received_at <= request.sent_at < retake.received_at
-    overdue = list(db.session.execute(select(PlanItem).where(PlanItem.status == "pending",
-                                                             PlanItem.due_date < utcnow().date())).scalars())
-    assert len(overdue) == 1 and overdue[0].kind == "photo"
+    ruth = db.session.execute(select(Site).join(Site.patient).where(Patient.name == "Ruth Okafor")).scalar_one()
+    overdue = list(db.session.execute(select(PlanItem).join(FollowUpPlan).where(
+        FollowUpPlan.site_id == ruth.id, PlanItem.status == "pending", PlanItem.due_date < utcnow().date())).scalars())
+    assert len(overdue) == 1 and overdue[0].kind == "photo" and (utcnow().date() - overdue[0].due_date).days >= 7
 
 
 def test_texts_went_out_and_were_delivered_on_their_dates(demo):
