@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Optional
@@ -188,7 +189,8 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
         plan = site_plan(site)
         plan.created_at = patient.created_at
         image, lesion = _load(story.photo)
-        uploads.append((_at(excision, time(14, 30)), site.id, "baseline", image, NONE, story, None))
+        uploads.append((_at(excision, time(14, 30)), site.id, "baseline", partial(np.asarray, image), NONE, story,
+                        None))
         photo_items = [i for i in plan.items if i.kind == "photo" and i.due_date <= today]
         if story.skip_last and photo_items:
             photo_items = photo_items[:-1]
@@ -198,11 +200,11 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
             draw = np.random.default_rng([seed, STORIES.index(story) if story in STORIES else 100 + index, number])
             clock = time(int(draw.integers(11, 20)), int(draw.integers(0, 60)))
             received = _at(item.due_date, clock)
-            uploads.append((received, site.id, "followup", _followup_image(image, lesion, event, draw), event, story,
-                            item))
+            uploads.append((received, site.id, "followup", partial(_followup_image, image, lesion, event, draw),
+                            event, story, item))
             if event.blurred:  # the retake the next day, of the unchanged scar
                 uploads.append((received + timedelta(days=1, hours=1), site.id, "followup",
-                                _followup_image(image, lesion, NONE, draw), NONE, story, None))
+                                partial(_followup_image, image, lesion, NONE, draw), NONE, story, None))
         for item in plan.items:  # past clinic visits took place
             if item.kind == "visit" and item.due_date < today:
                 item.status, item.completed_at = "done", _at(item.due_date, time(10, 0))
@@ -212,7 +214,7 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
 
     uploads.sort(key=lambda u: u[0])
     bar = tqdm(uploads, desc="demo photos", unit="photo", disable=not progress)
-    for received, site_id, kind, image, event, story, item in bar:
+    for received, site_id, kind, make_image, event, story, item in bar:  # follow-ups generated here, in the bar
         site = db.session.get(Site, site_id)
         link = None
         if kind == "followup" and item is not None:
@@ -226,7 +228,7 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
             db.session.commit()
         answers = {"grew": None, "itch": None, "bleed": None, **event.answers} if kind == "followup" else None
         before = _last_message_id()
-        photo = receive_photo(site, _jpeg(image), kind=kind, answers=answers, link=link, enqueue=False,
+        photo = receive_photo(site, _jpeg(make_image()), kind=kind, answers=answers, link=link, enqueue=False,
                               received_at=received, captured_at=received - timedelta(minutes=2))
         if analyse_now:
             jobs.run_photo_job(photo.id)

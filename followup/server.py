@@ -64,6 +64,7 @@ class Server(BaseApplication):
             "bind": f"{host}:{port}", "workers": 1, "worker_class": "gthread", "threads": threads,
             "timeout": 120, "graceful_timeout": 10, "accesslog": "-", "errorlog": "-",
             "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+            "control_socket_disable": True,  # no shared ~/.gunicorn socket: several checkouts may run at once
             "post_worker_init": lambda worker: start_background(worker.app.application),
             "when_ready": lambda _server: announce and announce(banner(app, address, threads=threads)),
             **options,
