@@ -18,9 +18,11 @@ setup: $(VENV)/.installed
 db: setup
 	$(FLASK) db upgrade
 
+RUN_STARTED := $(shell date +%s)
+
 run: db
-	$(FLASK) seed-demo --if-empty --queue-only  # the server's worker analyses the demo photos
-	PORT=$(PORT) $(FLASK) serve --port $(PORT)
+	$(FLASK) seed-demo --if-empty  # first run: a year of demo history, every photo analysed here (progress bar)
+	SCARWATCH_RUN_STARTED=$(RUN_STARTED) PORT=$(PORT) $(FLASK) serve --port $(PORT)  # gunicorn
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -42,16 +42,21 @@ def create_user_command(email: str, password: str, role: str, name: str, clinic_
 @click.command("seed-demo")
 @click.option("--if-empty", is_flag=True, help="Do nothing when the database already has a clinic.")
 @click.option("--queue-only", is_flag=True,
-              help="Leave the photos queued for the server's worker instead of analysing them now.")
-def seed_demo_command(if_empty: bool, queue_only: bool) -> None:
-    """Load the demo clinic, users, patients, photos and their analyses."""
+              help="Leave the photos queued for the server's worker instead of analysing them now "
+                   "(the history's alerts then stay open and undated).")
+@click.option("--seed", default=7, show_default=True, help="Random seed of the generated follow-ups.")
+def seed_demo_command(if_empty: bool, queue_only: bool, seed: int) -> None:
+    """Load the demo clinic: a year of patients, photos, texts and decided alerts, analysed here."""
+    import time
+
     from followup.demo import database_is_empty, seed_demo
 
     if if_empty and not database_is_empty():
         click.echo("database already has data; demo not seeded")
         return
-    summary = seed_demo(analyse_now=not queue_only)
-    click.echo(f"demo seeded: {summary}")
+    started = time.monotonic()
+    summary = seed_demo(seed=seed, analyse_now=not queue_only)
+    click.echo(f"demo seeded in {time.monotonic() - started:.0f} s: {json.dumps(summary)}")
 
 
 @click.command("worker")
@@ -67,18 +72,13 @@ def worker_command() -> None:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, envvar="PORT", type=int)
-def serve_command(host: str, port: int) -> None:
-    """Serve pages and API with the photo worker in this one process (``make run``)."""
-    from followup.jobs import start_worker
-    from followup.scheduler import start_embedded
+@click.option("--threads", default=8, show_default=True, help="Request threads of the one gunicorn worker.")
+def serve_command(host: str, port: int, threads: int) -> None:
+    """Serve pages and API through gunicorn (one worker, threads) with the photo worker and the scheduler
+    inside that worker process (``make run``)."""
+    from followup.server import Server
 
-    app = current_app._get_current_object()
-    start_worker(app)
-    start_embedded(app)  # when SCHEDULER_ENABLED: the reminder sweep runs in this one process
-    # werkzeug directly: Flask refuses app.run() inside the `flask` command.
-    from werkzeug.serving import run_simple
-
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    Server(current_app._get_current_object(), host=host, port=port, threads=threads).run()
 
 
 @click.group("reminders")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Mapping, Optional
 
 from cryptography.fernet import Fernet
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 
 def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mapping[str, Optional[bool]]] = None,
                   link: Optional[UploadLink] = None, user: Optional[User] = None, enqueue: bool = True,
-                  modality: Optional[str] = None) -> Photo:
+                  modality: Optional[str] = None, received_at: Optional[datetime] = None,
+                  captured_at: Optional[datetime] = None) -> Photo:
     """Validate, strip and store a photo, record it as queued, and hand it to the job queue.
 
     Raises ``IntakeError`` before anything is written when the file is not an acceptable photo, and
@@ -28,6 +30,8 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
     If the database write fails, the stored file is removed again unless another photo shares it.
     ``enqueue=False`` leaves the queued row for the caller to run (the demo seeding runs jobs itself).
     ``modality`` is what the uploader says the photo is (clinical or dermoscopy); None: told from the pixels.
+    ``received_at`` / ``captured_at`` date a photo that arrived earlier (an import, the demo's history);
+    by default it arrives now and was taken when its EXIF says.
     """
     if kind not in ("baseline", "followup"):
         raise ValueError("kind must be baseline or followup")
@@ -42,7 +46,8 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
     photo = Photo(
         site_id=site.id, kind=kind, sha256=key.split(".")[0], storage_key=key, original_key=original_key,
         content_type="image/jpeg", size_bytes=len(clean.data), width=clean.width, height=clean.height,
-        captured_at=clean.captured_at, status="queued", status_changed_at=utcnow(),
+        received_at=received_at or utcnow(), captured_at=captured_at or clean.captured_at, status="queued",
+        status_changed_at=received_at or utcnow(),
         upload_link_id=link.id if link else None, uploaded_by_id=user.id if user else None, modality=modality,
         **{f: (answers or {}).get(f) for f in ANSWER_FIELDS},
     )

@@ -194,3 +194,21 @@ def site_id(world, patient_id) -> int:
                        excision_date=date.today() - timedelta(days=30), dermatologist=world.derm)
     db.session.commit()
     return site.id
+
+
+@pytest.fixture(scope="session")
+def demo_config(tmp_path_factory) -> dict:
+    """The whole demo (``seed-demo``), seeded once per session into its own folder: its real analyses take a
+    few minutes, so every test that reads it shares it (tests/followup/test_demo.py, the browser's demo tour).
+    Tests read it; what they write (audit rows of page views) changes none of the demo's facts."""
+    from followup.demo import seed_demo
+
+    folder = tmp_path_factory.mktemp("demo")
+    config = base_config(folder)
+    app = create_app(config)
+    with app.app_context():
+        db.create_all()
+        seed_demo(progress=False)
+        db.session.remove()
+        db.engine.dispose()
+    return config

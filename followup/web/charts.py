@@ -108,3 +108,137 @@ def outline_overlay(*, width: int, height: int, polygon: Optional[Sequence[Seque
                  f'stroke-dasharray="6 3" vector-effect="non-scaling-stroke"/>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _frame(title: str, desc: str, key: str) -> list[str]:
+    plot_h = HEIGHT - TOP - BOTTOM
+    return [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{key}-title {key}-desc" '
+        f'xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{key}-title">{escape(title)}</title>',
+        f'<desc id="{key}-desc">{escape(desc)}</desc>',
+        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" y2="{TOP + plot_h}" stroke="#555"/>',
+        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="#555"/>',
+    ]
+
+
+def _share_axis(parts: list[str], label: str) -> None:
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    for frac in (0, 0.25, 0.5, 0.75, 1):
+        y = TOP + (1 - frac) * plot_h
+        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#333">'
+                     f'{frac * 100:.0f} %</text>')
+        if frac:
+            parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" stroke="#ddd"/>')
+    parts.append(f'<text x="4" y="{TOP - 4 if TOP > 12 else 10}" font-size="11" fill="#333">{escape(label)}</text>')
+
+
+def ppv_chart(bands: Sequence[dict[str, Any]]) -> Markup:
+    """Share of resolved alerts that needed action (PPV), one bar per recurrence-score band.
+
+    ``bands`` items carry ``label`` (the band), ``n`` (resolved alerts) and ``real`` (of them, needing action).
+    A band without alerts gets no bar, only its label and "n = 0". Empty Markup when no band has an alert.
+    """
+    if not any(b["n"] for b in bands):
+        return Markup("")
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    parts = _frame("Flags that were real, by score",
+                   "Share of resolved alerts in each recurrence-score band that needed a visit or a biopsy "
+                   "(positive predictive value); the same figures are in the table below.", "ppv")
+    _share_axis(parts, "real")
+    slot = plot_w / len(bands)
+    for i, b in enumerate(bands):
+        cx = LEFT + slot * (i + 0.5)
+        parts.append(f'<text x="{cx:.1f}" y="{HEIGHT - 20}" text-anchor="middle" font-size="11" fill="#333">'
+                     f'{escape(b["label"])}</text>')
+        parts.append(f'<text x="{cx:.1f}" y="{HEIGHT - 6}" text-anchor="middle" font-size="10" fill="#666">'
+                     f'n = {b["n"]}</text>')
+        if not b["n"]:
+            continue
+        share = b["real"] / b["n"]
+        h = share * plot_h
+        parts.append(f'<rect class="bar" x="{cx - slot * 0.3:.1f}" y="{TOP + plot_h - h:.1f}" width="{slot * 0.6:.1f}" '
+                     f'height="{h:.1f}" fill="#8a1010"><title>score {escape(b["label"])}: {b["real"]} of {b["n"]} '
+                     f'needed action ({share * 100:.0f} %)</title></rect>')
+        parts.append(f'<text x="{cx:.1f}" y="{TOP + plot_h - h - 4:.1f}" text-anchor="middle" font-size="11" '
+                     f'fill="#333">{share * 100:.0f} %</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def calibration_chart(points: Sequence[dict[str, Any]]) -> Markup:
+    """Calibration: mean recurrence score (x) against the share that needed action (y), one circle per score
+    group (area by its number of alerts), with the diagonal a calibrated score would follow.
+
+    ``points`` items carry ``score`` (mean score of the group, 0–1), ``real`` (share needing action, 0–1) and
+    ``n``. Empty Markup without points.
+    """
+    points = [p for p in points if p["n"]]
+    if not points:
+        return Markup("")
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    side = min(plot_w, plot_h)
+
+    def x(v: float) -> float:
+        return LEFT + max(0.0, min(1.0, v)) * side
+
+    def y(v: float) -> float:
+        return TOP + (1 - max(0.0, min(1.0, v))) * side
+
+    parts = _frame("Calibration of the recurrence score",
+                   "Mean recurrence score of each group of resolved alerts against the share of them that "
+                   "needed action; a calibrated score lies on the dashed diagonal.", "calibration")
+    _share_axis(parts, "needed action")
+    parts.append(f'<line class="diagonal" x1="{x(0):.1f}" y1="{y(0):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" '
+                 f'stroke="#999" stroke-dasharray="5 4"/>')
+    for frac in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(f'<text x="{x(frac):.1f}" y="{HEIGHT - 20}" text-anchor="middle" font-size="11" '
+                     f'fill="#333">{frac:.2f}</text>')
+    parts.append(f'<text x="{x(0.5):.1f}" y="{HEIGHT - 4}" text-anchor="middle" font-size="11" fill="#333">'
+                 f'recurrence score</text>')
+    biggest = max(p["n"] for p in points)
+    for p in points:
+        r = 4 + 10 * (p["n"] / biggest) ** 0.5
+        parts.append(f'<circle class="point" cx="{x(p["score"]):.1f}" cy="{y(p["real"]):.1f}" r="{r:.1f}" '
+                     f'fill="#b35c00" fill-opacity="0.7"><title>mean score {p["score"]:.2f}: '
+                     f'{p["real"] * 100:.0f} % of {p["n"]} needed action</title></circle>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+DECISION_BINS = ((0, 4, "< 4 h"), (4, 12, "4–12 h"), (12, 24, "12–24 h"), (24, 48, "1–2 days"),
+                 (48, 96, "2–4 days"), (96, None, "> 4 days"))
+
+
+def decision_time_chart(hours: Sequence[float]) -> Markup:
+    """How long from the photo's arrival to the dermatologist's decision: resolved alerts per time bin.
+
+    ``hours`` are the delays in hours (one per resolved alert with a photo). Empty Markup without any.
+    """
+    if not hours:
+        return Markup("")
+    counts = [sum(1 for h in hours if lo <= h and (hi is None or h < hi)) for lo, hi, _ in DECISION_BINS]
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    top = max(counts)
+    parts = _frame("Time from photo to decision",
+                   f"Resolved alerts by the time between the photo's arrival and the decision, {len(hours)} "
+                   "alerts.", "decision")
+    for frac in (0, 0.5, 1):
+        yy = TOP + (1 - frac) * plot_h
+        parts.append(f'<text x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11" fill="#333">'
+                     f'{top * frac:.0f}</text>')
+    parts.append(f'<text x="4" y="10" font-size="11" fill="#333">alerts</text>')
+    slot = plot_w / len(DECISION_BINS)
+    for i, ((_lo, _hi, label), n) in enumerate(zip(DECISION_BINS, counts)):
+        cx = LEFT + slot * (i + 0.5)
+        h = n / top * plot_h
+        parts.append(f'<rect class="bar" x="{cx - slot * 0.3:.1f}" y="{TOP + plot_h - h:.1f}" '
+                     f'width="{slot * 0.6:.1f}" height="{h:.1f}" fill="#9cc3e0"><title>{escape(label)}: {n} '
+                     f'alert{"s" if n != 1 else ""}</title></rect>')
+        parts.append(f'<text x="{cx:.1f}" y="{HEIGHT - 20}" text-anchor="middle" font-size="11" fill="#333">'
+                     f'{escape(label)}</text>')
+        if n:
+            parts.append(f'<text x="{cx:.1f}" y="{TOP + plot_h - h - 4:.1f}" text-anchor="middle" font-size="11" '
+                         f'fill="#333">{n}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

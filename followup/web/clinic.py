@@ -22,7 +22,7 @@ from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
 from followup.patients import check_excision_date, create_patient, create_site, patient_for, site_for, site_plan
 from followup.photos import baseline_of, receive_photo
 from followup.plans import check_plan_date
-from followup.web.charts import outline_overlay
+from followup.web.charts import calibration_chart, decision_time_chart, outline_overlay, ppv_chart
 from followup.web.common import MAX_PAGE, staff_required
 
 bp = Blueprint("clinic", __name__)
@@ -33,6 +33,8 @@ OUTLINE_SHOWN_WIDTH = 640
 # Outcomes that mean the alert pointed at something real (a visit or a biopsy was needed).
 ACTIONABLE = ("visit", "biopsy")
 SCORE_BANDS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
+# The time-to-decision chart reads the clinic's latest resolved alerts, at most this many.
+DECISION_SAMPLE = 5000
 
 
 def _page() -> int:
@@ -406,8 +408,9 @@ def performance():
     band = case(*[(Alert.recurrence_score < hi, i) for i, (_lo, hi) in enumerate(SCORE_BANDS)], else_=len(SCORE_BANDS) - 1)
     actionable = func.sum(case((Alert.outcome.in_(ACTIONABLE), 1), else_=0))
     resolved = Alert.status == "resolved"
-    by_band = {b: (n, a) for b, n, a in db.session.execute(
-        select(band, func.count(), actionable).where(Alert.clinic_id == clinic_id, resolved).group_by(band)
+    by_band = {b: (n, a, mean) for b, n, a, mean in db.session.execute(
+        select(band, func.count(), actionable, func.avg(Alert.recurrence_score))
+        .where(Alert.clinic_id == clinic_id, resolved).group_by(band)
     ).all()}
     by_priority = {p: (n, a) for p, n, a in db.session.execute(
         select(Alert.priority, func.count(), actionable).where(Alert.clinic_id == clinic_id, resolved)
@@ -416,13 +419,29 @@ def performance():
     by_outcome = dict(db.session.execute(
         select(Alert.outcome, func.count()).where(Alert.clinic_id == clinic_id, resolved).group_by(Alert.outcome)
     ).all())
-    bands = [{"label": f"{lo:.2f}–{min(hi, 1.0):.2f}", "n": by_band.get(i, (0, 0))[0],
-              "real": int(by_band.get(i, (0, 0))[1] or 0)} for i, (lo, hi) in enumerate(SCORE_BANDS)]
+    bands = [{"label": f"{lo:.2f}–{min(hi, 1.0):.2f}", "n": by_band.get(i, (0, 0, 0))[0],
+              "real": int(by_band.get(i, (0, 0, 0))[1] or 0), "score": float(by_band.get(i, (0, 0, 0))[2] or 0)}
+             for i, (lo, hi) in enumerate(SCORE_BANDS)]
     priorities = [{"priority": p, "n": n, "real": int(a or 0)} for p, (n, a) in sorted(by_priority.items())]
     total = sum(b["n"] for b in bands)
     real = sum(b["real"] for b in bands)
+    # Photo to decision: the latest resolved alerts that came from a photo (a bounded read, newest first).
+    delays = db.session.execute(
+        select(Alert.resolved_at, Photo.received_at).join(Photo, Photo.id == Alert.photo_id)
+        .where(Alert.clinic_id == clinic_id, resolved, Alert.resolved_at.is_not(None))
+        .order_by(Alert.resolved_at.desc()).limit(DECISION_SAMPLE)
+    ).all()
+    hours = sorted(max(0.0, (decided - received).total_seconds() / 3600) for decided, received in delays)
+    median_hours = hours[len(hours) // 2] if hours else None
+    charts = {
+        "ppv": ppv_chart(bands),
+        "calibration": calibration_chart([{"score": b["score"], "real": b["real"] / b["n"] if b["n"] else 0.0,
+                                           "n": b["n"]} for b in bands]),
+        "decision": decision_time_chart(hours),
+    }
     return render_template("clinic/performance.html", bands=bands, priorities=priorities, by_outcome=by_outcome,
-                           total=total, real=real, actionable=ACTIONABLE)
+                           total=total, real=real, actionable=ACTIONABLE, charts=charts, decisions=len(hours),
+                           median_hours=median_hours)
 
 
 @bp.route("/users", methods=["GET", "POST"])

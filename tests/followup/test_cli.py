@@ -88,12 +88,14 @@ def test_analyze_batch_masks_is_the_change_masks_folder_and_is_created(runner, t
 
 
 def test_seed_demo_builds_a_living_clinic(runner, monkeypatch):
-    monkeypatch.setattr(demo, "PATIENTS", demo.PATIENTS[:2])
+    short = [s for s in demo.STORIES if s.name in ("Maria Silva", "Dan Murphy")]  # 2 patients, 3 follow-ups
+    monkeypatch.setattr(demo, "STORIES", short)
     result = runner.invoke(args=["seed-demo"])
     assert result.exit_code == 0, result.output
+    assert "demo seeded in" in result.output
     assert db.session.execute(db.select(User).where(User.email == "derm@example.org")).scalar_one()
     statuses = [p.status for p in db.session.execute(db.select(Photo)).scalars()]
-    assert len(statuses) == 2 + 4 and "queued" not in statuses and "processing" not in statuses
+    assert len(statuses) == 2 + 3 and "queued" not in statuses and "processing" not in statuses
     assert db.session.execute(db.select(Alert)).first() is not None, "the demo queue is populated"
     again = runner.invoke(args=["seed-demo", "--if-empty"])
     assert "not seeded" in again.output

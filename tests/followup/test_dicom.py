@@ -160,11 +160,11 @@ def test_dciodvfy_finds_no_errors_in_generated_photos(tmp_path, stored_jpeg, mod
 
 
 @dciodvfy
-@pytest.mark.parametrize("row", demo.PATIENTS, ids=[row[2] for row in demo.PATIENTS])
-def test_dciodvfy_finds_no_errors_in_the_demos_photos(tmp_path, row):
-    name, _, photo_file, body_site, diagnosis, *_ = row
-    stored = clean_photo((demo.PHOTOS / f"{photo_file}.jpg").read_bytes(), max_pixels=10**8).data
-    photo = replace(PHOTO, patient_name=name, body_site=read_body_site(body_site), diagnosis=diagnosis)
+@pytest.mark.parametrize("story", demo.STORIES, ids=[story.photo for story in demo.STORIES])
+def test_dciodvfy_finds_no_errors_in_the_demos_photos(tmp_path, story):
+    stored = clean_photo((demo.PHOTOS / f"{story.photo}.jpg").read_bytes(), max_pixels=10**8).data
+    photo = replace(PHOTO, patient_name=story.name, body_site=read_body_site(story.body_site),
+                    diagnosis=story.diagnosis)
     errors, _ = verify(build_dicom(photo, stored), tmp_path)
     assert errors == []
 
