@@ -378,3 +378,54 @@ def place_sticker(image, homography, *, light=1.0):
     a = alpha[..., None]
     out = np.round(image * (1 - a) + warped * a).astype(np.uint8)
     return out, alpha > 0.5
+
+
+def _planck_rgb(kelvin):
+    """Linear sRGB (green = 1) of a black body at `kelvin` (Kim et al.'s cubic fit of the Planckian
+    locus, 1667-25000 K)."""
+    T = float(kelvin)
+    if not 1667 <= T <= 25000:
+        raise ValueError(f"colour temperature {T} K is outside 1667-25000 K.")
+    if T <= 4000:
+        x = -0.2661239e9 / T**3 - 0.2343589e6 / T**2 + 0.8776956e3 / T + 0.179910
+    else:
+        x = -3.0258469e9 / T**3 + 2.1070379e6 / T**2 + 0.2226347e3 / T + 0.240390
+    if T <= 2222:
+        y = -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683
+    elif T <= 4000:
+        y = -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867
+    else:
+        y = 3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483
+    XYZ = np.array([x / y, 1.0, (1 - x - y) / y])
+    M = np.array([[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560],
+                  [0.0556434, -0.2040259, 1.0572252]])
+    rgb = M @ XYZ
+    return rgb / rgb[1]
+
+
+def colour_cast(image, *, kelvin=6500.0, reference_kelvin=6500.0, ev=0.0):
+    """A white-balance and exposure error, as a camera that assumed `reference_kelvin` under light
+    of `kelvin` would make it: per-channel gains in linear sRGB (von Kries), times 2**ev, clipped.
+
+    Parameters
+    ----------
+    image : ndarray, shape (M, N, 3), uint8
+    kelvin, reference_kelvin : float, keyword-only
+    ev : float, keyword-only
+
+    Returns
+    -------
+    cast : ndarray, shape (M, N, 3), uint8
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError("image must be an RGB uint8 array of shape (M, N, 3).")
+    gains = _planck_rgb(kelvin) / _planck_rgb(reference_kelvin) * 2.0 ** ev
+    v = np.arange(256) / 255
+    lin = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    out = np.empty_like(image)
+    for c in range(3):
+        x = np.clip(lin * gains[c], 0, 1)
+        srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+        out[..., c] = np.round(srgb * 255).astype(np.uint8)[image[..., c]]
+    return out
