@@ -416,3 +416,60 @@ def sticker_mask(shape, detection, *, margin_mm=1.0):
         poly = _project(detection.homography, [[-m, -m], [W + m, -m], [W + m, Hh + m], [-m, Hh + m]])
         cv2.fillConvexPoly(mask, np.round(poly * 16).astype(np.int32), 1, cv2.LINE_8, 4)
     return mask > 0
+
+
+def _area_factor(homography, point):
+    """sqrt(|det J|) of `homography` at `point` (x, y): how many target pixels one source pixel spans."""
+    H = np.asarray(homography, float)
+    x, y = float(point[0]), float(point[1])
+    v = H @ np.array([x, y, 1.0])
+    jac = np.array([[H[0, 0] * v[2] - v[0] * H[2, 0], H[0, 1] * v[2] - v[0] * H[2, 1]],
+                    [H[1, 0] * v[2] - v[1] * H[2, 0], H[1, 1] * v[2] - v[1] * H[2, 1]]]) / v[2] ** 2
+    return float(np.sqrt(abs(np.linalg.det(jac))))
+
+
+def pair_scale(reference_detection, moving_detection, homography):
+    """The scale of a baseline/follow-up pair: the follow-up's own marker, or the baseline's carried
+    through the alignment.
+
+    Parameters
+    ----------
+    reference_detection, moving_detection : StickerDetection
+        :func:`detect_sticker` of the baseline and of the follow-up.
+    homography : array_like, shape (3, 3), or None
+        Follow-up pixel (x, y, 1) -> baseline pixel, as :func:`registration.analyze_pair` gives it.
+
+    Returns
+    -------
+    scale : dict
+        ``moving_mm_per_px`` (follow-up pixels at the sticker, or None), ``reference_mm_per_px`` (baseline
+        pixels, or None), ``source`` (``'marker'`` or None) and ``reasons`` (list of str: why there is no
+        scale, or where it came from).
+    """
+    ref_ok = reference_detection.usable
+    mov_ok = moving_detection.usable
+    H = None if homography is None else np.asarray(homography, float)
+    reasons = list(moving_detection.reasons)
+    out = {"moving_mm_per_px": None, "reference_mm_per_px": None, "source": None, "reasons": reasons}
+    if mov_ok:
+        out["moving_mm_per_px"] = moving_detection.scale_mm_per_px
+        out["source"] = "marker"
+        centre = _project(moving_detection.homography, [design.sticker_centre_mm()])[0]
+        if ref_ok:
+            out["reference_mm_per_px"] = reference_detection.scale_mm_per_px
+        elif H is not None:
+            # one baseline pixel spans 1 / factor follow-up pixels there
+            out["reference_mm_per_px"] = moving_detection.scale_mm_per_px / _area_factor(H, centre)
+    elif ref_ok:
+        out["reference_mm_per_px"] = reference_detection.scale_mm_per_px
+        out["source"] = "marker"
+        if H is not None:
+            centre_ref = _project(reference_detection.homography, [design.sticker_centre_mm()])[0]
+            centre = _project(np.linalg.inv(H), [centre_ref])[0]
+            out["moving_mm_per_px"] = reference_detection.scale_mm_per_px * _area_factor(H, centre)
+        if not moving_detection.found:
+            reasons.append("no reference sticker in the follow-up photo; the scale comes from the baseline's "
+                           "through the alignment — keep the sticker beside the scar next time")
+    if out["source"] is None:
+        reasons.append("no scale in this photo")
+    return out

@@ -196,3 +196,23 @@ def test_scale_on_a_real_phone_photo():
     placed, _ = sticker.place_sticker(image, H, light=0.8)
     d = detect_sticker(placed)
     assert d.usable and abs(d.scale_mm_per_px / sticker.local_scale(H) - 1) < 0.02
+
+
+def test_pair_scale_carries_the_baseline_scale_through_the_alignment(photo):
+    from registration.sticker_detect import StickerDetection, pair_scale
+
+    image, _, Hs = _placed(photo, width_px=200, rotation_deg=15)
+    reference = detect_sticker(image)
+    follow_to_base = np.array([[0.5, 0, 10], [0, 0.5, 20], [0, 0, 1.0]])  # follow-up at twice the size
+    none = StickerDetection(found=False)
+    scale = pair_scale(reference, none, follow_to_base)
+    assert scale["source"] == "marker"
+    assert_allclose(scale["reference_mm_per_px"], sticker.local_scale(Hs), rtol=0.02)
+    assert_allclose(scale["moving_mm_per_px"], 0.5 * sticker.local_scale(Hs), rtol=0.02)
+    assert any("from the baseline" in r for r in scale["reasons"])
+    own = pair_scale(none, reference, np.linalg.inv(follow_to_base))
+    assert_allclose(own["moving_mm_per_px"], sticker.local_scale(Hs), rtol=0.02)
+    assert_allclose(own["reference_mm_per_px"], 0.5 * sticker.local_scale(Hs), rtol=0.02)
+    nothing = pair_scale(none, none, follow_to_base)
+    assert nothing["source"] is None and nothing["moving_mm_per_px"] is None
+    assert nothing["reasons"] == ["no scale in this photo"]
