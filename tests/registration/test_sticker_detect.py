@@ -216,3 +216,20 @@ def test_pair_scale_carries_the_baseline_scale_through_the_alignment(photo):
     nothing = pair_scale(none, none, follow_to_base)
     assert nothing["source"] is None and nothing["moving_mm_per_px"] is None
     assert nothing["reasons"] == ["no scale in this photo"]
+
+
+def test_a_sticker_that_moves_between_photos_is_not_a_change(make_skin):
+    from registration import analyze_pair, make_pair
+
+    image, lesion = make_skin(21, (480, 640))
+    pair = make_pair(image, lesion_mask=lesion, kind="none", rng=np.random.default_rng(8), rotation=10.0,
+                     scale_range=(0.95, 1.05))
+    base, base_mask = sticker.place_sticker(
+        pair.reference_image, sticker.perspective_homography(width_px=130, centre=(110, 390), rotation_deg=5))
+    follow, follow_mask = sticker.place_sticker(
+        pair.moving_image, sticker.perspective_homography(width_px=120, centre=(520, 90), rotation_deg=-40,
+                                                          tilt_deg=20))
+    analysis = analyze_pair(base, follow)
+    assert analysis.registered and not analysis.flag
+    on = base_mask | (cv2.warpPerspective(follow_mask.astype(np.uint8), analysis.homography, (640, 480)) > 0)
+    assert not (analysis.change_mask & on).any()
