@@ -8,11 +8,12 @@ or +1 EV), motion blur (0-7 px) and JPEG (quality 60-95). Photos: the ``bench`` 
 shared/data/phone's patients (bench/phone_pairs.py's split; never the ``design`` third), brought to
 about one megapixel. Measured: detection rate, scale error against the true homography (median and
 95th percentile, tilt up to 30 degrees and 30-45), the patches' median CIEDE2000 after colour
-correction per cast, false detections on every shared phone photo, and milliseconds per 1-MP photo.
+correction per cast, false detections on every shared phone photo, milliseconds per 1-MP photo, and
+unchanged pairs analysed with and without a sticker that moves between the photos (flags, change on it).
 
 Usage, from the repository root::
 
-    .venv/bin/python -m bench.sticker_bench [--trials 400] [--seed 15] [--side bench] [--false-limit N]
+    .venv/bin/python -m bench.sticker_bench [--trials 400] [--seed 15] [--side bench] [--moving 30] [--false-limit N]
 """
 
 import argparse
@@ -115,6 +116,46 @@ def false_detections(limit=None):
     return len(rows), found
 
 
+def moving_sticker(n, *, seed=15, side="bench"):
+    """Unchanged phone pairs (registration.make_pair, kind 'none') analysed without and with a sticker that
+    moves between the photos: flags, and change found on either sticker."""
+    from registration import analyze_pair, make_pair
+    from registration.site import propose_site
+
+    rng = np.random.default_rng(seed)
+    rows = phone_pairs.phone_rows(side)
+    out = {"pairs": 0, "flag_without": 0, "flag_with": 0, "change_on_sticker": 0, "unusable_with": 0}
+    tries = 0
+    while out["pairs"] < n and tries < 5 * n:
+        tries += 1
+        image = load_rgb(phone_pairs.PHONE / rows[int(rng.integers(len(rows)))]["image"])
+        h, w = image.shape[:2]
+        try:
+            pair = make_pair(image, lesion_mask=propose_site(image), kind="none", rng=rng, rotation=20.0,
+                             scale_range=(0.85, 1.15))
+        except ValueError:
+            continue
+        places = []
+        for _ in range(2):
+            places.append(sticker.perspective_homography(
+                width_px=rng.uniform(0.12, 0.3) * w, centre=(rng.choice([0.2, 0.8]) * w, rng.choice([0.2, 0.8]) * h),
+                rotation_deg=rng.uniform(-180, 180), tilt_deg=rng.uniform(0, 30), tilt_axis_deg=rng.uniform(0, 180)))
+        base, base_mask = sticker.place_sticker(pair.reference_image, places[0])
+        follow, follow_mask = sticker.place_sticker(pair.moving_image, places[1])
+        without = analyze_pair(pair.reference_image, pair.moving_image)
+        with_ = analyze_pair(base, follow)
+        on = base_mask.copy()
+        if with_.homography is not None:
+            on |= cv2.warpPerspective(follow_mask.astype(np.uint8), with_.homography, (w, h)) > 0
+        on = cv2.dilate(on.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        out["pairs"] += 1
+        out["flag_without"] += bool(without.flag)
+        out["flag_with"] += bool(with_.flag)
+        out["change_on_sticker"] += bool((with_.change_mask & on).any())
+        out["unusable_with"] += not with_.quality.usable
+    return out
+
+
 def timing(*, seed=15, n=20):
     """Median ms of detect_sticker (one thread) on 1-MP phone photos with and without a sticker."""
     cv2.setNumThreads(1)
@@ -133,7 +174,7 @@ def timing(*, seed=15, n=20):
     return float(np.median(with_s)), float(np.median(without))
 
 
-def report(results, n_photos, false_found, ms, side="bench"):
+def report(results, n_photos, false_found, ms, side="bench", moving=None):
     big = [r for r in results if r["across_px"] >= 60]
     detected = [r for r in big if r["usable"]]
     print(f"Reference sticker, {len(results)} renderings into 1-MP phone photos ({side} third)")
@@ -164,6 +205,10 @@ def report(results, n_photos, false_found, ms, side="bench"):
           f"(target 0){' ' + ', '.join(false_found[:10]) if false_found else ''}")
     print(f"  ms per 1-MP photo (one thread, median): {ms[0]:.1f} with a sticker, {ms[1]:.1f} without; "
           f"per pair {2 * max(ms):.1f} ms (target <= 40 ms)")
+    if moving:
+        print(f"  unchanged phone pairs with a sticker that moves between the photos: {moving['pairs']} pairs, "
+              f"flagged {moving['flag_with']} with the sticker vs {moving['flag_without']} without, change found "
+              f"on a sticker in {moving['change_on_sticker']}, unusable {moving['unusable_with']}")
 
 
 def main(argv=None):
@@ -171,13 +216,15 @@ def main(argv=None):
     parser.add_argument("--trials", type=int, default=400)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--side", choices=("tune", "bench"), default="bench")
+    parser.add_argument("--moving", type=int, default=30, help="unchanged pairs with a moving sticker (0: none)")
     parser.add_argument("--false-limit", type=int, default=None, help="only the first N shared photos")
     args = parser.parse_args(argv)
     ms = timing(seed=args.seed)
     cv2.setNumThreads(-1)
     results = measure(args.trials, seed=args.seed, side=args.side)
     n_photos, false_found = false_detections(args.false_limit)
-    report(results, n_photos, false_found, ms, args.side)
+    moving = moving_sticker(args.moving, seed=args.seed, side=args.side) if args.moving else None
+    report(results, n_photos, false_found, ms, args.side, moving)
 
 
 if __name__ == "__main__":

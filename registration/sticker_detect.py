@@ -110,6 +110,12 @@ def _detector():
         params.adaptiveThreshWinSizeMin = 7
         params.adaptiveThreshWinSizeMax = 7
         params.errorCorrectionRate = 0.3  # fewer chance markers in skin texture (0.6 found no more stickers)
+        # motion blur rounds the marker's corners and smears its cells: a looser polygon fit, and each
+        # cell read at 8 px from its middle 40 % (tune photos, 4-7 px of blur on 60-120-px stickers:
+        # 46 of 60 read instead of 40)
+        params.polygonalApproxAccuracyRate = 0.05
+        params.perspectiveRemovePixelPerCell = 8
+        params.perspectiveRemoveIgnoredMarginPerCell = 0.3
         _detector_cache["d"] = cv2.aruco.ArucoDetector(design.aruco_dictionary(), params)
     return _detector_cache["d"]
 
