@@ -31,6 +31,7 @@ bench: setup
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.reminders_bench
 	$(PY) -m bench.web_bench
+	$(PY) -m bench.sticker_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache

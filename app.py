@@ -51,7 +51,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     security.init_app(app)
 
     from followup import api, cli, fhir
-    from followup.web import audit_trail, clinic, common, patient, staff, triage
+    from followup.web import audit_trail, clinic, common, patient, staff, sticker, triage
 
     api.init_app(app)
     for name, blueprint in app.blueprints.items():
@@ -62,7 +62,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     fhir.init_app(app)
     csrf.exempt(fhir.bp)
     common.init_app(app)
-    for module in (staff, triage, clinic, patient, audit_trail):
+    for module in (staff, triage, clinic, patient, audit_trail, sticker):
         app.register_blueprint(module.bp)
     # The patient's pages: the link's token in the URL is the only credential and no cookie authenticates
     # anyone there, so a forged cross-site request has no ambient authority to borrow and CSRF protection adds

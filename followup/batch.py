@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from registration import analyze_pair
+from registration.sticker_detect import detect_sticker, pair_scale
 
 try:  # HEIC photos from iPhones, when the plugin is installed (requirements.txt).
     from pillow_heif import register_heif_opener
@@ -66,7 +67,19 @@ def _finite(value):
     return float(value) if math.isfinite(value) else None
 
 
-def _record(pair_id, analysis, recurrence, recurrence_note, mask_rel, seconds):
+def _mm(region, mm_per_px):
+    """A region's figures in mm (baseline pixels at `mm_per_px`); None without a scale. The diameter is
+    that of the circle of the region's area."""
+    if mm_per_px is None:
+        return {"area_mm2": None, "diameter_mm": None, "distance_to_scar_mm": None}
+    area = region["area_px"] * mm_per_px**2
+    distance = region["distance_to_lesion_px"]
+    return {"area_mm2": round(area, 2), "diameter_mm": round(2 * math.sqrt(area / math.pi), 2),
+            "distance_to_scar_mm": None if not math.isfinite(distance) else round(distance * mm_per_px, 2)}
+
+
+def _record(pair_id, analysis, recurrence, recurrence_note, mask_rel, seconds, scale=None):
+    scale = scale or {"moving_mm_per_px": None, "reference_mm_per_px": None, "source": None, "reasons": []}
     reasons = list(analysis.reasons)
     if recurrence_note:
         reasons.append(recurrence_note)
@@ -82,8 +95,13 @@ def _record(pair_id, analysis, recurrence, recurrence_note, mask_rel, seconds):
         "modality": analysis.modality,
         "quality": {"usable": bool(analysis.quality.usable), "reasons": list(analysis.quality.reasons)},
         "reasons": reasons,
-        "regions": [dict(r, distance_to_lesion_px=_finite(r["distance_to_lesion_px"]))
+        "regions": [dict(r, distance_to_lesion_px=_finite(r["distance_to_lesion_px"]),
+                         **_mm(r, scale["reference_mm_per_px"]))
                     for r in analysis.regions],
+        "scale_mm_per_px": (None if scale["moving_mm_per_px"] is None
+                            else round(float(scale["moving_mm_per_px"]), 6)),
+        "scale_source": scale["source"],
+        "scale_reasons": list(scale["reasons"]),
         "seconds": round(seconds, 4),
     }
 
@@ -152,6 +170,7 @@ def run_batch(manifest_path, out_path, *, change_masks_dir=None, lesion_masks_di
                 if reference_mask is not None and reference_mask.shape != reference.shape[:2]:
                     reference_mask = None
                 analysis = analyze_pair(reference, moving, reference_mask=reference_mask)
+                scale = pair_scale(detect_sticker(reference), detect_sticker(moving), analysis.homography)
                 if recurrence_scorer is None:
                     recurrence = analysis.change_score
                     note = "recurrence score is the change score (no recurrence model loaded)"
@@ -166,7 +185,7 @@ def run_batch(manifest_path, out_path, *, change_masks_dir=None, lesion_masks_di
                 mask_name = f"{summary['pairs']:05d}_{_safe_name(pair_id)}.png"
                 Image.fromarray(analysis.change_mask.astype(np.uint8) * 255).save(mask_dir / mask_name)
                 record = _record(pair_id, analysis, recurrence, note,
-                                 f"{mask_rel_dir}/{mask_name}", time.perf_counter() - start)
+                                 f"{mask_rel_dir}/{mask_name}", time.perf_counter() - start, scale)
                 summary["flagged"] += record["flag"]
                 summary["unusable"] += not record["quality"]["usable"]
                 seconds.append(record["seconds"])

@@ -1,4 +1,4 @@
-"""Scar Watch image analysis: quality, alignment, normalisation, change detection.
+"""Scar Watch image analysis: quality, alignment, normalisation, change detection, the reference sticker.
 
 Pure functions on RGB uint8 arrays; no web framework, no database.
 """
@@ -14,6 +14,8 @@ from .quality import Quality, assess_quality
 from .site import (mask_to_polygon, outline_from_point, pixels_per_mm, polygon_to_mask, propose_site,
                    site_region)
 from .skin import segment_skin
+from .sticker_detect import (ColourCorrection, StickerDetection, apply_colour_correction, colour_correction,
+                             detect_sticker, sticker_mask)
 from .synth import make_pair
 
 __all__ = [
@@ -22,14 +24,19 @@ __all__ = [
     "MODALITIES",
     "Alignment",
     "ChangeResult",
+    "ColourCorrection",
     "FLAG_THRESHOLD",
     "PairAnalysis",
     "Quality",
+    "StickerDetection",
     "align",
     "analyze_pair",
+    "apply_colour_correction",
     "assess_quality",
+    "colour_correction",
     "detect_change",
     "detect_modality",
+    "detect_sticker",
     "make_pair",
     "mask_to_polygon",
     "normalise_colour",
@@ -42,4 +49,5 @@ __all__ = [
     "segment_lesion",
     "segment_skin",
     "site_region",
+    "sticker_mask",
 ]

@@ -440,3 +440,10 @@ def test_overdue_page_title_is_plain(client, case):
     login(client)
     page = client.get("/overdue").get_data(as_text=True)
     assert "<title>Overdue · Scar Watch</title>" in page
+
+
+def test_patient_page_links_the_printable_sticker(client, case):
+    login(client)
+    text = client.get(f"/patients/{case['site'].patient_id}").get_data(as_text=True)
+    assert 'href="/reference-sticker.pdf"' in text and 'href="/reference-sticker.svg"' in text
+    assert client.get("/reference-sticker.pdf").status_code == 200

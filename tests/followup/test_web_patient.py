@@ -226,3 +226,8 @@ def test_uploads_are_limited_per_link_and_per_address_with_a_kind_page(limited, 
     assert [client.post(f"/u/{token}", data={}).status_code for _ in range(2)] == [400, 429]  # 5 per address
     assert client.post(f"/u/{token}", data={}, environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 400
     assert client.get(f"/u/{token}").status_code == 200  # only uploads count
+
+
+def test_page_explains_the_reference_sticker(client, link):
+    text = client.get(f"/u/{link['token']}").get_data(as_text=True)
+    assert 'src="/reference-sticker.svg"' in text and "beside the scar" in text

@@ -94,3 +94,62 @@ def test_run_batch_rejects_manifest_without_columns(tmp_path):
     path.write_text("id,a,b\n1,x,y\n")
     with pytest.raises(ValueError, match="pair_id"):
         run_batch(path, tmp_path / "out.jsonl", progress=False)
+
+
+def _write_manifest(tmp_path, pairs):
+    rows = []
+    for i, (baseline, followup) in enumerate(pairs):
+        Image.fromarray(baseline).save(tmp_path / f"sb{i}.png")
+        Image.fromarray(followup).save(tmp_path / f"sf{i}.png")
+        rows.append({"pair_id": f"s{i}", "baseline": f"sb{i}.png", "followup": f"sf{i}.png"})
+    path = tmp_path / "sticker_manifest.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["pair_id", "baseline", "followup"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_run_batch_scale_from_the_sticker(tmp_path, make_skin):
+    """Issue 15: a sticker in both photos (it moves with the skin), and one in the baseline only."""
+    from registration import sticker
+
+    image, lesion = make_skin(5, (600, 800))
+    Hs = sticker.perspective_homography(width_px=170, centre=(130, 470), rotation_deg=10, tilt_deg=15)
+    with_sticker, _ = sticker.place_sticker(image, Hs)
+    both = make_pair(with_sticker, lesion_mask=lesion, kind="new_lesion", rng=np.random.default_rng(3),
+                     rotation=10.0, scale_range=(0.95, 1.05))
+    plain = make_pair(image, lesion_mask=lesion, kind="new_lesion", rng=np.random.default_rng(3),
+                      rotation=10.0, scale_range=(0.95, 1.05))
+    baseline_only, _ = sticker.place_sticker(plain.reference_image, Hs)
+    manifest = _write_manifest(tmp_path, [(both.reference_image, both.moving_image),
+                                          (baseline_only, plain.moving_image)])
+    run_batch(manifest, tmp_path / "s.jsonl", progress=False)
+    lines = {x["pair_id"]: x for x in map(json.loads, (tmp_path / "s.jsonl").read_text().splitlines())}
+    baseline_scale = sticker.local_scale(Hs)
+    follow_truth = sticker.local_scale(np.linalg.inv(both.homography) @ Hs)
+    s0 = lines["s0"]
+    assert s0["scale_source"] == "marker"
+    assert abs(s0["scale_mm_per_px"] / follow_truth - 1) < 0.03
+    assert s0["regions"]
+    for region in s0["regions"]:
+        assert region["area_mm2"] == pytest.approx(region["area_px"] * baseline_scale**2, rel=0.04)
+        assert region["diameter_mm"] == pytest.approx(2 * np.sqrt(region["area_mm2"] / np.pi), rel=0.01)
+        assert region["distance_to_scar_mm"] is None or region["distance_to_scar_mm"] >= 0
+    s1 = lines["s1"]
+    assert s1["scale_source"] == "marker" and s1["registered"]
+    assert abs(s1["scale_mm_per_px"] / sticker.local_scale(np.linalg.inv(plain.homography) @ Hs) - 1) < 0.05
+    assert any("from the baseline" in r for r in s1["scale_reasons"])
+
+
+def test_run_batch_without_sticker_has_no_scale(tmp_path, manifest):
+    out = tmp_path / "res.jsonl"
+    run_batch(manifest, out, progress=False)
+    for line in map(json.loads, out.read_text().splitlines()):
+        if "error" in line:
+            continue
+        assert line["scale_mm_per_px"] is None and line["scale_source"] is None
+        assert "no scale in this photo" in line["scale_reasons"]
+        for region in line["regions"]:
+            assert region["area_mm2"] is None and region["diameter_mm"] is None
+            assert region["distance_to_scar_mm"] is None and region["area_px"] > 0
