@@ -43,6 +43,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
         site_id=site.id, kind=kind, sha256=key.split(".")[0], storage_key=key, original_key=original_key,
         content_type="image/jpeg", size_bytes=len(clean.data), width=clean.width, height=clean.height,
         captured_at=clean.captured_at, status="queued", status_changed_at=utcnow(),
+        enqueued_at=utcnow() if enqueue else None,
         upload_link_id=link.id if link else None, uploaded_by_id=user.id if user else None, modality=modality,
         **{f: (answers or {}).get(f) for f in ANSWER_FIELDS},
     )
@@ -61,7 +62,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
 
     on_photo_received(photo)  # the photo answers the request: its pending reminders are withdrawn
     if enqueue:
-        jobs.enqueue_photo(photo.id)
+        jobs.enqueue_photo(photo.id)  # after the commit: a worker never gets the id of a row it cannot see
     return photo
 
 
