@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app app
 PORT ?= 5000
 
-.PHONY: setup db run test bench clean
+.PHONY: setup db run test bench clean stack
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: setup
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.reminders_bench
 	$(PY) -m bench.web_bench
+
+# The production-shaped stack (PostgreSQL, Redis, gunicorn, scheduler, Celery workers, S3 on moto): README.
+stack: setup
+	./deploy/stack.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache
