@@ -7,6 +7,9 @@ and checks that every photo ends analysed exactly once: a terminal status, no du
 - ``kill-worker``: kill -9 the worker's pool process the moment a photo is ``processing`` (``--kills`` times),
   the last time the whole worker (main process too), which is then started again.
 - ``redis-wipe``: kill -9 Redis while photos wait in its queue and start it again empty on the same port.
+- ``postgres-restart``: stop PostgreSQL at once (``-m immediate``, as a crash) while a photo is analysed, and
+  start it again 2 s later; this drill runs its own throw-away cluster (``initdb`` on a free port, as the
+  ``postgres`` user), so no other database goes down.
 
 Prints the figures as JSON; exit status 1 when a photo is lost, stuck or analysed twice. The drills use a
 PostgreSQL database of their own, dropped and created again (``FAULTS_DATABASE_URL``, default
@@ -33,10 +36,11 @@ sys.path.insert(0, str(REPO))  # run as a script: the app and its packages
 PHOTOS = sorted((REPO / "followup" / "demo_photos").glob("*.jpg"))
 
 
-def _environment(media_root: str) -> dict[str, str]:
+def _environment(media_root: str, database_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=os.environ.get("FAULTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/scarwatch_faults"),
+        DATABASE_URL=database_url or os.environ.get("FAULTS_DATABASE_URL",
+                                                    "postgresql://postgres@127.0.0.1:5432/scarwatch_faults"),
         CELERY_BROKER_URL=f"redis://127.0.0.1:{_free_port()}/0",
         JOB_BACKEND="celery", STORAGE_BACKEND="local", MEDIA_ROOT=media_root, SCHEDULER_ENABLED="0",
         PHOTO_STALE_SECONDS="6", PHOTO_RESEND_SECONDS="2", SECRET_KEY="fault-drill", LOG_LEVEL="WARNING",
@@ -108,9 +112,9 @@ def _stop(process: subprocess.Popen) -> None:
 class Drill:
     """The processes, the app and an enrolled site: ``with Drill(logs) as drill: ...``."""
 
-    def __init__(self, logs: Path):
+    def __init__(self, logs: Path, database_url: str | None = None):
         self.logs = logs
-        self.env = _environment(tempfile.mkdtemp(prefix="scarwatch-faults-"))
+        self.env = _environment(tempfile.mkdtemp(prefix="scarwatch-faults-"), database_url)
         self.processes: dict[str, subprocess.Popen] = {}
 
     def __enter__(self) -> "Drill":
@@ -227,6 +231,61 @@ def drill_kill_worker(photos: int, kills: int, logs: Path) -> dict:
     return {**figures, **result}
 
 
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster on a free loopback port (run as the ``postgres`` user), so that a drill
+    can crash and restart it without touching any other database."""
+
+    def __init__(self, logs: Path):
+        self.bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+        self.port = _free_port()
+        self.data = Path(tempfile.mkdtemp(prefix="scarwatch-faults-pg-"))
+        self.log = logs / "postgres.log"
+        for path in (self.data, logs):
+            subprocess.run(["chown", "postgres", str(path)], check=True)
+        self._as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"])
+        self.start()
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _as_postgres(self, command: list[str]) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--"] + command, check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-o",
+                           f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1", "start"])
+
+    def crash(self) -> None:
+        """Stop at once, as a crash would (``-m immediate``: no checkpoint, crash recovery at the next start)."""
+        self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"])
+
+    def remove(self) -> None:
+        try:
+            self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"])
+        finally:
+            subprocess.run(["rm", "-rf", str(self.data)], check=False)
+
+
+def drill_postgres_restart(photos: int, logs: Path) -> dict:
+    postgres = PrivatePostgres(logs)
+    try:
+        with Drill(logs, postgres.url("scarwatch_faults")) as drill:
+            started = drill.upload(photos)
+            _wait(lambda: _count(("processing",)) >= 1 and _count(("done", "rejected", "failed")) >= 2, 120,
+                  poll=0.01)
+            postgres.crash()
+            down = time.monotonic()
+            time.sleep(2)
+            postgres.start()
+            figures = {"drill": "PostgreSQL crashed (immediate stop) and started again, mid-run",
+                       "photos": photos + 1, "postgres_down_s": round(time.monotonic() - down, 1)}
+            result = drill.figures(started, photos)
+        result.pop("attempts_by_photo")
+        return {**figures, **result}
+    finally:
+        postgres.remove()
+
+
 def drill_redis_wipe(photos: int, logs: Path) -> dict:
     import redis
 
@@ -256,7 +315,10 @@ def _wait(condition, seconds: float, *, poll: float = 0.2):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         db.session.expire_all()
-        value = condition()
+        try:
+            value = condition()
+        except Exception:  # noqa: BLE001 - the database may be the thing being restarted
+            value = None
         db.session.rollback()
         if value:
             return value
@@ -268,7 +330,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=12, help="follow-up photos uploaded (besides the baseline)")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs; the last one takes the whole worker")
-    parser.add_argument("--drill", choices=("all", "kill-worker", "redis-wipe"), default="all")
+    parser.add_argument("--drill", choices=("all", "kill-worker", "redis-wipe", "postgres-restart"), default="all")
     parser.add_argument("--logs", default=str(REPO / "bench-out" / "faults"), help="the processes' logs")
     args = parser.parse_args()
     logs = Path(args.logs)
@@ -279,6 +341,9 @@ def main() -> None:
         print(json.dumps(results[-1]), flush=True)
     if args.drill in ("all", "redis-wipe"):
         results.append(drill_redis_wipe(args.photos, logs))
+        print(json.dumps(results[-1]), flush=True)
+    if args.drill in ("all", "postgres-restart"):
+        results.append(drill_postgres_restart(args.photos, logs))
         print(json.dumps(results[-1]), flush=True)
     sys.exit(0 if all(result["ok"] for result in results) else 1)
 
