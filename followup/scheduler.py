@@ -112,7 +112,13 @@ class ReminderScheduler:
             return None
         with self.app.app_context():
             try:
-                summary = dispatch()
+                on_workers = self.app.config["JOB_BACKEND"] == "celery"
+                summary = dispatch(send=not on_workers)
+                if on_workers:  # the sends run on the messages workers; the outbox rows keep exactly-once
+                    from followup.celery_app import DELIVER_OUTBOX
+                    from followup.jobs import send_task
+
+                    summary["outbox_handed_to_workers"] = int(send_task(DELIVER_OUTBOX))
                 summary.update(push_due())  # accepted photos to the image archive, when DICOMWEB_URL is set
                 if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown", "errors",
                                                 "dicom_sent", "dicom_retrying", "dicom_failed")):
