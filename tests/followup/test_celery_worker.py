@@ -41,7 +41,8 @@ def queues():
     tag = uuid.uuid4().hex[:8]
     names = {ANALYZE_PHOTO: f"photos-{tag}", DELIVER_OUTBOX: f"messages-{tag}"}
     yield client, names
-    client.delete(*names.values(), *(f"{name}\x06\x16{p}" for name in names.values() for p in range(1, 10)))
+    client.delete(*names.values(), *(f"{name}\x06\x16{p}" for name in names.values() for p in range(1, 10)),
+                  *(f"_kombu.{kind}.{name}" for kind in ("binding", "binding_permanent") for name in names.values()))
 
 
 def celery_config(names: dict, broker_url: str = REDIS_URL) -> dict:
