@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app app
 PORT ?= 5000
 
-.PHONY: setup db run test bench clean
+.PHONY: setup db run test bench clean stack faults
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ bench: setup
 	$(PY) -m bench.reminders_bench
 	$(PY) -m bench.web_bench
 	$(PY) -m bench.sticker_bench
+
+# The production-shaped stack (PostgreSQL, Redis, gunicorn, scheduler, Celery workers, S3 on moto): README.
+stack: setup
+	./deploy/stack.sh
+
+# Fault drills on real processes (their own database and Redis db, emptied first): README, "Fault drills".
+faults: setup
+	$(PY) deploy/faults.py $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

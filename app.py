@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
 from werkzeug.routing import IntegerConverter
 
-from followup import auth, errors, jobs, links, security, storage
+from followup import auth, celery_app, errors, jobs, links, security, storage
 from followup.config import from_environment, sqlalchemy_url
 from followup.db import MAX_ID, db
 
@@ -47,6 +47,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     auth.init_app(app)
     storage.init_app(app)
     jobs.init_app(app)
+    celery_app.init_app(app)
     errors.init_app(app)
     security.init_app(app)
 

@@ -110,7 +110,13 @@ def scheduler_command() -> None:
     """Run the reminder scheduler in the foreground (production); a second one stands by and does nothing."""
     from followup.scheduler import ReminderScheduler, lease_holder
 
+    import signal
+    import sys
+
     app = current_app._get_current_object()
+    # A process manager stops it with SIGTERM: leave through `finally`, so the lease is released at once and a
+    # scheduler started next does not stand by for the lease's 2 minutes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     runner = ReminderScheduler(app, blocking=True)
     if not runner.heartbeat():
         holder = lease_holder()

@@ -39,6 +39,10 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "S3_PREFIX": (str, "media/"),
     "JOB_BACKEND": (str, "inprocess"),  # inprocess | celery | sync | deferred
     "CELERY_BROKER_URL": (str, "redis://127.0.0.1:6379/0"),
+    "CELERY_VISIBILITY_TIMEOUT": (int, 3600),  # s an unacknowledged task waits before Redis hands it out again
+    "CELERY_WORKER_MAX_MEMORY_KB": (int, 1_500_000),  # a worker child past this resident size is replaced
+    "PHOTO_RESEND_SECONDS": (float, 30.0),  # the scheduler sends queued or stale photos again this often
+    "PHOTO_STALE_SECONDS": (float, 120.0),  # a processing photo without a heartbeat this long: its worker died
     "PHOTO_RETRY_SECONDS": (float, 120.0),  # a failed photo job waits this long, then 4 times longer
     "SCHEDULER_ENABLED": (_bool, True),
     "QUIET_HOURS": (str, "20:00-09:00"),  # no patient SMS then, in the patient's timezone

@@ -48,6 +48,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
         content_type="image/jpeg", size_bytes=len(clean.data), width=clean.width, height=clean.height,
         received_at=received_at or utcnow(), captured_at=captured_at or clean.captured_at, status="queued",
         status_changed_at=received_at or utcnow(),
+        enqueued_at=utcnow() if enqueue else None,
         upload_link_id=link.id if link else None, uploaded_by_id=user.id if user else None, modality=modality,
         **{f: (answers or {}).get(f) for f in ANSWER_FIELDS},
     )
@@ -66,7 +67,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
 
     on_photo_received(photo)  # the photo answers the request: its pending reminders are withdrawn
     if enqueue:
-        jobs.enqueue_photo(photo.id)
+        jobs.enqueue_photo(photo.id)  # after the commit: a worker never gets the id of a row it cannot see
     return photo
 
 

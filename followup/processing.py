@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from followup import alerts, outlines, reminders
+from followup import alerts, jobs, outlines, reminders
 from followup.analyser import Recurrence, get_analyser
 from followup.db import db, utcnow
 from followup.models import Analysis, Clinic, Photo, Site, UploadLink
@@ -179,6 +179,7 @@ def _saliency_overlay(aligned: np.ndarray, recurrence: Recurrence) -> Optional[n
 
 
 def _finish(photo: Photo, status: str, detail: Optional[str]) -> None:
+    jobs.check_claim(photo)  # a worker given up for dead must not write a second outcome
     photo.status, photo.status_detail, photo.status_changed_at = status, detail, utcnow()
 
 

@@ -200,9 +200,10 @@ def plan_reminders(now: datetime) -> int:
 
 # --- the sweep ----------------------------------------------------------------------------------------------------
 
-def dispatch(now: Optional[datetime] = None) -> dict[str, int]:
+def dispatch(now: Optional[datetime] = None, *, send: bool = True) -> dict[str, int]:
     """One pass: plan, decide what is due, escalate, queue digests, send the outbox, reconcile unknowns, and
-    put stale alert claims back in the triage queue.
+    put stale alert claims back in the triage queue. ``send=False`` leaves the outbox to the caller (under
+    Celery the scheduler hands it to the ``messages`` workers).
 
     ``now`` is the sweep's idea of the time (``--now``; default the real time). Returns the summary printed
     by the CLI: ``sent``, ``escalated``, ``failed`` and the other counts; ``errors`` (when there were any)
@@ -217,7 +218,7 @@ def dispatch(now: Optional[datetime] = None) -> dict[str, int]:
         ("planning", lambda: Counter(planned=plan_reminders(now))),
         ("deciding due reminders", lambda: process_due(now)),
         ("queueing digests", lambda: queue_digests(now)),
-        ("sending the outbox", lambda: messaging.deliver_pending(now, guard=reminder_guard)),
+        ("sending the outbox", lambda: messaging.deliver_pending(now, guard=reminder_guard) if send else Counter()),
         ("reconciling unknown sends", lambda: messaging.reconcile(now)),
         ("releasing stale claims", lambda: +Counter(claims_released=alerts.release_stale_claims(now))),
     )

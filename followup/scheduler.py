@@ -87,6 +87,9 @@ class ReminderScheduler:
                                next_run_time=utcnow())
         self.scheduler.add_job(self.sweep, "interval", seconds=SWEEP_SECONDS, id="reminders-sweep",
                                next_run_time=utcnow() + timedelta(seconds=2))
+        if app.config["JOB_BACKEND"] == "celery":  # the row is the job: lost messages are sent again
+            self.scheduler.add_job(self.resend_photos, "interval", seconds=app.config["PHOTO_RESEND_SECONDS"],
+                                   id="photos-resend", next_run_time=utcnow() + timedelta(seconds=1))
 
     def heartbeat(self) -> bool:
         with self.app.app_context():
@@ -109,7 +112,13 @@ class ReminderScheduler:
             return None
         with self.app.app_context():
             try:
-                summary = dispatch()
+                on_workers = self.app.config["JOB_BACKEND"] == "celery"
+                summary = dispatch(send=not on_workers)
+                if on_workers:  # the sends run on the messages workers; the outbox rows keep exactly-once
+                    from followup.celery_app import DELIVER_OUTBOX
+                    from followup.jobs import send_task
+
+                    summary["outbox_handed_to_workers"] = int(send_task(DELIVER_OUTBOX))
                 summary.update(push_due())  # accepted photos to the image archive, when DICOMWEB_URL is set
                 if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown", "errors",
                                                 "dicom_sent", "dicom_retrying", "dicom_failed")):
@@ -117,6 +126,23 @@ class ReminderScheduler:
                 return summary
             except Exception:  # noqa: BLE001 - the next minute tries again
                 log.exception("reminder sweep failed")
+                db.session.rollback()
+                return None
+            finally:
+                db.session.remove()
+
+    def resend_photos(self) -> Optional[dict[str, int]]:
+        """Send queued and stale photos to Celery again (`followup.jobs.resend_due`), if this process holds
+        the lease."""
+        from followup.jobs import resend_due
+
+        if not self.heartbeat():
+            return None
+        with self.app.app_context():
+            try:
+                return resend_due()
+            except Exception:  # noqa: BLE001 - the next period tries again
+                log.exception("photo re-send failed")
                 db.session.rollback()
                 return None
             finally:
@@ -174,7 +200,14 @@ def start_embedded(app: Flask) -> Optional[ReminderScheduler]:
 
 
 def wake_soon(app: Flask) -> None:
-    """Ask this process's scheduler, if it runs one, to send the outbox within seconds."""
+    """Ask for the outbox to be sent within seconds: by this process's scheduler if it runs one, else under
+    Celery by a ``deliver_outbox`` task on the ``messages`` queue, sent once the caller's transaction commits
+    (the messages it queued are then visible to the worker). Otherwise the next sweep sends it."""
     embedded: Optional[ReminderScheduler] = app.extensions.get("reminder_scheduler")
     if embedded is not None:
         embedded.wake_soon()
+    elif app.config["JOB_BACKEND"] == "celery":
+        from followup.celery_app import DELIVER_OUTBOX
+        from followup.jobs import after_commit, send_task
+
+        after_commit(lambda: send_task(DELIVER_OUTBOX))

@@ -3,10 +3,12 @@ import io
 import time
 from datetime import timedelta
 
+import pytest
+
 from app import create_app
 from followup import jobs
 from followup.db import db, utcnow
-from followup.models import Alert, Photo
+from followup.models import Alert, Analysis, Photo
 from tests.conftest import PASSWORD, jpeg_bytes
 
 
@@ -122,26 +124,26 @@ def test_a_processing_failure_is_retried_with_exponential_backoff_then_visible(a
     assert client.get(f"/api/v1/photos/{photo_id}", headers=headers).get_json()["next_attempt_at"] is None
 
 
-def test_under_celery_a_retry_is_sent_for_its_time_and_an_early_task_is_not_dropped(app, client, world, site_id,
-                                                                                   monkeypatch):
+def test_under_celery_a_failed_attempt_is_sent_again_once_due_and_not_before(app, client, world, site_id,
+                                                                            monkeypatch):
+    """No ETA task waits in the broker for a retry: the photo stays queued with its time, and the scheduler's
+    re-send sends it once that time has come (and an early redelivery does nothing)."""
     import followup.processing
-    from followup import celery_app
 
     app.config["JOB_BACKEND"] = "celery"
-    delayed, scheduled = [], []
-    monkeypatch.setattr(celery_app.analyze_photo_task, "delay", lambda photo_id: delayed.append(photo_id))
-    monkeypatch.setattr(celery_app.analyze_photo_task, "apply_async",
-                        lambda args, eta=None: scheduled.append((args, eta)))
+    sent = []
+    monkeypatch.setattr(jobs, "_send", lambda photo_id: sent.append(photo_id) or True)
     photo_id = _upload(client, world, site_id)
-    assert delayed == [photo_id]
+    assert sent == [photo_id], "sent once the row was committed"
     monkeypatch.setattr(followup.processing, "process_photo", lambda photo: 1 / 0)
     jobs.run_photo_job(photo_id)  # the worker runs the task: it fails
     photo = db.session.get(Photo, photo_id)
-    assert photo.status == "queued" and photo.next_attempt_at > utcnow()
-    assert scheduled == [((photo_id,), photo.next_attempt_at)], "sent again, for the time of the next attempt"
-    jobs.run_photo_job(photo_id)  # a redelivery before that time: not run, and not dropped either
+    assert photo.status == "queued" and photo.next_attempt_at > utcnow() and photo.enqueued_at is None
+    assert jobs.resend_due() == {"photos_resent": 0, "photos_send_failed": 0}, "not before its time"
+    jobs.run_photo_job(photo_id)  # a redelivery before that time: not run
     assert db.session.get(Photo, photo_id).attempts == 1
-    assert scheduled[-1] == ((photo_id,), photo.next_attempt_at) and len(scheduled) == 2
+    assert jobs.resend_due(photo.next_attempt_at + timedelta(seconds=1))["photos_resent"] == 1
+    assert sent == [photo_id, photo_id]
 
 
 def test_a_photo_whose_last_attempt_died_is_failed_and_shown_to_a_person(app, client, world, site_id):
@@ -154,3 +156,63 @@ def test_a_photo_whose_last_attempt_died_is_failed_and_shown_to_a_person(app, cl
     assert jobs.drain() == 0
     assert db.session.get(Photo, photo_id).status == "failed"
     assert db.session.execute(db.select(Alert.kind)).scalar_one() == "needs_review"
+
+def _analyses(photo_id: int) -> int:
+    return len(db.session.execute(db.select(Analysis.id).where(Analysis.photo_id == photo_id)).all())
+
+
+def test_a_worker_given_up_for_dead_writes_nothing(app, client, world, site_id):
+    """Its claim was taken over and finished by another worker: its late results are refused."""
+    from followup import processing
+
+    app.config["JOB_BACKEND"] = "deferred"
+    photo_id = _upload(client, world, site_id)
+    assert jobs.claim(photo_id)
+    photo = db.session.get(Photo, photo_id)
+    db.session.execute(db.update(Photo).where(Photo.id == photo_id)
+                       .values(status_changed_at=utcnow() - jobs.stale_after() * 2))
+    db.session.commit()
+    jobs.run_photo_job(photo_id)  # another worker: attempt 2, done
+    assert _analyses(photo_id) == 1
+    db.session.info["photo_claim"] = (photo_id, 1)  # the first worker wakes up and finishes its attempt
+    try:
+        with pytest.raises(jobs.ClaimLost):
+            processing.process_photo(db.session.get(Photo, photo_id))
+    finally:
+        db.session.info.pop("photo_claim")
+        db.session.rollback()
+    assert _analyses(photo_id) == 1 and db.session.get(Photo, photo_id).attempts == 2
+
+
+def test_the_heartbeat_keeps_a_long_analysis_from_looking_stale(app, client, world, site_id, monkeypatch):
+    import threading
+
+    import followup.processing
+
+    app.config.update(JOB_BACKEND="deferred", PHOTO_STALE_SECONDS=0.6)
+    photo_id = _upload(client, world, site_id)
+    original = followup.processing.process_photo
+    started = threading.Event()
+
+    def slow(photo):
+        started.set()
+        time.sleep(1.5)  # two and a half stale periods
+        original(photo)
+
+    monkeypatch.setattr(followup.processing, "process_photo", slow)
+    def worker():
+        with app.app_context():
+            jobs.run_photo_job(photo_id)
+
+    job = threading.Thread(target=worker)
+    job.start()
+    started.wait(10)
+    seen = []
+    while job.is_alive():
+        seen.append(jobs.pending_photo_ids())
+        time.sleep(0.2)
+    job.join()
+    assert seen and all(ids == [] for ids in seen), "never offered to another worker while it ran"
+    db.session.expire_all()
+    photo = db.session.get(Photo, photo_id)
+    assert (photo.status, photo.attempts, _analyses(photo_id)) == ("done", 1, 1)

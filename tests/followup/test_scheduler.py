@@ -97,3 +97,55 @@ def test_the_scheduler_command_stands_by_while_another_holds_the_lock(app, runne
     assert "scheduler running" in result.output
     db.session.expire_all()
     assert scheduler.lease_holder() is None  # released on the way out
+
+
+def test_under_celery_an_urgent_text_is_sent_by_a_task_after_the_commit(app, monkeypatch):
+    """Web and worker processes run no scheduler: the outbox task goes to the messages queue, and only once
+    the transaction that queued the text is committed (a worker could not see it before)."""
+    from followup import jobs, scheduler
+    from followup.celery_app import DELIVER_OUTBOX, QUEUES
+
+    app.config["JOB_BACKEND"] = "celery"
+    sent = []
+    monkeypatch.setattr(jobs, "send_task", lambda name, *args: sent.append(name) or True)
+    scheduler.wake_soon(app)
+    assert sent == [], "not before the commit"
+    db.session.commit()
+    assert sent == [DELIVER_OUTBOX] and QUEUES[DELIVER_OUTBOX] == "messages"
+    db.session.commit()
+    assert sent == [DELIVER_OUTBOX], "once"
+
+
+def test_under_celery_the_scheduler_sends_lost_photos_again(app):
+    app.config.update(JOB_BACKEND="celery", PHOTO_RESEND_SECONDS=15)
+    runner = scheduler.ReminderScheduler(app)
+    runner.scheduler.start(paused=True)
+    try:
+        job = runner.scheduler.get_job("photos-resend")
+        assert job.trigger.interval == timedelta(seconds=15) and job.coalesce is True and job.max_instances == 1
+        assert runner.resend_photos() == {"photos_resent": 0, "photos_send_failed": 0}, "nothing waits"
+    finally:
+        runner.scheduler.shutdown(wait=False)
+
+
+def test_under_celery_the_sweep_leaves_the_sends_to_the_messages_workers(app, world, monkeypatch):
+    """The sweep decides and queues; the outbox goes to a deliver_outbox task (the messages queue), whose
+    worker claims and sends it exactly as the sweep would."""
+    from followup import jobs, messaging
+    from followup.celery_app import DELIVER_OUTBOX, deliver_outbox
+
+    app.config["JOB_BACKEND"] = "celery"
+    sent = []
+    monkeypatch.setattr(jobs, "send_task", lambda name, *args: sent.append(name) or True)
+    messaging.enqueue(key="drill:1", clinic_id=world.clinic.id, user_id=world.derm.id, to="+447700900001",
+                      body="hello", purpose="alert_urgent")
+    db.session.commit()
+    runner = scheduler.ReminderScheduler(app)
+    summary = runner.sweep()
+    assert summary["outbox_handed_to_workers"] == 1 and summary["sent"] == 0 and sent == [DELIVER_OUTBOX]
+    assert db.session.execute(select(OutboundMessage.status)).scalar_one() == "pending", "not sent by the sweep"
+    with app.app_context():
+        outcome = deliver_outbox()  # what the messages worker runs
+    assert sum(outcome.values()) >= 1
+    db.session.expire_all()
+    assert db.session.execute(select(OutboundMessage.status)).scalar_one() != "pending"
