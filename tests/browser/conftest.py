@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,17 +64,32 @@ def app_config(app_config):
     return app_config
 
 
-@pytest.fixture
-def live_server(app):
+@contextmanager
+def serving(app, name: str = "live-server"):
     """The app served over HTTP from a thread; yields its base URL."""
     from werkzeug.serving import make_server
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+@pytest.fixture
+def serve():
+    """``serving`` for a test that builds its own app."""
+    return serving
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served over HTTP from a thread; yields its base URL."""
+    with serving(app) as url:
+        yield url
 
 
 class PageWatch:

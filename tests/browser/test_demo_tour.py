@@ -2,7 +2,6 @@
 page with numbers and charts, and no JavaScript errors. Reads the session's seeded demo (``demo_config``)."""
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 
 import pytest
@@ -13,16 +12,10 @@ from followup.demo import DERM
 
 
 @pytest.fixture
-def demo_server(demo_config):
-    from werkzeug.serving import make_server
-
+def demo_server(demo_config, serve):
     app = create_app(demo_config)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="demo-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    with serve(app, name="demo-server") as url:
+        yield url
     with app.app_context():
         db.engine.dispose()
 
