@@ -148,11 +148,19 @@ def test_curled_sticker_is_flagged(photo):
     assert "curled" in d.flags and not d.usable and d.scale_mm_per_px is None
 
 
-def test_too_tilted_is_flagged(photo):
-    image, _, _ = _placed(photo, width_px=400, tilt_deg=62, tilt_axis_deg=0, focal_px=3000)
+@pytest.mark.parametrize("tilt,axis", [(55, 0), (62, 45), (58, 90)])
+def test_too_tilted_is_flagged(photo, tilt, axis):
+    image, _, _ = _placed(photo, width_px=400, tilt_deg=tilt, tilt_axis_deg=axis, focal_px=3000)
     d = detect_sticker(image)
-    if d.found:  # ArUco may or may not still read it; read, it must be flagged
-        assert "too_tilted" in d.flags and not d.usable
+    assert d.found and "too_tilted" in d.flags and not d.usable
+    assert abs(d.tilt_deg - tilt) < 3
+    assert any("tilted" in r for r in d.reasons)
+
+
+def test_tilt_within_the_limit_is_not_flagged(photo):
+    image, _, _ = _placed(photo, width_px=400, tilt_deg=40, tilt_axis_deg=45, focal_px=3000)
+    d = detect_sticker(image)
+    assert d.usable and "too_tilted" not in d.flags
 
 
 def test_sticker_mask_covers_the_sticker(photo):
