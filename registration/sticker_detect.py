@@ -18,6 +18,11 @@ from skimage.color import deltaE_ciede2000, lab2rgb, rgb2lab
 from . import sticker as design
 from ._imageutil import _check_rgb
 
+#: Largest disagreement between the two photos' markers, once the alignment's change of scale is taken
+#: out, that is still one print: alignment and tilt errors stay within a few per cent (scale error p95 1.8 %).
+#: A copy at another zoom or on another paper size (15 % or more) is caught; a printer's "fit to page" (3-6 %)
+#: is not.
+PRINT_SIZE_TOLERANCE = 0.10
 #: Beyond this tilt (degrees, from the marker plane's foreshortening) the scale is not used.
 MAX_TILT_DEG = 50.0
 #: A marker side below this (pixels) is too small to measure.
@@ -463,6 +468,16 @@ def pair_scale(reference_detection, moving_detection, homography):
         centre = _project(moving_detection.homography, [design.sticker_centre_mm()])[0]
         if ref_ok:
             out["reference_mm_per_px"] = reference_detection.scale_mm_per_px
+            if H is not None:
+                # Both markers measured: the alignment says how their scales must relate. A print at
+                # another size (a printer's "fit to page", a home copy) breaks that relation.
+                expected = reference_detection.scale_mm_per_px * _area_factor(H, centre)
+                ratio = moving_detection.scale_mm_per_px / expected
+                if abs(ratio - 1) > PRINT_SIZE_TOLERANCE:
+                    reasons.append(f"the stickers in the two photos measure {abs(ratio - 1):.0%} apart: one is "
+                                   "printed at the wrong size — use the clinic's print (check it against a ruler: "
+                                   f"{design.STICKER_SIZE_MM[0]:g} mm wide)")
+                    out.update(moving_mm_per_px=None, reference_mm_per_px=None, source=None)
         elif H is not None:
             # one baseline pixel spans 1 / factor follow-up pixels there
             out["reference_mm_per_px"] = moving_detection.scale_mm_per_px / _area_factor(H, centre)

@@ -226,6 +226,22 @@ def test_pair_scale_carries_the_baseline_scale_through_the_alignment(photo):
     assert nothing["reasons"] == ["no scale in this photo"]
 
 
+@pytest.mark.parametrize("print_size,same_print", [(1.0, True), (0.95, True), (0.8, False), (1.25, False)])
+def test_pair_scale_refuses_stickers_printed_at_another_size(photo, print_size, same_print):
+    from registration.sticker_detect import pair_scale
+
+    reference = detect_sticker(_placed(photo, width_px=200, rotation_deg=15)[0])
+    # The follow-up was taken from the same place, but its sticker was printed at another size.
+    moving = detect_sticker(_placed(photo, width_px=200 * print_size, rotation_deg=-30)[0])
+    scale = pair_scale(reference, moving, np.eye(3))
+    if same_print:  # within the tolerance: a printer's "fit to page" is not caught
+        assert scale["source"] == "marker" and scale["moving_mm_per_px"] is not None
+        assert not any("wrong size" in r for r in scale["reasons"])
+    else:
+        assert scale["source"] is None and scale["moving_mm_per_px"] is None
+        assert any("printed at the wrong size" in r for r in scale["reasons"])
+
+
 def test_a_sticker_that_moves_between_photos_is_not_a_change(make_skin):
     from registration import analyze_pair, make_pair
 
