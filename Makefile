@@ -32,6 +32,7 @@ bench: setup
 	$(PY) -m bench.reminders_bench
 	$(PY) -m bench.web_bench
 	$(PY) -m bench.sticker_bench
+	$(PY) -m bench.phone_lesions
 
 # The production-shaped stack (PostgreSQL, Redis, gunicorn, scheduler, Celery workers, S3 on moto): README.
 stack: setup

@@ -25,6 +25,7 @@ import torch
 from .augment import dihedral, eval_batch
 from .checkpoint import load_checkpoint
 from .crops import crop_region
+from .cutout import lesion_cutout
 from .data import HISTORY_COLUMNS, load_mask, load_rgb, resize_rgb
 from .encoding import PATIENT_FEATURES, PATIENT_KEYS, decode_answers, encode_answers, encode_patient, encode_region
 from .features import N_IMAGE_FEATURES, lesion_features
@@ -129,13 +130,17 @@ class Scorer:
         return z
 
     def score_lesions(self, images: Sequence[np.ndarray], *, masks: Sequence | None = None,
-                      histories: Sequence | None = None, batch_size: int = 32) -> list[float]:
-        """Calibrated malignancy probability of each whole lesion image.
+                      histories: Sequence | None = None, modalities: Sequence | None = None,
+                      batch_size: int = 32) -> list[float]:
+        """Calibrated malignancy probability of each lesion image.
 
         images : sequence of ndarray (H, W, 3) uint8 RGB; masks : optional sequence of (H, W) arrays or None
         (nonzero = lesion); histories : optional sequence of dicts (grew, itch, bleed, hurt, changed,
         elevation -> bool/0/1/None; age in years, sex male/female, region = body site as in the shared
-        manifest; missing keys are unknown). Returns a list of floats in [0, 1].
+        manifest; missing keys are unknown); modalities : optional sequence of 'clinical', 'dermoscopy' or
+        None, as declared by whoever took the image: a photo declared clinical is first cut out around its
+        lesion, as the training images were (:func:`recurrence.cutout.lesion_cutout`). Returns a list of
+        floats in [0, 1].
         """
         images = [_check_image(im) for im in images]
         n = len(images)
@@ -144,6 +149,11 @@ class Scorer:
         if len(masks) != n or len(histories) != n:
             raise ValueError("masks and histories must have one entry per image")
         masks = [None if m is None else (np.asarray(m) > 0) for m in masks]
+        if modalities is not None:
+            if len(modalities) != n:
+                raise ValueError("modalities must have one entry per image")
+            cut = [lesion_cutout(im, mask=m, modality=mo)[:2] for im, m, mo in zip(images, masks, modalities)]
+            images, masks = [c[0] for c in cut], [c[1] for c in cut]
         out = []
         for i in range(0, n, batch_size):
             z = self._lesion_logits(images[i:i + batch_size], masks[i:i + batch_size], histories[i:i + batch_size])
@@ -304,9 +314,22 @@ def load_scorer(path: str | os.PathLike | None = None) -> Scorer:
     return _CACHE[key]
 
 
-def _row_history(row: Mapping) -> dict | None:
+def row_history(row: Mapping) -> dict | None:
+    """A manifest row's answers and patient facts, as ``history`` (None when it has none)."""
     h = {k: row.get(k) for k in HISTORY_COLUMNS + PATIENT_KEYS if row.get(k) not in (None, "")}
     return h or None
+
+
+#: The manifest's ``modality`` column: the shared lesion manifest's words and the product's.
+_MODALITY_WORDS = {"clinical": "clinical", "clinical_phone": "clinical", "phone": "clinical",
+                   "dermoscopy": "dermoscopy", "": None}
+
+
+def _row_modality(row: Mapping) -> str | None:
+    word = (row.get("modality") or "").strip().lower()
+    if word not in _MODALITY_WORDS:
+        raise ValueError(f"modality {word!r} is not one of {sorted(w for w in _MODALITY_WORDS if w)}")
+    return _MODALITY_WORDS[word]
 
 
 def _score_or_error(scorer: Scorer, image, mask, history) -> float | str:
@@ -317,10 +340,11 @@ def _score_or_error(scorer: Scorer, image, mask, history) -> float | str:
 
 
 def score_manifest(manifest_csv, out_jsonl, *, scorer: Scorer | None = None, batch_size: int = 32) -> int:
-    """Contract ``score-lesions``: MANIFEST columns image_id, image (optional mask and the history columns
-    itch, grew, hurt, changed, bleed, elevation, age, sex, region); paths relative to the manifest's folder.
-    Writes one JSON line per image {"image_id", "malignancy_score"} (or {"image_id", "error"} when it cannot be
-    read). Returns lines written."""
+    """Contract ``score-lesions``: MANIFEST columns image_id, image (optional mask, modality and the history
+    columns itch, grew, hurt, changed, bleed, elevation, age, sex, region); paths relative to the manifest's
+    folder. Writes one JSON line per image {"image_id", "malignancy_score", "lesion"} (``lesion``: how the
+    image was prepared, see :func:`recurrence.cutout.lesion_cutout`), or {"image_id", "error"} when it cannot
+    be read. Returns lines written."""
     manifest_csv, out_jsonl = Path(manifest_csv), Path(out_jsonl)
     scorer = scorer or load_scorer()
     root = manifest_csv.parent
@@ -333,17 +357,19 @@ def score_manifest(manifest_csv, out_jsonl, *, scorer: Scorer | None = None, bat
     with open(out_jsonl, "w") as out:
         for i in range(0, len(rows), batch_size):
             chunk = rows[i:i + batch_size]
-            ok, imgs, masks, hists, lines = [], [], [], [], {}
+            ok, imgs, masks, hists, lines, hows = [], [], [], [], {}, {}
             for j, r in enumerate(chunk):
-                try:  # all three read before any is kept, so the lists stay in step
+                try:  # all read and cut out before any is kept, so the lists stay in step
                     img = load_rgb(root / r["image"])
                     mask = load_mask(root / r["mask"]) if r.get("mask") else None
-                    hist = _row_history(r)
+                    hist = row_history(r)
+                    img, mask, how = lesion_cutout(img, mask=mask, modality=_row_modality(r))
                 except Exception as e:  # one bad file never stops the batch
                     lines[j] = {"image_id": r.get("image_id"), "error": f"{type(e).__name__}: {e}"}
                     continue
                 imgs.append(img)
                 masks.append(mask)
+                hows[j] = how
                 hists.append(hist)
                 ok.append(j)
             if ok:
@@ -353,7 +379,8 @@ def score_manifest(manifest_csv, out_jsonl, *, scorer: Scorer | None = None, bat
                     scores = [_score_or_error(scorer, im, m, h) for im, m, h in zip(imgs, masks, hists)]
                 for j, s in zip(ok, scores):
                     lines[j] = ({"image_id": chunk[j]["image_id"], "error": s} if isinstance(s, str) else
-                                {"image_id": chunk[j]["image_id"], "malignancy_score": round(float(s), 6)})
+                                {"image_id": chunk[j]["image_id"], "malignancy_score": round(float(s), 6),
+                                 "lesion": hows[j]})
             for j in range(len(chunk)):
                 out.write(json.dumps(lines[j]) + "\n")
                 n += 1

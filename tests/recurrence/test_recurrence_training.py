@@ -130,7 +130,7 @@ def test_score_manifest_contract(tiny_lesions, tiny_checkpoint, tmp_path):
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert n == len(recs) == 6
     assert [r["image_id"] for r in recs] == [f"img{i}" for i in range(6)]
-    assert all(set(r) == {"image_id", "malignancy_score"} for r in recs[:5])
+    assert all(set(r) == {"image_id", "malignancy_score", "lesion"} for r in recs[:5])
     assert all(0.0 <= r["malignancy_score"] <= 1.0 for r in recs[:5])
     assert set(recs[5]) == {"image_id", "error"}
 
