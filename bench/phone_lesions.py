@@ -63,7 +63,7 @@ def main(argv=None):
     print(f"| whole, photos with a shared mask | {has_mask.sum()} | {roc_auc(y[has_mask], whole[has_mask]):.3f} |")
     print(f"| found, photos with a shared mask | {has_mask.sum()} | {roc_auc(y[has_mask], found[has_mask]):.3f} |")
     print(f"| cut out from the shared mask | {has_mask.sum()} | {roc_auc(y[has_mask], masked[has_mask]):.3f} |")
-    threshold = scorer.thresholds["sensitivity_first"]
+    threshold = scorer.lesion_thresholds["sensitivity_first"]
     print(f"\nShare flagged at the sensitivity-first point ({threshold:.3f}):")
     print("| diagnosis | photos | whole | cut out (found) |\n|---|---|---|---|")
     for label in sorted(set(labels)):
