@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import date, datetime, time, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -28,13 +28,14 @@ from PIL import Image
 from sqlalchemy import func, select
 from tqdm import tqdm
 
-from followup import jobs, links
-from followup.accounts import create_user
+from followup.analysis import jobs
 from followup.db import db, utcnow
+from followup.intake.photos import receive_photo
 from followup.models import Alert, Analysis, Clinic, OutboundMessage, Photo, PlanItem, Site, UploadLink
-from followup.patients import create_patient, create_site, site_plan
-from followup.photos import receive_photo
-from followup.plans import PROTOCOLS
+from followup.records import links
+from followup.records.accounts import create_user
+from followup.records.patients import create_patient, create_site, site_plan
+from followup.records.plans import PROTOCOLS
 
 PHOTOS = Path(__file__).resolve().parent / "demo_photos"
 DERM = ("derm@example.org", "demo-derm-password")
@@ -245,8 +246,8 @@ def _last_message_id() -> int:
 
 def _message(clinic: Clinic, patient, template: str, day: date, key: str, **context) -> None:
     """A text that went out on ``day`` at 10:00 and was delivered."""
-    from followup import messaging
-    from followup.reminders import render_sms
+    from followup.outreach import outbox as messaging
+    from followup.outreach.texts import render_sms
 
     message = messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, patient_id=patient.id,
                                 body=render_sms(template, clinic=clinic, **context), purpose=template)

@@ -2,24 +2,10 @@
 from __future__ import annotations
 
 from flask import Flask
-from flask_smorest import Api
 
-from followup.api.schemas import ErrorSchema
+from followup.extensions import api
 
 API_PREFIX = "/api/v1"
-
-
-class ScarWatchApi(Api):
-    """flask-smorest with the contract's error format, ``{"error": {"code", "message"}}``."""
-
-    ERROR_SCHEMA = ErrorSchema
-
-    def _register_error_handlers(self):
-        # Errors are answered by followup.errors for the whole app (JSON under /api and /twilio).
-        pass
-
-
-api = ScarWatchApi()
 
 
 def init_app(app: Flask) -> None:

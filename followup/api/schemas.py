@@ -6,27 +6,17 @@ from datetime import date, timezone
 import marshmallow as ma
 from marshmallow import ValidationError, post_dump, validates, validates_schema
 
-from followup.accounts import MAX_EMAIL, MAX_NAME
 from followup.db import MAX_ID
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES, OUTLINE_SOURCES
 from followup.models.photos import MODALITIES
-from followup.patients import check_excision_date, normalise_e164
+from followup.records.accounts import MAX_EMAIL, MAX_NAME
+from followup.records.patients import check_excision_date, normalise_e164
 
 
 class Strict(ma.Schema):
     class Meta:
         unknown = ma.RAISE
-
-
-class ErrorDetailSchema(ma.Schema):
-    code = ma.fields.String(metadata={"description": "Machine-readable error code"})
-    message = ma.fields.String(metadata={"description": "What went wrong, naming the field"})
-    fields = ma.fields.Dict(metadata={"description": "Validation messages per field, when any"})
-
-
-class ErrorSchema(ma.Schema):
-    error = ma.fields.Nested(ErrorDetailSchema)
 
 
 class TokenRequestSchema(Strict):
@@ -251,7 +241,8 @@ class UploadLinkSchema(ma.Schema):
 
 
 class AlertQuerySchema(ma.Schema):
-    status = ma.fields.String(load_default="open", validate=ma.validate.OneOf(("open", "claimed", "resolved", "active")))
+    status = ma.fields.String(load_default="open",
+                              validate=ma.validate.OneOf(("open", "claimed", "resolved", "active")))
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
     cursor = ma.fields.String(load_default=None, allow_none=True)
 

@@ -9,8 +9,8 @@ from followup.auth import api_user
 from followup.db import MAX_ID
 from followup.fhir import enrol, search
 from followup.fhir.capability import capability_statement
+from followup.fhir.common import FHIR_PREFIX, base_url
 from followup.fhir.errors import FhirError, fhir_response, from_fhir_error, from_http_exception
-from followup.fhir.resources import FHIR_PREFIX, base_url
 
 bp = Blueprint("fhir", __name__, url_prefix=FHIR_PREFIX)
 bp.register_error_handler(FhirError, from_fhir_error)

@@ -37,7 +37,7 @@ class OutboundMessage(db.Model):
 
 
 class InboundMessage(db.Model):
-    """A text received, one row per clinic inbox it went to (see `followup.inbound`): a text that may be for
+    """A text received, one row per clinic inbox it went to (see `followup.outreach.inbound`): a text that may be for
     several clinics goes to each of them, unmatched; one for nobody's number is kept once without a clinic."""
 
     __table_args__ = (

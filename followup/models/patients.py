@@ -49,7 +49,7 @@ class Site(db.Model):
     dermatologist_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
     closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The scar outlined on a baseline photo: [[x, y], ...] in that photo's pixels (see followup.outlines).
+    # The scar outlined on a baseline photo: [[x, y], ...] in that photo's pixels (see followup.intake.outlines).
     # It applies only while that photo is the site's baseline. (use_alter: photo refers to site too.)
     outline_polygon: Mapped[Optional[list[list[float]]]] = mapped_column(JSON)
     outline_source: Mapped[Optional[str]] = mapped_column(String(10))  # auto | staff

@@ -48,10 +48,10 @@ class Photo(db.Model):
     status_detail: Mapped[Optional[str]] = mapped_column(Text)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # A queued photo whose last attempt failed waits until then (exponential backoff; followup.jobs).
+    # A queued photo whose last attempt failed waits until then (exponential backoff; followup.analysis.jobs).
     next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     # When the photo was last handed to the job queue (a Celery message); the scheduler sends a queued photo
-    # again when its message may have been lost (followup.jobs.resend_due).
+    # again when its message may have been lost (followup.analysis.jobs.resend_due).
     enqueued_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, index=True)
     upload_link_id: Mapped[Optional[int]] = mapped_column(ForeignKey("upload_link.id"), index=True)
     uploaded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import (Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import HTTPException
 
-from followup import audit, links
-from followup.auth import limiter
+from followup import audit
 from followup.db import db, utcnow
-from followup.intake import IntakeError
+from followup.extensions import limiter
+from followup.intake.cleaning import IntakeError
+from followup.intake.photos import baseline_of, receive_photo
 from followup.models import Clinic, Photo, Site, UploadLink
 from followup.models.photos import ANSWER_FIELDS
-from followup.photos import baseline_of, receive_photo
+from followup.records import links
 from followup.storage import storage
 from followup.web.common import thumbnail
 

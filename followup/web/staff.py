@@ -10,8 +10,9 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from followup import audit
-from followup.auth import authenticate, end_web_sessions, limiter
+from followup.auth import authenticate, end_web_sessions
 from followup.db import db
+from followup.extensions import limiter
 
 bp = Blueprint("web", __name__)
 

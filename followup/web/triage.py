@@ -13,17 +13,18 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
-from werkzeug.exceptions import Conflict
 
-from followup import accounts, alerts, audit, outlines
+from followup import audit, queries
 from followup.db import MAX_ID, db, utcnow
+from followup.intake import outlines
+from followup.intake.photos import baseline_of
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
 from followup.models.alerts import OUTCOMES
 from followup.models.patients import DIAGNOSES
-from followup.patients import OVERLAYS, overlay_for, photo_for, site_plan
-from followup.photos import baseline_of
-from followup.plans import check_plan_date
+from followup.records.patients import OVERLAYS, overlay_for, photo_for, site_plan
+from followup.records.plans import check_plan_date
 from followup.storage import image_mimetype, storage
+from followup.triage import alerts
 from followup.web.charts import timeline_chart
 from followup.web.common import MAX_PAGE, passive, private_image, staff_required, thumbnail
 
@@ -242,8 +243,9 @@ def alert_page(alert_id: int):
         regions=[describe_region(r) for r in (analysis.regions if analysis else [])],
         margin_mm=outlines.site_margin_mm(site),
         outcome_labels=OUTCOME_LABELS, retake_reasons=RETAKE_REASONS, overdue=is_overdue(alert),
-        plan=site_plan(site), visit_default=date.today() + timedelta(days=14), clinic=db.session.get(Clinic, alert.clinic_id),
-        dermatologists=accounts.dermatologists(alert.clinic_id) if current_user.role == "admin" else [],
+        plan=site_plan(site), visit_default=date.today() + timedelta(days=14),
+        clinic=db.session.get(Clinic, alert.clinic_id),
+        dermatologists=queries.dermatologists(alert.clinic_id) if current_user.role == "admin" else [],
     )
     audit.record("view_alert", "alert", alert.id, patient_id=patient.id)
     return page
@@ -259,8 +261,8 @@ def claim(alert_id: int):
             flash("Released: colleagues can take this case.", "info")
         else:
             alerts.claim(alert, current_user)
-    except Conflict as refused:  # a colleague holds it, or it is resolved
-        flash(refused.description, "error")
+    except alerts.AlertConflict as refused:  # a colleague holds it, or it is resolved
+        flash(str(refused), "error")
     target = request.form.get("next") or ""
     if target.startswith("/queue") and "//" not in target:  # back to the queue with its filters
         return redirect(target, 303)
@@ -279,8 +281,8 @@ def reassign(alert_id: int):
             abort(400, f"User {value} doesn't exist.")
     try:
         alerts.reassign(alert, current_user, to)
-    except Conflict as refused:
-        flash(refused.description, "error")
+    except alerts.AlertConflict as refused:
+        flash(str(refused), "error")
     else:
         flash(f"Given to {to.name or to.email}." if to else "Released: back in the queue.", "info")
     return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
@@ -309,8 +311,8 @@ def resolve(alert_id: int):
     try:
         alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
                        retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
-    except Conflict as refused:  # resolved already, or a colleague holds it
-        flash(refused.description, "error")
+    except alerts.AlertConflict as refused:  # resolved already, or a colleague holds it
+        flash(str(refused), "error")
         return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
     flash(f"Alert resolved: {OUTCOME_LABELS[outcome].lower()}.", "info")
     return redirect(url_for("triage.queue"), 303)

@@ -1,7 +1,7 @@
 """What a photo job does: a stored photo becomes analyses, and maybe an alert or a retake request.
 
 - A baseline photo is checked for quality: accepted (done) or rejected with reasons a patient can act on.
-  An accepted baseline gets the site's outline proposed on it (followup.outlines).
+  An accepted baseline gets the site's outline proposed on it (followup.intake.outlines).
 - A follow-up is compared with the site's baseline and with the previous accepted follow-up (slow growth
   shows against the baseline, sudden change against the last photo); both analyses are kept and the alert
   uses the worse. Both are made with the site's outline and its watched margin: a change located only
@@ -20,12 +20,16 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from followup import alerts, jobs, outlines, reminders
-from followup.analyser import Recurrence, get_analyser
+from followup.analysis import jobs
+from followup.analysis.analyser import Recurrence, get_analyser
 from followup.db import db, utcnow
+from followup.intake import outlines
+from followup.intake.photos import baseline_of, load_image, previous_followup_of
 from followup.models import Analysis, Clinic, Photo, Site, UploadLink
-from followup.photos import baseline_of, previous_followup_of
+from followup.outreach import reminders
+from followup.outreach.texts import request_retake
 from followup.storage import storage
+from followup.triage import alerts
 from registration import PairAnalysis, assess_quality, detect_modality, render_overlays
 
 log = logging.getLogger(__name__)
@@ -65,12 +69,6 @@ def process_photo(photo: Photo) -> None:
         _use_up_link(photo)
         _alert_if_needed(photo, site, analyses)
     db.session.commit()
-
-
-def load_image(key: str) -> np.ndarray:
-    """A stored photo as an RGB uint8 array, shape (M, N, 3)."""
-    with Image.open(io.BytesIO(storage().get(key))) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def _check_baseline(photo: Photo, image: np.ndarray) -> None:
@@ -207,7 +205,7 @@ def _reject(photo: Photo, site: Site, analysis: Analysis) -> None:
     if photo.uploaded_by_id is None:
         # The patient sent it: they are asked again, with the reasons. A photo staff uploaded is their retake to
         # make (the page shows why it was rejected): the patient is not texted about a photo they never sent.
-        reminders.request_retake(site, reasons, key=f"retake:photo:{photo.id}")
+        request_retake(site, reasons, key=f"retake:photo:{photo.id}")
 
 
 def _alert_if_needed(photo: Photo, site: Site, analyses: list[Analysis]) -> None:

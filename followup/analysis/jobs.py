@@ -31,14 +31,20 @@ from typing import Callable, Optional
 from flask import Flask, current_app
 from sqlalchemy import event, or_, select, update
 
+from followup.analysis.celery_app import ANALYZE_PHOTO
 from followup.db import db, utcnow
-from followup.models import Photo
+from followup.models import Photo, Site
+from followup.triage import alerts
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(seconds=120)  # default of PHOTO_STALE_SECONDS: a claim this silent has a dead worker
 MAX_ATTEMPTS = 3
 RESEND_BACKOFF_CAP = 20  # a photo waiting in a backlog is sent again at most every 20 resend periods
+
+
+#: What is done with a claimed photo (`followup.analysis.processing.process_photo`, given at `init_app`).
+PhotoJob = Callable[[Photo], None]
 
 
 class ClaimLost(Exception):
@@ -91,8 +97,7 @@ def pending_photo_ids(limit: int = 20) -> list[int]:
 
 def run_photo_job(photo_id: int) -> None:
     """Claim and process one photo; safe to call twice or concurrently (the second call does nothing)."""
-    from followup.processing import process_photo
-
+    process_photo: PhotoJob = current_app.extensions["photo_job"]
     if not claim(photo_id):
         return  # finished, someone else's, or waiting for its next attempt (the re-send brings it back then)
     photo = db.session.get(Photo, photo_id)
@@ -180,9 +185,6 @@ class _Heartbeat:
 
 
 def _needs_review(photo: Photo) -> None:
-    from followup import alerts
-    from followup.models import Site
-
     site = db.session.get(Site, photo.site_id)
     alerts.raise_alert(clinic_id=site.patient.clinic_id, site_id=site.id, photo_id=photo.id, kind="needs_review",
                        priority=2, score=1.0,
@@ -254,10 +256,13 @@ class InProcessWorker:
             self._wake.clear()
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, *, job: PhotoJob) -> None:
+    """The backend ``JOB_BACKEND`` names, running ``job`` on each claimed photo (the app passes the analysis:
+    the queue knows how to hand out photos, not what is done with them)."""
     backend = app.config["JOB_BACKEND"]
     if backend not in ("inprocess", "celery", "sync", "deferred"):
         raise RuntimeError(f"JOB_BACKEND must be inprocess, celery, sync or deferred, not {backend!r}")
+    app.extensions["photo_job"] = job
     app.extensions["photo_worker"] = InProcessWorker(app) if backend == "inprocess" else None
 
 
@@ -280,8 +285,6 @@ def enqueue_photo(photo_id: int) -> None:
 
 
 def _send(photo_id: int) -> bool:
-    from followup.celery_app import ANALYZE_PHOTO
-
     return send_task(ANALYZE_PHOTO, photo_id)
 
 
