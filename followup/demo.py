@@ -32,6 +32,7 @@ from followup.analysis import jobs
 from followup.db import db, utcnow
 from followup.intake.photos import receive_photo
 from followup.models import Alert, Analysis, Clinic, OutboundMessage, Photo, PlanItem, Site, UploadLink
+from followup.models.alerts import AlertPriority
 from followup.records import links
 from followup.records.accounts import create_user
 from followup.records.patients import create_patient, create_site, site_plan
@@ -281,7 +282,8 @@ def _date_history(photo: Photo, received: datetime, before: int, event: Event, r
         alert.created_at = done
         if (today - received.date()).days < OPEN_DAYS:
             continue
-        hours = {1: (2, 20), 2: (8, 60), 3: (20, 120)}[alert.priority]
+        hours = {AlertPriority.URGENT: (2, 20), AlertPriority.HIGH: (8, 60),
+                 AlertPriority.ROUTINE: (20, 120)}[alert.priority]
         alert.status, alert.resolved_by_id = "resolved", derm.id
         alert.resolved_at = done + timedelta(hours=float(rng.uniform(*hours)))
         alert.outcome = _outcome(alert, event, float(rng.random()))

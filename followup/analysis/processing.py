@@ -26,6 +26,8 @@ from followup.db import db, utcnow
 from followup.intake import outlines
 from followup.intake.photos import baseline_of, load_image, previous_followup_of
 from followup.models import Analysis, Clinic, Photo, Site, UploadLink
+from followup.models.alerts import AlertKind, AlertPriority
+from followup.models.photos import PhotoStatus
 from followup.outreach import reminders
 from followup.outreach.texts import request_retake
 from followup.storage import storage
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 HIGH_PRIORITY_SCORE = 0.8
 # The most urgent priority a change gets when every region it located is outside the watched site.
-OUTSIDE_SITE_PRIORITY = 2
+OUTSIDE_SITE_PRIORITY = AlertPriority.HIGH
 UNREADABLE_IN_A_ROW_FOR_HUMAN = 2
 WORRYING_ANSWERS = {"bleed": "bleeding", "grew": "growth"}
 
@@ -49,8 +51,8 @@ def process_photo(photo: Photo) -> None:
     site = db.session.get(Site, photo.site_id)
     baseline = baseline_of(photo.site_id)
     if baseline is None:
-        _finish(photo, "failed", "No accepted baseline photo for this site, so nothing to compare with.")
-        _raise(site, photo, kind="needs_review", priority=2, score=1.0,
+        _finish(photo, PhotoStatus.FAILED, "No accepted baseline photo for this site, so nothing to compare with.")
+        _raise(site, photo, kind=AlertKind.NEEDS_REVIEW, priority=AlertPriority.HIGH, score=1.0,
                reasons=["No baseline photo for this site: review the follow-up by eye and add a baseline."])
         db.session.commit()
         return
@@ -65,7 +67,7 @@ def process_photo(photo: Photo) -> None:
         if main.registered and main.flag:  # a change seen even in a poor photo goes to a person now
             _alert_if_needed(photo, site, [main])
     else:
-        _finish(photo, "done", None)
+        _finish(photo, PhotoStatus.DONE, None)
         _use_up_link(photo)
         _alert_if_needed(photo, site, analyses)
     db.session.commit()
@@ -75,9 +77,9 @@ def _check_baseline(photo: Photo, image: np.ndarray) -> None:
     quality = assess_quality(image)
     modality = photo.modality or detect_modality(image)
     if quality.usable:
-        _finish(photo, "done", None)
+        _finish(photo, PhotoStatus.DONE, None)
     else:
-        _finish(photo, "rejected", "; ".join(quality.reasons))
+        _finish(photo, PhotoStatus.REJECTED, "; ".join(quality.reasons))
     db.session.add(Analysis(photo_id=photo.id, comparison="quality", quality=_quality_dict(quality), flag=False,
                             reasons=list(quality.reasons), modality=modality))
     if quality.usable:
@@ -91,7 +93,6 @@ def _check_baseline(photo: Photo, image: np.ndarray) -> None:
 def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, reference: Photo,
              baseline: Photo) -> Analysis:
     reference_image = load_image(reference.storage_key)
-    years = (photo.received_at.date() - site.excision_date).days / 365.25
     clinic = db.session.get(Clinic, site.patient.clinic_id)
     declared = photo.modality or baseline.modality  # None: the pipeline tells from the pixels
     margin = outlines.margin_px(reference_image.shape, margin_mm=outlines.site_margin_mm(site),
@@ -99,7 +100,7 @@ def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, refer
     outline = outlines.reference_mask(site, baseline, reference, reference_image.shape)
     result, recurrence = get_analyser().analyse(
         reference_image, image, reference_mask=outline, modality=declared, site_margin_px=margin,
-        diagnosis=site.diagnosis, years_since_surgery=max(years, 0.0),
+        diagnosis=site.diagnosis, years_since_surgery=max(site.years_since_surgery(photo.received_at.date()), 0.0),
         answers=photo.answers(), operating_point=clinic.operating_point)
     row = Analysis(
         photo_id=photo.id, reference_photo_id=reference.id, comparison=comparison,
@@ -176,7 +177,7 @@ def _saliency_overlay(aligned: np.ndarray, recurrence: Recurrence) -> Optional[n
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _finish(photo: Photo, status: str, detail: Optional[str]) -> None:
+def _finish(photo: Photo, status: PhotoStatus, detail: Optional[str]) -> None:
     jobs.check_claim(photo)  # a worker given up for dead must not write a second outcome
     photo.status, photo.status_detail, photo.status_changed_at = status, detail, utcnow()
 
@@ -193,13 +194,14 @@ def _reject(photo: Photo, site: Site, analysis: Analysis) -> None:
     if not analysis.registered:
         reasons.append("we could not match this photo to your first photo — photograph the same spot, "
                        "from the same distance, with the whole scar in view")
-    _finish(photo, "rejected", "; ".join(reasons))
+    _finish(photo, PhotoStatus.REJECTED, "; ".join(reasons))
     recent = list(db.session.execute(
         select(Photo.status).where(Photo.site_id == site.id, Photo.kind == "followup")
         .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(UNREADABLE_IN_A_ROW_FOR_HUMAN)
     ).scalars())
-    if len(recent) >= UNREADABLE_IN_A_ROW_FOR_HUMAN and all(s == "rejected" for s in recent):
-        _raise(site, photo, kind="unreadable", priority=2, score=float(analysis.change_score or 0.0),
+    if len(recent) >= UNREADABLE_IN_A_ROW_FOR_HUMAN and all(s == PhotoStatus.REJECTED for s in recent):
+        _raise(site, photo, kind=AlertKind.UNREADABLE, priority=AlertPriority.HIGH,
+               score=float(analysis.change_score or 0.0),
                reasons=[f"{UNREADABLE_IN_A_ROW_FOR_HUMAN} photos in a row could not be read: " + "; ".join(reasons)])
     reminders.on_photo_rejected(photo)
     if photo.uploaded_by_id is None:
@@ -220,20 +222,24 @@ def _alert_if_needed(photo: Photo, site: Site, analyses: list[Analysis]) -> None
     worrying = [word for field, word in WORRYING_ANSWERS.items() if answers.get(field)]
     if worst.flag:
         score = float(worst.recurrence_score or worst.change_score or 0.0)
-        priority = 1 if score >= HIGH_PRIORITY_SCORE or len(worrying) == len(WORRYING_ANSWERS) else 2
+        priority = (AlertPriority.URGENT if score >= HIGH_PRIORITY_SCORE or len(worrying) == len(WORRYING_ANSWERS)
+                    else AlertPriority.HIGH)
         label = "against the baseline" if worst.comparison == "baseline" else "since the last photo"
         reasons = [f"change {label}"]
         if worst.site_flag is False:
             priority = max(priority, OUTSIDE_SITE_PRIORITY)
             reasons.append(f"the change is outside the watched site ({outlines.site_margin_mm(site):g} mm around "
                            "the scar)")
-        _raise(site, photo, kind="change", priority=priority, score=score, reasons=reasons + list(worst.reasons))
+        _raise(site, photo, kind=AlertKind.CHANGE, priority=priority, score=score,
+               reasons=reasons + list(worst.reasons))
     elif worrying:
         # The image shows nothing, but the patient does: a person should look (the patient knows things we don't).
-        _raise(site, photo, kind="patient_report", priority=3, score=float(worst.recurrence_score or 0.0),
+        _raise(site, photo, kind=AlertKind.PATIENT_REPORT, priority=AlertPriority.ROUTINE,
+               score=float(worst.recurrence_score or 0.0),
                reasons=[f"patient reports {' and '.join(worrying)}; no visible change was detected"])
 
 
-def _raise(site: Site, photo: Photo, *, kind: str, priority: int, score: float, reasons: list[str]) -> None:
+def _raise(site: Site, photo: Photo, *, kind: AlertKind, priority: AlertPriority, score: float,
+           reasons: list[str]) -> None:
     alerts.raise_alert(clinic_id=site.patient.clinic_id, site_id=site.id, photo_id=photo.id, kind=kind,
                        priority=priority, score=score, reasons=reasons)

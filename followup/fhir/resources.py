@@ -16,6 +16,7 @@ from followup.db import MAX_ID, db
 from followup.fhir import codes
 from followup.fhir.common import attachment, last_updated, meta, overlay_url, reference
 from followup.models import Alert, Analysis, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, Site, User
+from followup.models.alerts import AlertPriority
 from followup.records.links import hide_links
 from followup.records.patients import OVERLAYS
 from followup.storage import image_mimetype
@@ -295,7 +296,7 @@ def _communication(row) -> list[dict]:
 
 
 _TASK_STATUS = {"open": "requested", "claimed": "in-progress", "resolved": "completed"}
-_TASK_PRIORITY = {1: "stat", 2: "urgent", 3: "routine"}
+_TASK_PRIORITY = {AlertPriority.URGENT: "stat", AlertPriority.HIGH: "urgent", AlertPriority.ROUTINE: "routine"}
 
 
 def _task(row) -> list[dict]:

@@ -16,10 +16,11 @@ from followup.analysis import jobs
 from followup.db import db, utcnow
 from followup.intake.cleaning import clean_photo
 from followup.models import Photo, Site, UploadLink, User
-from followup.models.photos import ANSWER_FIELDS, MODALITIES
+from followup.models.photos import MODALITIES, PhotoKind
 from followup.outreach.reminders import on_photo_received
 from followup.records import links
 from followup.storage import storage
+from recurrence.encoding import ANSWER_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
     ``received_at`` / ``captured_at`` date a photo that arrived earlier (an import, the demo's history);
     by default it arrives now and was taken when its EXIF says.
     """
-    if kind not in ("baseline", "followup"):
+    if kind not in tuple(PhotoKind):
         raise ValueError("kind must be baseline or followup")
     if modality is not None and modality not in MODALITIES:
         raise ValueError(f"modality must be one of {', '.join(MODALITIES)}")
@@ -55,7 +56,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
         status_changed_at=received_at or utcnow(),
         enqueued_at=utcnow() if enqueue else None,
         upload_link_id=link.id if link else None, uploaded_by_id=user.id if user else None, modality=modality,
-        **{f: (answers or {}).get(f) for f in ANSWER_FIELDS},
+        **{f: (answers or {}).get(f) for f in ANSWER_KEYS},
     )
     try:
         db.session.add(photo)

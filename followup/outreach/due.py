@@ -15,7 +15,8 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from followup.db import by_id, claim_ids, db, utcnow
 from followup.models import Clinic, OutboundMessage, Patient, Photo, PlanItem, Reminder, Site
-from followup.models.reminders import REMINDER_KINDS
+from followup.models.alerts import AlertKind, AlertPriority
+from followup.models.reminders import ReminderKind
 from followup.outreach.hours import at_local, is_quiet, quiet_ends, zone
 from followup.outreach.reminders import PHOTO_EARLY_DAYS, PHOTO_KINDS, outbox_key
 from followup.outreach.rules import take_days
@@ -25,7 +26,7 @@ from followup.triage.alerts import raise_alert
 
 log = logging.getLogger(__name__)
 
-_PRIORITY = {kind: n for n, kind in enumerate(REMINDER_KINDS)}
+_PRIORITY = {kind: n for n, kind in enumerate(ReminderKind)}
 BATCH = 500
 
 
@@ -185,8 +186,9 @@ def _escalate(reminder: Reminder, item: PlanItem, site: Site, patient: Patient, 
     reasons.append(f"Reminded by SMS {len(sent)} time(s)." if sent else "No reminder SMS reached the patient.")
     if not patient.can_receive_sms:
         reasons.append("The patient does not receive SMS (opted out or no consent): please contact them.")
-    alert = raise_alert(clinic_id=patient.clinic_id, site_id=site.id, photo_id=None, kind="no_photo",
-                        priority=2 if site.diagnosis == "melanoma" else 3, score=0.0, reasons=reasons)
+    alert = raise_alert(clinic_id=patient.clinic_id, site_id=site.id, photo_id=None, kind=AlertKind.NO_PHOTO,
+                        priority=AlertPriority.HIGH if site.diagnosis == "melanoma" else AlertPriority.ROUTINE,
+                        score=0.0, reasons=reasons)
     item.status = "missed"
     reminder.alert_id = alert.id
     _finish(reminder, "escalated", "on the clinic's worklist")

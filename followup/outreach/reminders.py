@@ -37,7 +37,7 @@ from sqlalchemy import exists, select, update
 
 from followup.db import db, insert_ignoring_conflicts, utcnow
 from followup.models import FollowUpPlan, OutboundMessage, Patient, Photo, PlanItem, Reminder, Site
-from followup.models.reminders import REMINDER_KINDS
+from followup.models.reminders import ReminderKind
 from followup.outreach import outbox
 from followup.outreach.hours import at_local, zone
 
@@ -53,8 +53,9 @@ PHOTO_EARLY_DAYS = 3
 PLAN_AHEAD_DAYS = VISIT_EARLY_DAYS + 2
 #: Pending items further in the past than this are not planned any more (nothing sensible left to send).
 PLAN_BEHIND_DAYS = ESCALATE_AFTER_DAYS + 2
-SMS_KINDS = tuple(k for k in REMINDER_KINDS if k != "photo_escalation")
-PHOTO_KINDS = ("photo_heads_up", "photo_due", "photo_again", "photo_escalation")
+SMS_KINDS = tuple(k for k in ReminderKind if k != ReminderKind.PHOTO_ESCALATION)
+PHOTO_KINDS = (ReminderKind.PHOTO_HEADS_UP, ReminderKind.PHOTO_DUE, ReminderKind.PHOTO_AGAIN,
+               ReminderKind.PHOTO_ESCALATION)
 
 
 # --- planning ---------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from followup import queries
 from followup.db import db
 from followup.models import Alert, Clinic, OutboundMessage, Site, User
+from followup.models.alerts import AlertPriority, AlertStatus
 from followup.outreach import outbox
 from followup.outreach.hours import at_local, is_quiet, parse_clock, zone
 from followup.outreach.texts import render_sms
@@ -29,7 +30,7 @@ def notify_alert(alert: Alert) -> list[OutboundMessage]:
     for the daily digest. When that dermatologist cannot be reached (left, no phone, none named), every other
     active dermatologist of the clinic with a phone is texted instead: an urgent case is never only a log line.
     Idempotent (one SMS per alert and recipient); part of the caller's transaction."""
-    if alert.priority != 1:
+    if alert.priority != AlertPriority.URGENT:
         return []
     site = db.session.get(Site, alert.site_id)
     derm = db.session.get(User, site.dermatologist_id) if site and site.dermatologist_id else None
@@ -83,7 +84,8 @@ def _queue_digest(derm: User, clinic: Clinic, now: datetime, clock: time) -> boo
         return False
     new = db.session.execute(
         select(func.count(Alert.id)).join(Site, Site.id == Alert.site_id)
-        .where(Site.dermatologist_id == derm.id, Alert.priority > 1, Alert.status.in_(("open", "claimed")),
+        .where(Site.dermatologist_id == derm.id, Alert.priority > AlertPriority.URGENT,
+               Alert.status.in_((AlertStatus.OPEN, AlertStatus.CLAIMED)),
                Alert.created_at >= window_end - timedelta(days=1), Alert.created_at < window_end)
     ).scalar_one()
     if not new:

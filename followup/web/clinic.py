@@ -15,8 +15,7 @@ from followup.intake import outlines
 from followup.intake.cleaning import IntakeError
 from followup.intake.photos import baseline_of, receive_photo
 from followup.models import Alert, Clinic, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site
-from followup.models.patients import DIAGNOSES
-from followup.models.photos import MODALITIES
+from followup.models.photos import MODALITIES, PhotoKind
 from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
 from followup.outreach import reminders
 from followup.queries import ACTIONABLE
@@ -25,6 +24,7 @@ from followup.records.patients import check_excision_date, create_patient, creat
 from followup.records.plans import check_plan_date
 from followup.web.charts import calibration_chart, decision_time_chart, outline_overlay, ppv_chart
 from followup.web.common import MAX_PAGE, staff_required
+from recurrence.encoding import DIAGNOSES
 
 bp = Blueprint("clinic", __name__)
 
@@ -266,7 +266,7 @@ def add_site(patient_id: int):
 @staff_required()
 def upload_photo(site_id: int):
     site = site_for(current_user, site_id)
-    kind = request.form.get("kind") if request.form.get("kind") in ("baseline", "followup") else "baseline"
+    kind = request.form.get("kind") if request.form.get("kind") in tuple(PhotoKind) else PhotoKind.BASELINE
     modality = request.form.get("modality") if request.form.get("modality") in MODALITIES else None
     upload = request.files.get("photo")
     try:

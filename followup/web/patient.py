@@ -20,10 +20,10 @@ from followup.extensions import limiter
 from followup.intake.cleaning import IntakeError
 from followup.intake.photos import baseline_of, receive_photo
 from followup.models import Clinic, Photo, Site, UploadLink
-from followup.models.photos import ANSWER_FIELDS
 from followup.records import links
 from followup.storage import storage
 from followup.web.common import thumbnail
+from recurrence.encoding import ANSWER_KEYS
 
 bp = Blueprint("patient", __name__, url_prefix="/u")
 
@@ -83,7 +83,7 @@ def upload(token: str):
     form = UploadForm()
     status = 200
     if form.validate_on_submit():
-        answers = {f: ANSWER_VALUES.get(request.form.get(f, ""), None) for f in ANSWER_FIELDS}
+        answers = {f: ANSWER_VALUES.get(request.form.get(f, ""), None) for f in ANSWER_KEYS}
         try:
             photo = receive_photo(db.session.get(Site, link.site_id), form.photo.data.read(), kind="followup",
                                   answers=answers, link=link)

@@ -19,20 +19,21 @@ from followup.db import MAX_ID, db, utcnow
 from followup.intake import outlines
 from followup.intake.photos import baseline_of
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
-from followup.models.alerts import OUTCOMES
-from followup.models.patients import DIAGNOSES
+from followup.models.alerts import OUTCOMES, AlertPriority, AlertStatus
 from followup.records.patients import OVERLAYS, overlay_for, photo_for, site_plan
 from followup.records.plans import check_plan_date
 from followup.storage import image_mimetype, storage
 from followup.triage import alerts
 from followup.web.charts import timeline_chart
 from followup.web.common import MAX_PAGE, passive, private_image, staff_required, thumbnail
+from recurrence.encoding import DIAGNOSES
 
 bp = Blueprint("triage", __name__)
 
 PAGE_SIZE = 50
-# How long an alert may wait before it counts as overdue, by priority (1 = most urgent).
-RESPONSE_TARGET = {1: timedelta(days=2), 2: timedelta(days=7), 3: timedelta(days=14)}
+# How long an alert may wait before it counts as overdue, by priority.
+RESPONSE_TARGET = {AlertPriority.URGENT: timedelta(days=2), AlertPriority.HIGH: timedelta(days=7),
+                   AlertPriority.ROUTINE: timedelta(days=14)}
 OUTCOME_LABELS = {
     "no_change": "No change", "benign_change": "Benign change", "rephoto": "Request retake",
     "visit": "Book a visit", "biopsy": "Biopsy",
@@ -70,7 +71,7 @@ class QueueFilters:
         diagnosis = args.get("diagnosis") or None
         claimed = args.get("claimed", "any")
         return cls(
-            priority=integer("priority", (1, 2, 3)), member=integer("member"),
+            priority=integer("priority", tuple(AlertPriority)), member=integer("member"),
             diagnosis=diagnosis if diagnosis in DIAGNOSES else None,
             claimed=claimed if claimed in ("any", "unclaimed", "mine") else "any",
             overdue=args.get("overdue") == "1", page=min(max(1, integer("page") or 1), MAX_PAGE),
@@ -92,7 +93,7 @@ def _overdue_condition(now):
 def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
     """One page of the active queue (open and claimed alerts), most urgent first, with what the row shows."""
     claimer = aliased(User)
-    conditions = [Alert.clinic_id == clinic_id, Alert.status.in_(("open", "claimed"))]
+    conditions = [Alert.clinic_id == clinic_id, Alert.status.in_((AlertStatus.OPEN, AlertStatus.CLAIMED))]
     if filters.priority:
         conditions.append(Alert.priority == filters.priority)
     if filters.member:
