@@ -101,7 +101,7 @@ def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
     if filters.diagnosis:
         conditions.append(Site.diagnosis == filters.diagnosis)
     if filters.claimed == "unclaimed":
-        conditions.append(Alert.status == "open")
+        conditions.append(Alert.status == AlertStatus.OPEN)
     elif filters.claimed == "mine":
         conditions.append(Alert.claimed_by_id == user_id)
     if filters.overdue:
