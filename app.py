@@ -9,14 +9,16 @@ from flask import Flask
 from sqlalchemy import text
 from werkzeug.routing import IntegerConverter
 
-from followup import auth, errors, security, storage
+from followup import api, auth, cli, errors, fhir, security, storage
 from followup.analysis import celery_app, jobs
 from followup.analysis.processing import process_photo
 from followup.config import from_environment, sqlalchemy_url
 from followup.db import MAX_ID, db
 from followup.extensions import csrf, migrate
+from followup.outreach import outbox, scheduler, texts
 from followup.outreach.sweep import deliver_outbox
 from followup.records import links
+from followup.web import audit_trail, clinic, common, patient, staff, sticker, triage, twilio, users
 
 
 class BoundedInt(IntegerConverter):
@@ -52,9 +54,6 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
 
-    from followup import api, cli, fhir
-    from followup.web import audit_trail, clinic, common, patient, staff, sticker, triage, users
-
     api.init_app(app)
     for name, blueprint in app.blueprints.items():
         if name.startswith("api_"):
@@ -85,9 +84,6 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
 
 def _init_sms(app: Flask) -> None:
     """SMS transport, reminder texts, the scheduler and Twilio's webhooks (signed, so exempt from CSRF)."""
-    from followup.outreach import outbox, scheduler, texts
-    from followup.web import twilio
-
     outbox.init_app(app)
     texts.init_app(app)
     scheduler.init_app(app)

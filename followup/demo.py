@@ -31,8 +31,10 @@ from tqdm import tqdm
 from followup.analysis import jobs
 from followup.db import db, utcnow
 from followup.intake.photos import receive_photo
-from followup.models import Alert, Analysis, Clinic, OutboundMessage, Photo, PlanItem, Site, UploadLink
+from followup.models import Alert, Analysis, Clinic, OutboundMessage, Photo, PlanItem, Site, UploadLink, User
 from followup.models.alerts import AlertPriority
+from followup.outreach import outbox
+from followup.outreach.texts import render_sms
 from followup.records import links
 from followup.records.accounts import create_user
 from followup.records.patients import create_patient, create_site, site_plan
@@ -247,11 +249,8 @@ def _last_message_id() -> int:
 
 def _message(clinic: Clinic, patient, template: str, day: date, key: str, **context) -> None:
     """A text that went out on ``day`` at 10:00 and was delivered."""
-    from followup.outreach import outbox as messaging
-    from followup.outreach.texts import render_sms
-
-    message = messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, patient_id=patient.id,
-                                body=render_sms(template, clinic=clinic, **context), purpose=template)
+    message = outbox.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, patient_id=patient.id,
+                              body=render_sms(template, clinic=clinic, **context), purpose=template)
     if message is not None:
         _delivered(message, _at(day, time(10, 0)))
 
@@ -275,8 +274,6 @@ def _date_history(photo: Photo, received: datetime, before: int, event: Event, r
         link.used_at = received if link.used_at else None
     for message in db.session.execute(select(OutboundMessage).where(OutboundMessage.id > before)).scalars():
         _delivered(message, done)
-    from followup.models import User
-
     derm = db.session.execute(select(User).where(User.email == DERM[0])).scalar_one()
     for alert in db.session.execute(select(Alert).where(Alert.photo_id == photo.id)).scalars():
         alert.created_at = done

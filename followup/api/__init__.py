@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from followup.api import alerts, audit, auth, patients, photos, users
 from followup.extensions import api
 
 API_PREFIX = "/api/v1"
@@ -21,7 +22,5 @@ def init_app(app: Flask) -> None:
         },
     )
     api.init_app(app)
-    from followup.api import alerts, audit, auth, patients, photos, users
-
     for module in (auth, patients, photos, alerts, users, audit):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)

@@ -13,6 +13,7 @@ from followup import audit
 from followup.auth import authenticate, end_web_sessions
 from followup.db import db
 from followup.extensions import limiter
+from followup.web import triage
 
 bp = Blueprint("web", __name__)
 
@@ -63,6 +64,4 @@ def home():
     """Staff land on the triage queue."""
     if not current_user.is_authenticated:
         return redirect(url_for("web.login"))
-    from followup.web.triage import queue
-
-    return queue()
+    return triage.queue()
