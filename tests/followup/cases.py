@@ -1,7 +1,6 @@
 """Triage cases for the web tests (unit and browser): photos, an analysis with overlay images, an alert.
 
 Until the analysis pipeline writes these rows itself, tests build them here with the same shapes.
-Collected by pytest but holds no tests.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The reminder sweep: what is sent when, what cancels it, quiet hours, one a day, escalation, alerts.
 
 Time is moved by the sweep's ``now`` (the CLI's ``--now``); SMS go to the loopback Twilio (`FakeTwilio`)
-through the real twilio client. Helpers here are imported by the other reminder test files.
+through the real twilio client (helpers in tests/followup/helpers.py, fixtures in its conftest).
 """
 from __future__ import annotations
 
