@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app app
 PORT ?= 5000
 
-.PHONY: setup db run test bench clean stack faults
+.PHONY: setup db run test lint bench clean stack faults
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: db
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff.toml: pyflakes, pycodestyle (120 columns), import order, no private names imported across modules.
+lint: setup
+	$(VENV)/bin/ruff check .
 
 bench: setup
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -6,14 +6,20 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from flask import Flask
-from flask_migrate import Migrate
-from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
 from werkzeug.routing import IntegerConverter
 
-from followup import auth, celery_app, errors, jobs, links, security, storage
+from followup import api, auth, cli, errors, fhir, security, storage
+from followup.analysis import celery_app, jobs
+from followup.analysis.processing import process_photo
 from followup.config import from_environment, sqlalchemy_url
 from followup.db import MAX_ID, db
+from followup.extensions import csrf, migrate
+from followup.outreach import outbox, scheduler, texts
+from followup.outreach.sweep import deliver_outbox
+from followup.records import links
+from followup.web import audit_trail, clinic, common, patient, staff, sticker, triage, twilio, users
+
 
 class BoundedInt(IntegerConverter):
     """Ids fit the id columns: a larger number in a URL is a 404, not a database overflow."""
@@ -21,10 +27,6 @@ class BoundedInt(IntegerConverter):
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
-
-
-csrf = CSRFProtect()
-migrate = Migrate()
 
 
 def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
@@ -46,13 +48,11 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     storage.init_app(app)
-    jobs.init_app(app)
-    celery_app.init_app(app)
+    jobs.init_app(app, job=process_photo)
+    celery_app.init_app(app, tasks={celery_app.ANALYZE_PHOTO: jobs.run_photo_job,
+                                    celery_app.DELIVER_OUTBOX: deliver_outbox})
     errors.init_app(app)
     security.init_app(app)
-
-    from followup import api, cli, fhir
-    from followup.web import audit_trail, clinic, common, patient, staff, sticker, triage
 
     api.init_app(app)
     for name, blueprint in app.blueprints.items():
@@ -63,7 +63,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     fhir.init_app(app)
     csrf.exempt(fhir.bp)
     common.init_app(app)
-    for module in (staff, triage, clinic, patient, audit_trail, sticker):
+    for module in (staff, triage, clinic, users, patient, audit_trail, sticker):
         app.register_blueprint(module.bp)
     # The patient's pages: the link's token in the URL is the only credential and no cookie authenticates
     # anyone there, so a forged cross-site request has no ambient authority to borrow and CSRF protection adds
@@ -84,11 +84,8 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
 
 def _init_sms(app: Flask) -> None:
     """SMS transport, reminder texts, the scheduler and Twilio's webhooks (signed, so exempt from CSRF)."""
-    from followup import messaging, reminders, scheduler
-    from followup.web import twilio
-
-    messaging.init_app(app)
-    reminders.init_app(app)
+    outbox.init_app(app)
+    texts.init_app(app)
     scheduler.init_app(app)
     app.register_blueprint(twilio.bp)
     csrf.exempt(twilio.bp)

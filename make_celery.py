@@ -1,7 +1,7 @@
 """The Celery worker's entry point (Flask's pattern): ``celery -A make_celery worker -Q photos`` or ``-Q messages``.
 
 It builds the app with the same factory as every other process, from the same environment variables; the
-Celery app is that app's ``extensions["celery"]`` (`followup.celery_app.init_app`).
+Celery app is that app's ``extensions["celery"]`` (`followup.analysis.celery_app.init_app`).
 """
 from celery.signals import worker_process_init
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from followup.batch import load_rgb
 from registration import analyze_pair, make_pair
+from registration.batch import load_rgb
 from registration.synth import CONFOUNDERS
 
 REPO = Path(__file__).resolve().parents[1]

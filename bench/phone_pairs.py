@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from followup.batch import load_rgb
+from registration.batch import load_rgb
 from registration.phone_synth import BACKGROUNDS, PHONE_CONFOUNDERS, make_phone_pair
 from registration.site import propose_site
 from registration.synth import CONFOUNDERS, make_pair

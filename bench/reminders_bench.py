@@ -29,7 +29,7 @@ SWEEP_AT = datetime(2027, 2, 4, 10, 0, tzinfo=timezone.utc)  # 10:00 in London (
 
 
 def _serve_fake_twilio(address_queue: "mp.Queue", stop: "mp.Event", result_queue: "mp.Queue") -> None:
-    from notifications.fake_twilio import FakeTwilio
+    from notifications.testing import FakeTwilio
 
     with FakeTwilio() as fake:
         address_queue.put(fake.config(timeout_seconds=10))
@@ -84,7 +84,7 @@ def run(*, patients: int = 10_000, database_url: Optional[str] = None, concurren
         }
         app = create_app(config)
         with app.app_context():
-            from followup.reminders import dispatch
+            from followup.outreach.sweep import dispatch
 
             db.drop_all()
             db.create_all()

@@ -1,4 +1,4 @@
-"""Benchmark: our pipeline (through followup.batch.run_batch) beside plain OpenCV peers.
+"""Benchmark: our pipeline (through registration.batch.run_batch) beside plain OpenCV peers.
 
 Dermoscopy: every measure of shared/bench/README.md on the dev pairs and the false alarm rate on
 the real dermoscopy re-captures (shared/data/lesions/same_lesion_pairs.csv). Phone: the same
@@ -27,7 +27,7 @@ import numpy as np
 
 from bench import phone_pairs
 from bench.peers import peer_analyze
-from followup.batch import load_rgb, run_batch
+from registration.batch import load_rgb, run_batch
 
 SHARED = Path(os.environ.get("SCARWATCH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DEV = SHARED / "bench" / "dev-pairs"
@@ -201,7 +201,7 @@ _MEASURE_CHILD = r"""
 import json, resource, sys, time
 import cv2
 cv2.setNumThreads(1)
-from followup.batch import load_rgb
+from registration.batch import load_rgb
 from registration import analyze_pair
 seconds, cpu = [], []
 for ref_path, mov_path in json.loads(sys.argv[1]):

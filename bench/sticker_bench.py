@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from bench import phone_pairs
-from followup.batch import load_rgb
 from registration import sticker
+from registration.batch import load_rgb
 from registration.sticker_detect import colour_correction, detect_sticker
 
 CASTS = [(k, ev) for k in (5000.0, 6500.0, 8000.0) for ev in (-1.0, 0.0, 1.0)]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -53,9 +53,9 @@ def populate(n_alerts: int, n_photos: int, *, seed: int = 0) -> dict[str, int]:
     """One clinic with ``n_alerts`` open alerts (one per site) and ``n_photos`` photos spread over the sites."""
     from sqlalchemy import insert
 
-    from followup.accounts import create_user
     from followup.db import db, utcnow
     from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site
+    from followup.records.accounts import create_user
 
     rng = random.Random(seed)
     now = utcnow()
@@ -123,10 +123,11 @@ def measure(client, url: str, requests: int) -> dict[str, float]:
 
 def run(*, n_alerts: int = 10_000, n_photos: int = 100_000, requests: int = 100, database_url: str = "",
         workdir: str | None = None) -> dict:
+    from sqlalchemy import select
+
     from app import create_app
     from followup.db import db
     from followup.models import Alert
-    from sqlalchemy import select
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         config = {
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "web.json").write_text(json.dumps(results, indent=2))
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; web pages ({results['database']}, {results['data']['alerts']:,} open alerts, "
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; web pages ({results['database']}, "
+          f"{results['data']['alerts']:,} open alerts, "
           f"{results['data']['photos']:,} photos):")
     for name in ("queue", "queue_filtered", "queue_page_20", "queue_refresh", "alert_page"):
         r = results[name]

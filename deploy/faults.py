@@ -1,6 +1,6 @@
 """Fault drills against real processes (``make faults``): PostgreSQL, Redis, a Celery photo worker, the scheduler.
 
-Each drill uploads a baseline and ``--photos`` follow-ups (through `followup.photos.receive_photo`, the function
+Each drill uploads a baseline and ``--photos`` follow-ups (through `followup.intake.photos.receive_photo`, the function
 behind the API and the patient's page, with ``JOB_BACKEND=celery``), breaks something while they are analysed,
 and checks that every photo ends analysed exactly once: a terminal status, no duplicate analyses.
 
@@ -144,11 +144,11 @@ class Drill:
 
     def upload(self, photos: int) -> float:
         """Enrol a site, upload its baseline (waited for) and ``photos`` follow-ups; returns the start time."""
-        from followup.accounts import create_user
+        from followup.records.accounts import create_user
         from followup.db import db
         from followup.models import Clinic
-        from followup.patients import create_patient, create_site
-        from followup.photos import receive_photo
+        from followup.records.patients import create_patient, create_site
+        from followup.intake.photos import receive_photo
 
         clinic = Clinic(name="Drill clinic")
         db.session.add(clinic)

@@ -8,19 +8,13 @@ from functools import wraps
 from typing import Callable, Optional
 
 from flask import Flask, abort, current_app, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from flask_login import LoginManager, current_user
+from flask_login import current_user
 from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from followup.db import db, utcnow
+from followup.extensions import limiter, login_manager
 from followup.models import ApiToken, User
-
-login_manager = LoginManager()
-login_manager.login_view = "web.login"
-login_manager.session_protection = "strong"
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 # A hash to compare against when the e-mail is unknown, so timing does not reveal which accounts exist.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")

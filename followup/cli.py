@@ -18,8 +18,8 @@ from followup.db import db
 @click.option("--clinic", "clinic_name", default=None, help="Clinic name (default: the only clinic, else a new one).")
 def create_user_command(email: str, password: str, role: str, name: str, clinic_name: str | None) -> None:
     """Create a staff account."""
-    from followup.accounts import AccountError, create_user
     from followup.models import Clinic
+    from followup.records.accounts import AccountError, create_user
 
     if clinic_name:
         clinic = db.session.execute(select(Clinic).where(Clinic.name == clinic_name)).scalar_one_or_none()
@@ -62,7 +62,7 @@ def seed_demo_command(if_empty: bool, queue_only: bool, seed: int) -> None:
 @click.command("worker")
 def worker_command() -> None:
     """Run the photo-analysis worker in the foreground (production, JOB_BACKEND=inprocess)."""
-    from followup.jobs import InProcessWorker
+    from followup.analysis.jobs import InProcessWorker
 
     worker = InProcessWorker(current_app._get_current_object())
     click.echo("photo worker running; Ctrl-C stops it")
@@ -93,7 +93,7 @@ def reminders_dispatch_command(now_text: str | None) -> None:
     """One pass of the reminder/escalation sweep; prints a JSON summary (sent, escalated, failed, ...)."""
     from datetime import datetime, timezone
 
-    from followup.reminders import dispatch
+    from followup.outreach.sweep import dispatch
 
     now = None
     if now_text:
@@ -108,10 +108,10 @@ def reminders_dispatch_command(now_text: str | None) -> None:
 @click.command("scheduler")
 def scheduler_command() -> None:
     """Run the reminder scheduler in the foreground (production); a second one stands by and does nothing."""
-    from followup.scheduler import ReminderScheduler, lease_holder
-
     import signal
     import sys
+
+    from followup.outreach.scheduler import ReminderScheduler, lease_holder
 
     app = current_app._get_current_object()
     # A process manager stops it with SIGTERM: leave through `finally`, so the lease is released at once and a
@@ -140,8 +140,8 @@ def scheduler_command() -> None:
               help="Baseline lesion masks, named like each baseline file.")
 def analyze_batch_command(manifest: str, out: str, masks: str | None, lesion_masks: str | None) -> None:
     """Analyse baseline/follow-up pairs from MANIFEST.csv into RESULTS.jsonl (one line per pair)."""
-    from followup.analyser import get_analyser
-    from followup.batch import run_batch
+    from followup.analysis.analyser import get_analyser
+    from registration.batch import run_batch
 
     analyser = get_analyser()  # model loaded once for the whole batch
     summary = run_batch(manifest, out, change_masks_dir=masks, lesion_masks_dir=lesion_masks,
@@ -154,7 +154,7 @@ def analyze_batch_command(manifest: str, out: str, masks: str | None, lesion_mas
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="RESULTS.jsonl")
 def score_lesions_command(manifest: str, out: str) -> None:
     """Malignancy score for each lesion image in MANIFEST.csv (columns image_id, image[, mask, history])."""
-    from followup.analyser import get_analyser
+    from followup.analysis.analyser import get_analyser
     from recurrence.predict import score_manifest
 
     scorer = get_analyser().scorer
@@ -172,7 +172,7 @@ def export_outcomes_command(out: str, clinic_id: int | None) -> None:
     """Export resolved alerts' regions and outcomes for `python -m recurrence.train --feedback` (audited)."""
     from pathlib import Path
 
-    from followup.outcomes import export_outcomes
+    from followup.triage.outcomes import export_outcomes
 
     click.echo(json.dumps(export_outcomes(Path(out), clinic_id=clinic_id)))
 
@@ -185,7 +185,7 @@ def export_dicom_command(site_id: int, out: str) -> None:
     from pathlib import Path
 
     from followup.db import MAX_ID
-    from followup.dicom_export import export_site
+    from followup.dicom.export import export_site
     from followup.models import Site
 
     site = db.session.get(Site, site_id) if 0 < site_id <= MAX_ID else None

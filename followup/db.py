@@ -1,11 +1,14 @@
-"""The SQLAlchemy handle and declarative base shared by every model."""
+"""The SQLAlchemy handle and declarative base shared by every model, and the few statements that differ between
+SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timezone
+from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, event, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -67,3 +70,32 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
+
+
+def is_postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def insert_ignoring_conflicts(model, index_elements: list[str]):
+    """``INSERT … ON CONFLICT DO NOTHING`` for the current backend (SQLite or PostgreSQL)."""
+    insert = postgresql.insert if is_postgres() else sqlite.insert
+    return insert(model).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def claim_ids(model, candidates) -> list[int]:
+    """The ids ``candidates`` (a SELECT of ``model.id``) finds, locked for this transaction on PostgreSQL.
+
+    ``FOR UPDATE SKIP LOCKED`` in its own statement: inside ``UPDATE … WHERE id IN (subquery)`` PostgreSQL may
+    run the subquery more than once and update more rows than its LIMIT. The caller's conditional UPDATE
+    (``status = 'pending'``) then decides between processes on SQLite, which serialises writers.
+    """
+    if is_postgres():
+        candidates = candidates.with_for_update(skip_locked=True, of=model)
+    return list(db.session.execute(candidates).scalars())
+
+
+def by_id(model, ids) -> dict[int, Any]:
+    """The rows of ``model`` with these ids, by id (one query)."""
+    if not ids:
+        return {}
+    return {row.id: row for row in db.session.execute(select(model).where(model.id.in_(list(ids)))).scalars()}

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import date, datetime, time, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -28,13 +28,17 @@ from PIL import Image
 from sqlalchemy import func, select
 from tqdm import tqdm
 
-from followup import jobs, links
-from followup.accounts import create_user
+from followup.analysis import jobs
 from followup.db import db, utcnow
-from followup.models import Alert, Analysis, Clinic, OutboundMessage, Photo, PlanItem, Site, UploadLink
-from followup.patients import create_patient, create_site, site_plan
-from followup.photos import receive_photo
-from followup.plans import PROTOCOLS
+from followup.intake.photos import receive_photo
+from followup.models import Alert, Analysis, Clinic, OutboundMessage, Photo, PlanItem, Site, UploadLink, User
+from followup.models.alerts import AlertPriority
+from followup.outreach import outbox
+from followup.outreach.texts import render_sms
+from followup.records import links
+from followup.records.accounts import create_user
+from followup.records.patients import create_patient, create_site, site_plan
+from followup.records.plans import PROTOCOLS
 
 PHOTOS = Path(__file__).resolve().parent / "demo_photos"
 DERM = ("derm@example.org", "demo-derm-password")
@@ -245,11 +249,8 @@ def _last_message_id() -> int:
 
 def _message(clinic: Clinic, patient, template: str, day: date, key: str, **context) -> None:
     """A text that went out on ``day`` at 10:00 and was delivered."""
-    from followup import messaging
-    from followup.reminders import render_sms
-
-    message = messaging.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, patient_id=patient.id,
-                                body=render_sms(template, clinic=clinic, **context), purpose=template)
+    message = outbox.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, patient_id=patient.id,
+                              body=render_sms(template, clinic=clinic, **context), purpose=template)
     if message is not None:
         _delivered(message, _at(day, time(10, 0)))
 
@@ -273,14 +274,13 @@ def _date_history(photo: Photo, received: datetime, before: int, event: Event, r
         link.used_at = received if link.used_at else None
     for message in db.session.execute(select(OutboundMessage).where(OutboundMessage.id > before)).scalars():
         _delivered(message, done)
-    from followup.models import User
-
     derm = db.session.execute(select(User).where(User.email == DERM[0])).scalar_one()
     for alert in db.session.execute(select(Alert).where(Alert.photo_id == photo.id)).scalars():
         alert.created_at = done
         if (today - received.date()).days < OPEN_DAYS:
             continue
-        hours = {1: (2, 20), 2: (8, 60), 3: (20, 120)}[alert.priority]
+        hours = {AlertPriority.URGENT: (2, 20), AlertPriority.HIGH: (8, 60),
+                 AlertPriority.ROUTINE: (20, 120)}[alert.priority]
         alert.status, alert.resolved_by_id = "resolved", derm.id
         alert.resolved_at = done + timedelta(hours=float(rng.uniform(*hours)))
         alert.outcome = _outcome(alert, event, float(rng.random()))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+import marshmallow as ma
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
 
-from followup.links import hide_tokens
+from followup.records.links import hide_tokens
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,28 @@ _CODES = {
     409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
     429: "too_many_requests", 500: "internal_error",
 }
+
+
+class DomainError(Exception):
+    """A service refused a change, saying why; ``status`` is the HTTP answer it becomes when no view handles it
+    (the API's ``{"error": …}``; a page may flash the message instead)."""
+
+    status = 422
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class ErrorDetailSchema(ma.Schema):
+    code = ma.fields.String(metadata={"description": "Machine-readable error code"})
+    message = ma.fields.String(metadata={"description": "What went wrong, naming the field"})
+    fields = ma.fields.Dict(metadata={"description": "Validation messages per field, when any"})
+
+
+class ErrorSchema(ma.Schema):
+    error = ma.fields.Nested(ErrorDetailSchema)
 
 
 def _validation_message(messages) -> str:
@@ -67,7 +90,8 @@ def json_error_payload(error: HTTPException):
 
 
 def _wants_json() -> bool:
-    return request.path.startswith(("/api/", "/twilio/", "/healthz")) or request.accept_mimetypes.best == "application/json"
+    return (request.path.startswith(("/api/", "/twilio/", "/healthz"))
+            or request.accept_mimetypes.best == "application/json")
 
 
 def handle_http_exception(error: HTTPException):
@@ -77,6 +101,10 @@ def handle_http_exception(error: HTTPException):
     if _wants_json():
         return json_error_payload(error)
     return render_template("error.html", error=error), error.code
+
+
+def handle_domain_error(error: DomainError):
+    return handle_http_exception(default_exceptions[error.status](description=str(error)))
 
 
 def handle_unexpected(error: Exception):
@@ -92,4 +120,5 @@ def own_error_pages(app: Flask, prefix: str, page: Callable[[HTTPException], Res
 def init_app(app: Flask) -> None:
     app.extensions["error_pages"] = {}
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(Exception, handle_unexpected)

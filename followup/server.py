@@ -43,9 +43,9 @@ def banner(app: Flask, address: str, *, threads: int = THREADS) -> str:
 
 def start_background(app: Flask) -> None:
     """In the serving process: the photo worker thread, and the reminder scheduler when SCHEDULER_ENABLED."""
+    from followup.analysis.jobs import start_worker
     from followup.db import db
-    from followup.jobs import start_worker
-    from followup.scheduler import start_embedded
+    from followup.outreach.scheduler import start_embedded
 
     with app.app_context():
         db.engine.dispose(close=False)  # connections inherited from the master are not this process's

@@ -194,7 +194,8 @@ class TwilioSender:
                 settled = self._reconcile(message, attempted_at)
                 if settled is not None:
                     return settled
-                failure = SendResult(status="failed", error_code=rejected.code, error_message=rejected.msg, retryable=True)
+                failure = SendResult(status="failed", error_code=rejected.code, error_message=rejected.msg,
+                                     retryable=True)
             except RequestsConnectionError as lost:
                 if not _never_reached_twilio(lost):
                     settled = self._reconcile(message, attempted_at)

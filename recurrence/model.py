@@ -21,7 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-N_ANSWERS = 6  # grew, itch, bleed, hurt, changed, elevation
+from .encoding import ANSWER_KEYS
+
+N_ANSWERS = len(ANSWER_KEYS)
 N_HISTORY = 2 * N_ANSWERS  # (yes, no) per answer; (0, 0) = missing
 
 

@@ -279,7 +279,8 @@ def render_sticker(*, px_per_mm=10.0):
         x1, y1 = round((x + rw) * big_ppm), round((y + rh) * big_ppm)
         canvas[y0:y1, x0:x1] = colour
     tx, ty = TEXT_ORIGIN_MM
-    canvas[round((ty - 1.1) * big_ppm):round(ty * big_ppm), round(tx * big_ppm):round((tx + TEXT_WIDTH_MM) * big_ppm)] = 110
+    canvas[round((ty - 1.1) * big_ppm):round(ty * big_ppm),
+           round(tx * big_ppm):round((tx + TEXT_WIDTH_MM) * big_ppm)] = 110
     return cv2.resize(canvas, (W // ss, H // ss), interpolation=cv2.INTER_AREA)
 
 

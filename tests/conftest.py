@@ -5,8 +5,8 @@ PostgreSQL too. Each test gets a fresh schema.
 """
 from __future__ import annotations
 
-import io
 import contextvars
+import io
 import os
 import shutil
 from pathlib import Path
@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from app import create_app
-from followup.accounts import create_user
 from followup.db import db
 from followup.models import Clinic
+from followup.records.accounts import create_user
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SCARWATCH_SHARED", REPO.parent / "shared"))
@@ -176,7 +176,7 @@ def png_bytes(width: int = 64, height: int = 64) -> bytes:
 
 @pytest.fixture
 def patient_id(world) -> int:
-    from followup.patients import create_patient
+    from followup.records.patients import create_patient
 
     patient = create_patient(world.clinic, name="Grace Hopper", phone="+447700900456", sms_consent=True)
     db.session.commit()
@@ -188,7 +188,7 @@ def site_id(world, patient_id) -> int:
     from datetime import date, timedelta
 
     from followup.models import Patient
-    from followup.patients import create_site
+    from followup.records.patients import create_site
 
     site = create_site(db.session.get(Patient, patient_id), body_site="left shoulder", diagnosis="bcc",
                        excision_date=date.today() - timedelta(days=30), dermatologist=world.derm)

@@ -2,24 +2,11 @@
 from __future__ import annotations
 
 from flask import Flask
-from flask_smorest import Api
 
-from followup.api.schemas import ErrorSchema
+from followup.api import alerts, audit, auth, patients, photos, users
+from followup.extensions import api
 
 API_PREFIX = "/api/v1"
-
-
-class ScarWatchApi(Api):
-    """flask-smorest with the contract's error format, ``{"error": {"code", "message"}}``."""
-
-    ERROR_SCHEMA = ErrorSchema
-
-    def _register_error_handlers(self):
-        # Errors are answered by followup.errors for the whole app (JSON under /api and /twilio).
-        pass
-
-
-api = ScarWatchApi()
 
 
 def init_app(app: Flask) -> None:
@@ -35,7 +22,5 @@ def init_app(app: Flask) -> None:
         },
     )
     api.init_app(app)
-    from followup.api import alerts, audit, auth, patients, photos, users
-
     for module in (auth, patients, photos, alerts, users, audit):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)

@@ -5,10 +5,11 @@ from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from followup import alerts, audit
+from followup import audit
 from followup.api.schemas import AlertPageSchema, AlertQuerySchema, AlertSchema, ResolveSchema
 from followup.auth import api_user, roles_required
 from followup.db import db
+from followup.triage import alerts
 
 blp = Blueprint("api_alerts", __name__, description="Triage alerts")
 

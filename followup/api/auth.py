@@ -7,8 +7,9 @@ from flask_smorest import Blueprint, abort
 
 from followup import audit
 from followup.api.schemas import TokenRequestSchema, TokenSchema
-from followup.auth import authenticate, bearer_token, issue_token, limiter
+from followup.auth import authenticate, bearer_token, issue_token
 from followup.db import db, utcnow
+from followup.extensions import limiter
 
 blp = Blueprint("api_auth", __name__, description="Authentication")
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from followup import audit, outlines
-from followup.api.schemas import (ErrorSchema, OutlineRequestSchema, OutlineSchema, PatientCreateSchema, PatientSchema,
-                                  SiteCreateSchema, SiteSchema)
+from followup import audit
+from followup.api.schemas import (
+    OutlineRequestSchema,
+    OutlineSchema,
+    PatientCreateSchema,
+    PatientSchema,
+    SiteCreateSchema,
+    SiteSchema,
+)
 from followup.auth import api_user, roles_required
 from followup.db import db
+from followup.errors import ErrorSchema
+from followup.intake import outlines
 from followup.models import Clinic, User
-from followup.patients import create_patient, create_site, patient_for, site_for, site_plan
+from followup.records.patients import create_patient, create_site, patient_for, site_for, site_plan
 
 blp = Blueprint("api_patients", __name__, description="Patients and sites")
 

@@ -7,17 +7,23 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
-from followup import audit, links
-from followup.api.schemas import (PhotoFileSchema, PhotoSchema, PhotoUploadRequestSchema, PhotoUploadSchema,
-                                  UploadLinkSchema)
+from followup import audit
+from followup.api.schemas import (
+    PhotoFileSchema,
+    PhotoSchema,
+    PhotoUploadRequestSchema,
+    PhotoUploadSchema,
+    UploadLinkSchema,
+)
 from followup.auth import api_user, roles_required
 from followup.db import db
-from followup.dicom import CONTENT_TYPE
-from followup.dicom_export import photo_dicom
-from followup.intake import IntakeError
+from followup.dicom.builder import CONTENT_TYPE
+from followup.dicom.export import photo_dicom
+from followup.intake.cleaning import IntakeError
+from followup.intake.photos import receive_photo
 from followup.models import DicomPush
-from followup.patients import overlay_for, photo_for, site_for
-from followup.photos import receive_photo
+from followup.records import links
+from followup.records.patients import overlay_for, photo_for, site_for
 from followup.storage import image_mimetype, storage
 
 blp = Blueprint("api_photos", __name__, description="Photos and upload links")

@@ -6,27 +6,18 @@ from datetime import date, timezone
 import marshmallow as ma
 from marshmallow import ValidationError, post_dump, validates, validates_schema
 
-from followup.accounts import MAX_EMAIL, MAX_NAME
 from followup.db import MAX_ID
-from followup.models.alerts import OUTCOMES
-from followup.models.patients import DIAGNOSES, OUTLINE_SOURCES
-from followup.models.photos import MODALITIES
-from followup.patients import check_excision_date, normalise_e164
+from followup.models.alerts import OUTCOMES, AlertStatus
+from followup.models.patients import OUTLINE_SOURCES
+from followup.models.photos import MODALITIES, PhotoKind
+from followup.records.accounts import MAX_EMAIL, MAX_NAME
+from followup.records.patients import check_excision_date, normalise_e164
+from recurrence.encoding import DIAGNOSES
 
 
 class Strict(ma.Schema):
     class Meta:
         unknown = ma.RAISE
-
-
-class ErrorDetailSchema(ma.Schema):
-    code = ma.fields.String(metadata={"description": "Machine-readable error code"})
-    message = ma.fields.String(metadata={"description": "What went wrong, naming the field"})
-    fields = ma.fields.Dict(metadata={"description": "Validation messages per field, when any"})
-
-
-class ErrorSchema(ma.Schema):
-    error = ma.fields.Nested(ErrorDetailSchema)
 
 
 class TokenRequestSchema(Strict):
@@ -155,7 +146,7 @@ class OutlineRequestSchema(Strict):
 
 
 class PhotoUploadSchema(ma.Schema):
-    kind = ma.fields.String(required=True, validate=ma.validate.OneOf(("baseline", "followup")))
+    kind = ma.fields.String(required=True, validate=ma.validate.OneOf([str(k) for k in PhotoKind]))
     modality = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.OneOf(MODALITIES),
                                 metadata={"description": "clinical (a phone photo) or dermoscopy; "
                                                          "detected from the pixels when left out"})
@@ -251,7 +242,8 @@ class UploadLinkSchema(ma.Schema):
 
 
 class AlertQuerySchema(ma.Schema):
-    status = ma.fields.String(load_default="open", validate=ma.validate.OneOf(("open", "claimed", "resolved", "active")))
+    status = ma.fields.String(load_default="open",
+                              validate=ma.validate.OneOf([*map(str, AlertStatus), "active"]))
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
     cursor = ma.fields.String(load_default=None, allow_none=True)
 

@@ -6,11 +6,11 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from followup import audit
-from followup.accounts import AccountError, create_user
 from followup.api.schemas import UserCreateSchema, UserSchema
 from followup.auth import api_user, roles_required
 from followup.db import db
 from followup.models import Clinic, User
+from followup.records.accounts import AccountError, create_user
 
 blp = Blueprint("api_users", __name__, description="Clinic users (admin)")
 
@@ -34,7 +34,7 @@ class Users(MethodView):
             user = create_user(db.session.get(Clinic, admin.clinic_id), **body)
         except AccountError as exc:
             db.session.rollback()
-            abort(409 if "exists" in str(exc) else 422, message=str(exc))
+            abort(exc.status, message=str(exc))
         audit.record("create_user", "user", user.id, user=admin, commit=False)
         db.session.commit()
         return user

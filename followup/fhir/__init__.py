@@ -7,10 +7,11 @@ from flask import Blueprint, Flask, request
 from followup import audit
 from followup.auth import api_user
 from followup.db import MAX_ID
+from followup.errors import own_error_pages
 from followup.fhir import enrol, search
 from followup.fhir.capability import capability_statement
+from followup.fhir.common import FHIR_PREFIX, base_url
 from followup.fhir.errors import FhirError, fhir_response, from_fhir_error, from_http_exception
-from followup.fhir.resources import FHIR_PREFIX, base_url
 
 bp = Blueprint("fhir", __name__, url_prefix=FHIR_PREFIX)
 bp.register_error_handler(FhirError, from_fhir_error)
@@ -18,10 +19,8 @@ bp.register_error_handler(FhirError, from_fhir_error)
 
 def init_app(app: Flask) -> None:
     """Register the blueprint; every error under /fhir/r4 (routing and auth included) is an OperationOutcome."""
-    from followup import errors
-
     app.register_blueprint(bp)
-    errors.own_error_pages(app, FHIR_PREFIX, from_http_exception)
+    own_error_pages(app, FHIR_PREFIX, from_http_exception)
 
 
 def _audit(action: str, record_type: str, record_id, user, found: search.Found, **detail) -> None:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from followup.fhir import enrol
-from followup.fhir.resources import HANDLERS, base_url, validated
+from followup.fhir.common import base_url, validated
+from followup.fhir.resources import HANDLERS
 from followup.fhir.search import search_params
 
 # What each search parameter is (FHIR's own definitions).

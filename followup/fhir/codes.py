@@ -1,11 +1,11 @@
 """The codes the FHIR API speaks: SNOMED CT for diagnoses, body sites (from the one table of
-``followup.body_sites``, which DICOM reads too) and the excision, and our own CodeSystem for what only Scar Watch
-measures (documented in the README's FHIR section)."""
+``followup.records.body_sites``, which DICOM reads too) and the excision, and our own CodeSystem for what only
+Scar Watch measures (documented in the README's FHIR section)."""
 from __future__ import annotations
 
 from typing import Optional
 
-from followup.body_sites import read_body_site
+from followup.records.body_sites import read_body_site
 
 SNOMED = "http://snomed.info/sct"
 #: Our scores and plan activities; a URN, so that it names the same thing on every deployment.

@@ -9,19 +9,19 @@ from datetime import date
 from typing import Any, Optional
 
 import marshmallow as ma
-from pydantic import ValidationError
 from fhir.resources.R4B.bundle import Bundle
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from followup import audit
-from followup.body_sites import SITE_OF_CODE
 from followup.api.schemas import PatientCreateSchema, SiteCreateSchema
 from followup.db import db
 from followup.fhir import codes
 from followup.fhir.errors import FhirError
 from followup.models import Clinic, Patient, Site, User
-from followup.patients import create_patient, create_site
+from followup.records.body_sites import SITE_OF_CODE
+from followup.records.patients import create_patient, create_site
 
 #: Largest enrolment accepted: a patient's enrolment is a few resources; anything larger is a mistake or abuse.
 MAX_BUNDLE_BYTES = 256 * 1024
@@ -129,7 +129,8 @@ def _read(entries: list[dict]) -> _Enrolment:
         if "excision_date" not in site.fields:
             raise _invalid("The excision date is needed: Condition.abatementDateTime or a Procedure's "
                            "performedDateTime.", date_at, code="required")
-        site.fields = _check(SiteCreateSchema, site.fields, {"body_site": f"{site.at}.bodySite[0]", "diagnosis": f"{site.at}.code",
+        site.fields = _check(SiteCreateSchema, site.fields, {"body_site": f"{site.at}.bodySite[0]",
+                                                             "diagnosis": f"{site.at}.code",
                                                "stage": f"{site.at}.stage[0].summary.text",
                                                "excision_date": date_at})
         site.fields.pop("dermatologist_id")  # the enrolling dermatologist, as in the API

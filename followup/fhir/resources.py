@@ -7,71 +7,26 @@ Every resource is built with the ``fhir.resources`` R4B model of its type (R4 JS
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Callable, Optional
 
-from fhir.resources.R4B import get_fhir_model_class
-from flask import current_app
-from sqlalchemy import BigInteger, ColumnElement, Select, cast, false, func, literal, select, true, type_coerce, union_all
+from sqlalchemy import BigInteger, ColumnElement, Select, cast, false, literal, select, true, union_all
 from sqlalchemy.orm import selectinload
 
-from followup.api import API_PREFIX
-from followup.db import MAX_ID, UTCDateTime, db
+from followup.db import MAX_ID, db
 from followup.fhir import codes
-from followup.links import hide_links
-from followup.models import (Alert, Analysis, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, Site,
-                             User)
-from followup.patients import OVERLAYS
+from followup.fhir.common import attachment, last_updated, meta, overlay_url, reference
+from followup.models import Alert, Analysis, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, Site, User
+from followup.models.alerts import AlertPriority
+from followup.records.links import hide_links
+from followup.records.patients import OVERLAYS
 from followup.storage import image_mimetype
-
-FHIR_PREFIX = "/fhir/r4"
-
-
-def base_url() -> str:
-    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}{FHIR_PREFIX}"
-
-
-def validated(resource: dict) -> dict:
-    """The resource checked by its fhir.resources model and serialised as that model writes it (ValidationError
-    when we built something FHIR does not allow: a bug, never the client's input)."""
-    model = get_fhir_model_class(resource["resourceType"])
-    return model.model_validate(resource).model_dump(mode="json")
-
-
-def _ref(kind: str, id_: Any) -> dict:
-    return {"reference": f"{kind}/{id_}"}
-
-
-def _meta(updated: datetime) -> dict:
-    return {"lastUpdated": updated.isoformat()}
-
-
-def _updated(*columns) -> ColumnElement:
-    """A row's last change: the first non-null of ``columns`` (latest event first), as a UTC datetime."""
-    return type_coerce(func.coalesce(*columns), UTCDateTime()) if len(columns) > 1 else columns[0]
-
-
-def photo_url(photo_id: int) -> str:
-    """The authorised, audited image view of the API: a FHIR client fetches it with its bearer token."""
-    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}{API_PREFIX}/photos/{photo_id}/image"
-
-
-def overlay_url(analysis_id: int, name: str) -> str:
-    """The API's authorised, audited view of an analysis' overlay image (bearer token), as for the photos."""
-    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}{API_PREFIX}/analyses/{analysis_id}/overlays/{name}"
-
-
-def _attachment(photo: Photo) -> dict:
-    return {"contentType": "image/jpeg", "url": photo_url(photo.id), "size": photo.size_bytes,
-            "creation": (photo.captured_at or photo.received_at).isoformat()}
-
 
 # The builders: one row (the handler's select, with ``patient_id`` and ``updated``) → its resources.
 
 def _patient(row) -> list[dict]:
     patient: Patient = row.Patient
     resource = {
-        "resourceType": "Patient", "id": str(patient.id), "meta": _meta(row.updated), "active": True,
+        "resourceType": "Patient", "id": str(patient.id), "meta": meta(row.updated), "active": True,
         "name": [{"text": patient.name}],
         "telecom": [{"system": "phone", "value": patient.phone, "use": "mobile"}],
     }
@@ -85,14 +40,14 @@ def _patient(row) -> list[dict]:
 def _condition(row) -> list[dict]:
     site: Site = row.Site
     resource = {
-        "resourceType": "Condition", "id": str(site.id), "meta": _meta(row.updated),
+        "resourceType": "Condition", "id": str(site.id), "meta": meta(row.updated),
         # Excised: in remission while followed up, resolved once the follow-up is closed.
         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
                                        "code": "resolved" if site.closed_at else "remission"}]},
         "verificationStatus": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
         "code": codes.diagnosis(site.diagnosis), "bodySite": [codes.body_site(site.body_site)],
-        "subject": _ref("Patient", site.patient_id),
+        "subject": reference("Patient", site.patient_id),
         # The cancer was cut out on the excision date.
         "abatementDateTime": site.excision_date.isoformat(), "recordedDate": site.created_at.isoformat(),
     }
@@ -104,10 +59,10 @@ def _condition(row) -> list[dict]:
 def _procedure(row) -> list[dict]:
     site: Site = row.Site
     return [{
-        "resourceType": "Procedure", "id": str(site.id), "meta": _meta(row.updated), "status": "completed",
-        "code": codes.snomed(*codes.EXCISION), "subject": _ref("Patient", site.patient_id),
+        "resourceType": "Procedure", "id": str(site.id), "meta": meta(row.updated), "status": "completed",
+        "code": codes.snomed(*codes.EXCISION), "subject": reference("Patient", site.patient_id),
         "performedDateTime": site.excision_date.isoformat(), "bodySite": [codes.body_site(site.body_site)],
-        "reasonReference": [_ref("Condition", site.id)],
+        "reasonReference": [reference("Condition", site.id)],
     }]
 
 
@@ -121,13 +76,13 @@ def _baseline(site_id: int) -> Optional[Photo]:
 def _body_structure(row) -> list[dict]:
     site: Site = row.Site
     resource = {
-        "resourceType": "BodyStructure", "id": str(site.id), "meta": _meta(row.updated),
+        "resourceType": "BodyStructure", "id": str(site.id), "meta": meta(row.updated),
         "active": site.closed_at is None, "location": codes.body_site(site.body_site),
-        "description": site.body_site, "patient": _ref("Patient", site.patient_id),
+        "description": site.body_site, "patient": reference("Patient", site.patient_id),
     }
     baseline = _baseline(site.id)
     if baseline is not None:
-        resource["image"] = [_attachment(baseline)]
+        resource["image"] = [attachment(baseline)]
     return [resource]
 
 
@@ -138,10 +93,10 @@ def _care_plan(row) -> list[dict]:
     plan: FollowUpPlan = row.FollowUpPlan
     site: Site = row.Site
     return [{
-        "resourceType": "CarePlan", "id": str(plan.id), "meta": _meta(row.updated),
+        "resourceType": "CarePlan", "id": str(plan.id), "meta": meta(row.updated),
         "status": "completed" if site.closed_at else "active", "intent": "plan",
         "title": f"Follow-up after excision ({plan.protocol})", "description": plan.source,
-        "subject": _ref("Patient", site.patient_id), "addresses": [_ref("Condition", site.id)],
+        "subject": reference("Patient", site.patient_id), "addresses": [reference("Condition", site.id)],
         "period": {"start": site.excision_date.isoformat()},
         "activity": [{"detail": {"code": codes.local(item.kind), "status": _ACTIVITY_STATUS[item.status],
                                  "scheduledPeriod": {"start": item.due_date.isoformat()}}}
@@ -184,7 +139,7 @@ def _overlay_media(photo_media: dict, analysis: Analysis) -> list[dict]:
             "resourceType": "Media", "id": media_id, "meta": photo_media["meta"], "status": photo_media["status"],
             "type": photo_media["type"], "subject": photo_media["subject"],
             # The analysis' report lists it among its media; Provenance names the photos it was made from.
-            "partOf": [_ref("DiagnosticReport", analysis.id)], "createdDateTime": made, "issued": made,
+            "partOf": [reference("DiagnosticReport", analysis.id)], "createdDateTime": made, "issued": made,
             "bodySite": photo_media["bodySite"], "device": {"display": f"Scar Watch recurrence model {version}"},
             "content": {"contentType": image_mimetype(key), "url": overlay_url(analysis.id, name), "creation": made,
                         "title": f"{name}: {_OVERLAY_TITLES[name]}"},
@@ -197,14 +152,14 @@ def _media(row) -> list[dict]:
     """A photo's Media, then one Media per overlay of each of its analyses."""
     photo: Photo = row.Photo
     resource = {
-        "resourceType": "Media", "id": str(photo.id), "meta": _meta(row.updated),
+        "resourceType": "Media", "id": str(photo.id), "meta": meta(row.updated),
         "status": _MEDIA_STATUS[photo.status],
         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/media-type", "code": "image",
                              "display": "Image"}]},
-        "subject": _ref("Patient", row.patient_id),
+        "subject": reference("Patient", row.patient_id),
         "createdDateTime": (photo.captured_at or photo.received_at).isoformat(),
         "issued": photo.received_at.isoformat(), "bodySite": codes.body_site(row.Site.body_site),
-        "width": photo.width, "height": photo.height, "content": _attachment(photo),
+        "width": photo.width, "height": photo.height, "content": attachment(photo),
         "note": [{"text": f"{photo.kind} photo"}] + ([{"text": photo.status_detail}] if photo.status_detail else []),
     }
     if photo.modality:
@@ -243,10 +198,10 @@ def observation_parts(analysis: Analysis) -> list[tuple[str, dict]]:
 def _analysis_common(row) -> dict:
     analysis: Analysis = row.Analysis
     photo: Photo = row.Photo
-    return {"status": "final", "meta": _meta(row.updated),
+    return {"status": "final", "meta": meta(row.updated),
             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                                       "code": "imaging", "display": "Imaging"}]}],
-            "subject": _ref("Patient", row.patient_id),
+            "subject": reference("Patient", row.patient_id),
             "effectiveDateTime": (photo.captured_at or photo.received_at).isoformat(),
             "issued": analysis.created_at.isoformat()}
 
@@ -255,8 +210,8 @@ def _observations(row) -> list[dict]:
     analysis: Analysis = row.Analysis
     version = analysis.model_version or "unversioned"
     common = _analysis_common(row)
-    derived = [_ref("Media", analysis.photo_id)] + (
-        [_ref("Media", analysis.reference_photo_id)] if analysis.reference_photo_id else [])
+    derived = [reference("Media", analysis.photo_id)] + (
+        [reference("Media", analysis.reference_photo_id)] if analysis.reference_photo_id else [])
     return [{"resourceType": "Observation", "id": f"{analysis.id}-{suffix}", **common, **part,
              "bodySite": codes.body_site(row.Site.body_site), "derivedFrom": derived,
              "method": {"text": f"Scar Watch {analysis.comparison} comparison, model {version}"},
@@ -269,13 +224,16 @@ def _diagnostic_report(row) -> list[dict]:
     common = _analysis_common(row)
     category = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "IMG",
                              "display": "Diagnostic Imaging"}]}]
-    media = [{"comment": "follow-up photo", "link": _ref("Media", analysis.photo_id)}]
+    media = [{"comment": "follow-up photo", "link": reference("Media", analysis.photo_id)}]
     if analysis.reference_photo_id:
-        media.append({"comment": f"{analysis.comparison} photo", "link": _ref("Media", analysis.reference_photo_id)})
-    media += [{"comment": f"{name} overlay", "link": _ref("Media", media_id)} for media_id, name in overlays_of(analysis)]
+        media.append({"comment": f"{analysis.comparison} photo",
+                      "link": reference("Media", analysis.reference_photo_id)})
+    media += [{"comment": f"{name} overlay", "link": reference("Media", media_id)}
+              for media_id, name in overlays_of(analysis)]
     return [{"resourceType": "DiagnosticReport", "id": str(analysis.id), **common, "category": category,
              "code": codes.local("scar-comparison"),
-             "result": [_ref("Observation", f"{analysis.id}-{suffix}") for suffix, _ in observation_parts(analysis)],
+             "result": [reference("Observation", f"{analysis.id}-{suffix}")
+                        for suffix, _ in observation_parts(analysis)],
              "media": media, "conclusion": "; ".join(analysis.reasons or []) or "No change found."}]
 
 
@@ -283,19 +241,19 @@ def _provenance(row) -> list[dict]:
     """What the model produced from which photos: the analysis' report, Observations and overlay images."""
     analysis: Analysis = row.Analysis
     version = analysis.model_version or "unversioned"
-    targets = [_ref("DiagnosticReport", analysis.id)] + [
-        _ref("Observation", f"{analysis.id}-{suffix}") for suffix, _ in observation_parts(analysis)] + [
-        _ref("Media", media_id) for media_id, _ in overlays_of(analysis)]
+    targets = [reference("DiagnosticReport", analysis.id)] + [
+        reference("Observation", f"{analysis.id}-{suffix}") for suffix, _ in observation_parts(analysis)] + [
+        reference("Media", media_id) for media_id, _ in overlays_of(analysis)]
     photos = [analysis.photo_id] + ([analysis.reference_photo_id] if analysis.reference_photo_id else [])
     return [{
-        "resourceType": "Provenance", "id": str(analysis.id), "meta": _meta(row.updated), "target": targets,
+        "resourceType": "Provenance", "id": str(analysis.id), "meta": meta(row.updated), "target": targets,
         "recorded": analysis.created_at.isoformat(),
         "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
                                  "code": "CREATE", "display": "create"}]},
         "agent": [{"type": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "assembler",
             "display": "Assembler"}]}, "who": {"display": f"Scar Watch recurrence model {version}"}}],
-        "entity": [{"role": "source", "what": _ref("Media", photo_id)} for photo_id in photos],
+        "entity": [{"role": "source", "what": reference("Media", photo_id)} for photo_id in photos],
     }]
 
 
@@ -320,9 +278,9 @@ _TEXTS = union_all(
 
 
 def _communication(row) -> list[dict]:
-    patient = _ref("Patient", row.patient_id)
+    patient = reference("Patient", row.patient_id)
     resource = {
-        "resourceType": "Communication", "id": str(row.key), "meta": _meta(row.updated),
+        "resourceType": "Communication", "id": str(row.key), "meta": meta(row.updated),
         "status": _COMMUNICATION_STATUS[row.text_status], "category": [{"text": row.purpose}],
         "medium": [{"text": "SMS"}], "subject": patient,
         # Upload links carry a patient's credential: the text is shown as staff see it, without the token.
@@ -338,22 +296,22 @@ def _communication(row) -> list[dict]:
 
 
 _TASK_STATUS = {"open": "requested", "claimed": "in-progress", "resolved": "completed"}
-_TASK_PRIORITY = {1: "stat", 2: "urgent", 3: "routine"}
+_TASK_PRIORITY = {AlertPriority.URGENT: "stat", AlertPriority.HIGH: "urgent", AlertPriority.ROUTINE: "routine"}
 
 
 def _task(row) -> list[dict]:
     alert: Alert = row.Alert
     resource = {
-        "resourceType": "Task", "id": str(alert.id), "meta": _meta(row.updated),
+        "resourceType": "Task", "id": str(alert.id), "meta": meta(row.updated),
         "status": _TASK_STATUS[alert.status], "businessStatus": codes.local(f"alert-{alert.status}"),
         "intent": "order", "priority": _TASK_PRIORITY.get(alert.priority, "routine"),
         "code": {"text": f"Review a {alert.kind.replace('_', ' ')} alert"},
         "description": "; ".join(alert.reasons or []) or None,
-        "for": _ref("Patient", row.patient_id), "authoredOn": alert.created_at.isoformat(),
+        "for": reference("Patient", row.patient_id), "authoredOn": alert.created_at.isoformat(),
         "lastModified": row.updated.isoformat(),
     }
     if alert.photo_id:
-        resource["focus"] = _ref("Media", alert.photo_id)
+        resource["focus"] = reference("Media", alert.photo_id)
     owner = db.session.get(User, alert.claimed_by_id or alert.resolved_by_id) if (
         alert.claimed_by_id or alert.resolved_by_id) else None
     if owner is not None:
@@ -400,7 +358,7 @@ class Handler:
 
 
 _SITE_JOINS = ((Patient, Patient.id == Site.patient_id),)
-_SITE_UPDATED = _updated(Site.closed_at, Site.created_at)
+_SITE_UPDATED = last_updated(Site.closed_at, Site.created_at)
 _PHOTO_JOINS = ((Site, Site.id == Photo.site_id),) + _SITE_JOINS
 _ANALYSIS_JOINS = ((Photo, Photo.id == Analysis.photo_id),) + _PHOTO_JOINS
 # Comparisons with a reference photo (a baseline's own quality check has no scores).
@@ -408,13 +366,13 @@ _SCORED = Analysis.change_score.is_not(None)
 _FINAL = {"final": true()}
 
 HANDLERS: dict[str, Handler] = {h.type: h for h in (
-    Handler("Patient", Patient.id, Patient.id, _updated(Patient.opted_out_at, Patient.created_at), (Patient,), (),
+    Handler("Patient", Patient.id, Patient.id, last_updated(Patient.opted_out_at, Patient.created_at), (Patient,), (),
             _patient),
     Handler("Condition", Site.id, Site.patient_id, _SITE_UPDATED, (Site,), _SITE_JOINS, _condition),
     Handler("Procedure", Site.id, Site.patient_id, _SITE_UPDATED, (Site,), _SITE_JOINS, _procedure,
             statuses={"completed": true()}),
     Handler("BodyStructure", Site.id, Site.patient_id, _SITE_UPDATED, (Site,), _SITE_JOINS, _body_structure),
-    Handler("CarePlan", FollowUpPlan.id, Site.patient_id, _updated(Site.closed_at, FollowUpPlan.created_at),
+    Handler("CarePlan", FollowUpPlan.id, Site.patient_id, last_updated(Site.closed_at, FollowUpPlan.created_at),
             (FollowUpPlan, Site), ((Site, Site.id == FollowUpPlan.site_id),) + _SITE_JOINS, _care_plan,
             statuses={"active": Site.closed_at.is_(None), "completed": Site.closed_at.is_not(None)},
             options=(selectinload(FollowUpPlan.items),)),
@@ -432,7 +390,7 @@ HANDLERS: dict[str, Handler] = {h.type: h for h in (
             statuses={fhir: _TEXTS.c.text_status.in_([ours for ours, f in _COMMUNICATION_STATUS.items() if f == fhir])
                       for fhir in set(_COMMUNICATION_STATUS.values())},
             max_key=2 * MAX_ID + 1),
-    Handler("Task", Alert.id, Site.patient_id, _updated(Alert.resolved_at, Alert.claimed_at, Alert.created_at),
+    Handler("Task", Alert.id, Site.patient_id, last_updated(Alert.resolved_at, Alert.claimed_at, Alert.created_at),
             (Alert, Site), ((Site, Site.id == Alert.site_id),) + _SITE_JOINS, _task,
             statuses={fhir: Alert.status == ours for ours, fhir in _TASK_STATUS.items()}),
 )}

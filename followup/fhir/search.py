@@ -11,8 +11,9 @@ from sqlalchemy import Select
 from werkzeug.datastructures import MultiDict
 
 from followup.db import MAX_ID, db
+from followup.fhir.common import base_url, validated
 from followup.fhir.errors import FhirError
-from followup.fhir.resources import HANDLERS, Handler, base_url, validated
+from followup.fhir.resources import HANDLERS, Handler
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 100

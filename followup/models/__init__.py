@@ -10,7 +10,7 @@ from followup.models.plans import FollowUpPlan, PlanItem
 from followup.models.reminders import PatientSmsDay, Reminder, SchedulerLock
 
 __all__ = [
-    "Alert", "Analysis", "ApiToken", "AuditEvent", "AuditSubject", "Clinic", "DicomPush", "FollowUpPlan", "InboundMessage",
-    "OutboundMessage", "Patient", "PatientSmsDay", "Photo", "PlanItem", "Reminder", "SchedulerLock", "Site",
-    "UploadLink", "User",
+    "Alert", "Analysis", "ApiToken", "AuditEvent", "AuditSubject", "Clinic", "DicomPush", "FollowUpPlan",
+    "InboundMessage", "OutboundMessage", "Patient", "PatientSmsDay", "Photo", "PlanItem", "Reminder", "SchedulerLock",
+    "Site", "UploadLink", "User",
 ]

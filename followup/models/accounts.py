@@ -18,7 +18,7 @@ class Clinic(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     phone: Mapped[Optional[str]] = mapped_column(String(32))
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/London")
-    # Per-clinic protocol overrides, keyed by protocol name (see followup.plans).
+    # Per-clinic protocol overrides, keyed by protocol name (see followup.records.plans).
     protocol_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     operating_point: Mapped[str] = mapped_column(String(32), default="sensitivity_first")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

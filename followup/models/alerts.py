@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import IntEnum, StrEnum
 from typing import Optional
 
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, text
@@ -9,10 +10,29 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
 
-ALERT_STATUSES = ("open", "claimed", "resolved")
 OUTCOMES = ("no_change", "benign_change", "rephoto", "visit", "biopsy")
-# 1 is the most urgent.
-PRIORITIES = (1, 2, 3)
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+
+
+class AlertKind(StrEnum):
+    CHANGE = "change"  # the pipeline found a change that may be a recurrence
+    PATIENT_REPORT = "patient_report"  # no worrying change, but the patient's answers are
+    UNREADABLE = "unreadable"  # photos the pipeline could not read, again and again
+    NEEDS_REVIEW = "needs_review"  # a photo whose analysis failed: a person looks at it
+    NO_PHOTO = "no_photo"  # the photo request went unanswered (the reminder sweep's escalation)
+
+
+class AlertPriority(IntEnum):
+    """Lower is more urgent: the queue sorts by it, and only URGENT texts a dermatologist at once."""
+
+    URGENT = 1
+    HIGH = 2
+    ROUTINE = 3
 
 # One unresolved alert per site, kind and photo (a job run twice, two sweeps escalating at once: one alert).
 # A site's photo-less alerts (``no_photo``: the missed photo request) are one per site and kind. Two partial
@@ -36,11 +56,11 @@ class Alert(db.Model):
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
     photo_id: Mapped[Optional[int]] = mapped_column(ForeignKey("photo.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(20), default="change")  # change | unreadable | no_photo
+    kind: Mapped[str] = mapped_column(String(20), default=AlertKind.CHANGE)
     priority: Mapped[int] = mapped_column(Integer, index=True)
     recurrence_score: Mapped[float] = mapped_column(Float, default=0.0, index=True)
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
-    status: Mapped[str] = mapped_column(String(10), default="open", index=True)
+    status: Mapped[str] = mapped_column(String(10), default=AlertStatus.OPEN, index=True)
     claimed_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
     claimed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     outcome: Mapped[Optional[str]] = mapped_column(String(20))

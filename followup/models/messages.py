@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Optional
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
@@ -9,8 +10,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from followup.db import UTCDateTime, db, utcnow
 
-# cancelled: withdrawn before Twilio accepted it (opt-out, photo received, too late to be useful).
-OUTBOX_STATUSES = ("pending", "sending", "sent", "delivered", "failed", "not_sent", "unknown", "cancelled")
+
+class OutboxStatus(StrEnum):
+    """pending → sending (claimed, committed before the call) → sent → delivered, or failed; not_sent (no
+    credentials, or nobody to text); unknown (a timeout: reconciled, never resent blindly); cancelled
+    (withdrawn before Twilio accepted it: opt-out, photo received, too late to be useful)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    NOT_SENT = "not_sent"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
 
 
 class OutboundMessage(db.Model):
@@ -22,7 +35,7 @@ class OutboundMessage(db.Model):
     to: Mapped[str] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text)
     purpose: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(12), default=OutboxStatus.PENDING, index=True)
     twilio_sid: Mapped[Optional[str]] = mapped_column(String(64), index=True)
     error_code: Mapped[Optional[str]] = mapped_column(String(20))
     error_message: Mapped[Optional[str]] = mapped_column(Text)
@@ -37,7 +50,7 @@ class OutboundMessage(db.Model):
 
 
 class InboundMessage(db.Model):
-    """A text received, one row per clinic inbox it went to (see `followup.inbound`): a text that may be for
+    """A text received, one row per clinic inbox it went to (see `followup.outreach.inbound`): a text that may be for
     several clinics goes to each of them, unmatched; one for nobody's number is kept once without a clinic."""
 
     __table_args__ = (

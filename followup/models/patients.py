@@ -9,7 +9,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
 
-DIAGNOSES = ("melanoma", "bcc", "scc", "other")
 # Who outlined the scar on the baseline: proposed by the pipeline, or drawn or tapped by staff.
 OUTLINE_SOURCES = ("auto", "staff")
 
@@ -49,7 +48,7 @@ class Site(db.Model):
     dermatologist_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
     closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The scar outlined on a baseline photo: [[x, y], ...] in that photo's pixels (see followup.outlines).
+    # The scar outlined on a baseline photo: [[x, y], ...] in that photo's pixels (see followup.intake.outlines).
     # It applies only while that photo is the site's baseline. (use_alter: photo refers to site too.)
     outline_polygon: Mapped[Optional[list[list[float]]]] = mapped_column(JSON)
     outline_source: Mapped[Optional[str]] = mapped_column(String(10))  # auto | staff
@@ -58,3 +57,7 @@ class Site(db.Model):
     outline_note: Mapped[Optional[str]] = mapped_column(String(300))
 
     patient: Mapped[Patient] = relationship(back_populates="sites")
+
+    def years_since_surgery(self, at: date) -> float:
+        """Years from the excision to ``at`` (negative before it): what the model and the outcome export read."""
+        return (at - self.excision_date).days / 365.25

@@ -2,17 +2,31 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Optional
 
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
+from recurrence.encoding import ANSWER_KEYS
 from registration.modality import MODALITIES  # noqa: F401 - a photo is a phone (clinical) one or a dermoscope's
 
-PHOTO_KINDS = ("baseline", "followup")
-PHOTO_STATUSES = ("queued", "processing", "done", "rejected", "failed")
-ANSWER_FIELDS = ("grew", "itch", "bleed", "hurt", "changed", "elevation")
+
+class PhotoKind(StrEnum):
+    BASELINE = "baseline"
+    FOLLOWUP = "followup"
+
+
+class PhotoStatus(StrEnum):
+    """queued (the row is the job) → processing (claimed) → done | rejected (reasons for the patient) | failed
+    (after the last attempt; a person is asked to look)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    REJECTED = "rejected"
+    FAILED = "failed"
 
 
 class UploadLink(db.Model):
@@ -44,14 +58,14 @@ class Photo(db.Model):
     height: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     captured_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(12), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(12), default=PhotoStatus.QUEUED, index=True)
     status_detail: Mapped[Optional[str]] = mapped_column(Text)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # A queued photo whose last attempt failed waits until then (exponential backoff; followup.jobs).
+    # A queued photo whose last attempt failed waits until then (exponential backoff; followup.analysis.jobs).
     next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     # When the photo was last handed to the job queue (a Celery message); the scheduler sends a queued photo
-    # again when its message may have been lost (followup.jobs.resend_due).
+    # again when its message may have been lost (followup.analysis.jobs.resend_due).
     enqueued_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, index=True)
     upload_link_id: Mapped[Optional[int]] = mapped_column(ForeignKey("upload_link.id"), index=True)
     uploaded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
@@ -71,7 +85,7 @@ class Photo(db.Model):
     )
 
     def answers(self) -> dict[str, Optional[bool]]:
-        return {f: getattr(self, f) for f in ANSWER_FIELDS}
+        return {f: getattr(self, f) for f in ANSWER_KEYS}
 
 
 class Analysis(db.Model):

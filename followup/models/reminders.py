@@ -5,6 +5,7 @@ The database is the source of truth: a reminder is sent because its row is due, 
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Optional
 
 from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
@@ -12,17 +13,28 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from followup.db import UTCDateTime, db, utcnow
 
-# In the order the sweep prefers them when two are due for one patient on one day.
-REMINDER_KINDS = (
-    "photo_escalation",  # no photo after the re-reminder: the site goes on the clinic's worklist (no SMS)
-    "photo_due",  # the day's request, with a fresh one-time upload link
-    "photo_again",  # one re-reminder when nothing came
-    "visit_day_before",  # the clinic visit is tomorrow
-    "visit_two_weeks",  # the clinic visit is in two weeks
-    "photo_heads_up",  # a photo will be asked for in a few days
-)
-# pending → queued (its SMS is in the outbox) | escalated | cancelled (nothing more to ask) | expired (too late)
-REMINDER_STATUSES = ("pending", "queued", "escalated", "cancelled", "expired")
+
+class ReminderKind(StrEnum):
+    """In the order the sweep prefers them when two are due for one patient on one day."""
+
+    PHOTO_ESCALATION = "photo_escalation"  # no photo after the re-reminder: on the clinic's worklist (no SMS)
+    PHOTO_DUE = "photo_due"  # the day's request, with a fresh one-time upload link
+    PHOTO_AGAIN = "photo_again"  # one re-reminder when nothing came
+    VISIT_DAY_BEFORE = "visit_day_before"  # the clinic visit is tomorrow
+    VISIT_TWO_WEEKS = "visit_two_weeks"  # the clinic visit is in two weeks
+    PHOTO_HEADS_UP = "photo_heads_up"  # a photo will be asked for in a few days
+
+
+class ReminderStatus(StrEnum):
+    """pending → claimed (by a sweep, within its transaction) → queued (its SMS is in the outbox) | escalated |
+    cancelled (nothing more to ask) | expired (too late)."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    QUEUED = "queued"
+    ESCALATED = "escalated"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
 class Reminder(db.Model):
@@ -38,7 +50,7 @@ class Reminder(db.Model):
     kind: Mapped[str] = mapped_column(String(20))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # earliest send time (UTC)
     expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)  # not sent by then: expired
-    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(12), default=ReminderStatus.PENDING, index=True)
     detail: Mapped[Optional[str]] = mapped_column(String(200))
     outbound_message_id: Mapped[Optional[int]] = mapped_column(ForeignKey("outbound_message.id"), index=True)
     alert_id: Mapped[Optional[int]] = mapped_column(ForeignKey("alert.id"), index=True)

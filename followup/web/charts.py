@@ -227,7 +227,7 @@ def decision_time_chart(hours: Sequence[float]) -> Markup:
         yy = TOP + (1 - frac) * plot_h
         parts.append(f'<text x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11" fill="#333">'
                      f'{top * frac:.0f}</text>')
-    parts.append(f'<text x="4" y="10" font-size="11" fill="#333">alerts</text>')
+    parts.append('<text x="4" y="10" font-size="11" fill="#333">alerts</text>')
     slot = plot_w / len(DECISION_BINS)
     for i, ((_lo, _hi, label), n) in enumerate(zip(DECISION_BINS, counts)):
         cx = LEFT + slot * (i + 0.5)

@@ -6,35 +6,31 @@ import json
 from datetime import date
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user
-from sqlalchemy import case, func, select
+from flask_login import current_user
+from sqlalchemy import func, select
 
-from followup import accounts, audit, links, outlines, reminders
-from followup.accounts import AccountError, create_user
+from followup import audit, queries
 from followup.db import db, utcnow
-from followup.intake import IntakeError
-from followup.models import (Alert, Clinic, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site,
-                             User)
-from followup.models.accounts import ROLES
-from followup.models.patients import DIAGNOSES
-from followup.models.photos import MODALITIES
+from followup.intake import outlines
+from followup.intake.cleaning import IntakeError
+from followup.intake.photos import baseline_of, receive_photo
+from followup.models import Alert, Clinic, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site
+from followup.models.photos import MODALITIES, PhotoKind
 from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
-from followup.patients import check_excision_date, create_patient, create_site, patient_for, site_for, site_plan
-from followup.photos import baseline_of, receive_photo
-from followup.plans import check_plan_date
+from followup.outreach import reminders
+from followup.queries import ACTIONABLE
+from followup.records import links
+from followup.records.patients import check_excision_date, create_patient, create_site, patient_for, site_for, site_plan
+from followup.records.plans import check_plan_date
 from followup.web.charts import calibration_chart, decision_time_chart, outline_overlay, ppv_chart
 from followup.web.common import MAX_PAGE, staff_required
+from recurrence.encoding import DIAGNOSES
 
 bp = Blueprint("clinic", __name__)
 
 PAGE_SIZE = 50
 # Widest a baseline photo is shown for outlining (CSS pixels); a click's position is scaled from it.
 OUTLINE_SHOWN_WIDTH = 640
-# Outcomes that mean the alert pointed at something real (a visit or a biopsy was needed).
-ACTIONABLE = ("visit", "biopsy")
-SCORE_BANDS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
-# The time-to-decision chart reads the clinic's latest resolved alerts, at most this many.
-DECISION_SAMPLE = 5000
 
 
 def _page() -> int:
@@ -45,7 +41,7 @@ def _page() -> int:
 
 
 def _dermatologists():
-    return accounts.dermatologists(current_user.clinic_id)
+    return queries.dermatologists(current_user.clinic_id)
 
 
 @bp.route("/patients", methods=["GET", "POST"])
@@ -270,7 +266,7 @@ def add_site(patient_id: int):
 @staff_required()
 def upload_photo(site_id: int):
     site = site_for(current_user, site_id)
-    kind = request.form.get("kind") if request.form.get("kind") in ("baseline", "followup") else "baseline"
+    kind = request.form.get("kind") if request.form.get("kind") in tuple(PhotoKind) else PhotoKind.BASELINE
     modality = request.form.get("modality") if request.form.get("modality") in MODALITIES else None
     upload = request.files.get("photo")
     try:
@@ -338,18 +334,8 @@ def new_link(site_id: int):
 def messages():
     page = _page()
     status = request.args.get("status") or None
-    stmt = (select(OutboundMessage, Patient.name).outerjoin(Patient, Patient.id == OutboundMessage.patient_id)
-            .where(OutboundMessage.clinic_id == current_user.clinic_id))
-    if status:
-        stmt = stmt.where(OutboundMessage.status == status)
-    rows = db.session.execute(
-        stmt.order_by(OutboundMessage.created_at.desc(), OutboundMessage.id.desc())
-        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
-    ).all()
-    counts = dict(db.session.execute(
-        select(OutboundMessage.status, func.count()).where(OutboundMessage.clinic_id == current_user.clinic_id)
-        .group_by(OutboundMessage.status)
-    ).all())
+    rows = queries.outbox_page(current_user.clinic_id, status, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
+    counts = queries.outbox_counts(current_user.clinic_id)
     html = render_template("clinic/messages.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
                            status=status, counts=counts, hide_links=links.hide_links)
     audit.record("view_messages", "clinic", current_user.clinic_id,
@@ -360,11 +346,7 @@ def messages():
 @bp.get("/inbox")
 @staff_required()
 def inbox():
-    rows = db.session.execute(
-        select(InboundMessage, Patient.name).outerjoin(Patient, Patient.id == InboundMessage.patient_id)
-        .where(InboundMessage.clinic_id == current_user.clinic_id, InboundMessage.intent == "text")
-        .order_by(InboundMessage.handled_at.is_not(None), InboundMessage.received_at.desc()).limit(200)
-    ).all()
+    rows = queries.inbox_page(current_user.clinic_id)
     html = render_template("clinic/inbox.html", rows=rows)
     audit.record("view_inbox", "clinic", current_user.clinic_id,
                  patients=[m.patient_id for m, _name in rows if m.patient_id])
@@ -388,10 +370,10 @@ def mark_handled(message_id: int):
 def overdue():
     """Patients with a photo or visit past its due date and still pending, longest overdue first."""
     today, page = date.today(), _page()
-    found = reminders.overdue_items(current_user.clinic_id, today, offset=(page - 1) * PAGE_SIZE,
+    found = queries.overdue_items(current_user.clinic_id, today, offset=(page - 1) * PAGE_SIZE,
                                     limit=PAGE_SIZE + 1)
     rows = found[:PAGE_SIZE]
-    visits = reminders.visits_due(current_user.clinic_id, today, include_overdue=False, limit=PAGE_SIZE + 1)
+    visits = queries.visits_due(current_user.clinic_id, today, include_overdue=False, limit=PAGE_SIZE + 1)
     html = render_template("clinic/overdue.html", rows=rows, more=len(found) > PAGE_SIZE, page=page, today=today,
                            visits=visits[:PAGE_SIZE], more_visits=len(visits) > PAGE_SIZE)
     audit.record("view_overdue", "clinic", current_user.clinic_id, count=len(rows),
@@ -404,102 +386,15 @@ def overdue():
 @staff_required()
 def performance():
     """Resolved alerts' outcomes against their scores: how often a flag pointed at something real."""
-    clinic_id = current_user.clinic_id
-    band = case(*[(Alert.recurrence_score < hi, i) for i, (_lo, hi) in enumerate(SCORE_BANDS)], else_=len(SCORE_BANDS) - 1)
-    actionable = func.sum(case((Alert.outcome.in_(ACTIONABLE), 1), else_=0))
-    resolved = Alert.status == "resolved"
-    by_band = {b: (n, a, mean) for b, n, a, mean in db.session.execute(
-        select(band, func.count(), actionable, func.avg(Alert.recurrence_score))
-        .where(Alert.clinic_id == clinic_id, resolved).group_by(band)
-    ).all()}
-    by_priority = {p: (n, a) for p, n, a in db.session.execute(
-        select(Alert.priority, func.count(), actionable).where(Alert.clinic_id == clinic_id, resolved)
-        .group_by(Alert.priority)
-    ).all()}
-    by_outcome = dict(db.session.execute(
-        select(Alert.outcome, func.count()).where(Alert.clinic_id == clinic_id, resolved).group_by(Alert.outcome)
-    ).all())
-    bands = [{"label": f"{lo:.2f}–{min(hi, 1.0):.2f}", "n": by_band.get(i, (0, 0, 0))[0],
-              "real": int(by_band.get(i, (0, 0, 0))[1] or 0), "score": float(by_band.get(i, (0, 0, 0))[2] or 0)}
-             for i, (lo, hi) in enumerate(SCORE_BANDS)]
-    priorities = [{"priority": p, "n": n, "real": int(a or 0)} for p, (n, a) in sorted(by_priority.items())]
-    total = sum(b["n"] for b in bands)
-    real = sum(b["real"] for b in bands)
-    # Photo to decision: the latest resolved alerts that came from a photo (a bounded read, newest first).
-    delays = db.session.execute(
-        select(Alert.resolved_at, Photo.received_at).join(Photo, Photo.id == Alert.photo_id)
-        .where(Alert.clinic_id == clinic_id, resolved, Alert.resolved_at.is_not(None))
-        .order_by(Alert.resolved_at.desc()).limit(DECISION_SAMPLE)
-    ).all()
-    hours = sorted(max(0.0, (decided - received).total_seconds() / 3600) for decided, received in delays)
-    median_hours = hours[len(hours) // 2] if hours else None
+    stats = queries.alert_performance(current_user.clinic_id)
+    bands, hours = stats["bands"], stats["hours"]
     charts = {
         "ppv": ppv_chart(bands),
         "calibration": calibration_chart([{"score": b["score"], "real": b["real"] / b["n"] if b["n"] else 0.0,
                                            "n": b["n"]} for b in bands]),
         "decision": decision_time_chart(hours),
     }
-    return render_template("clinic/performance.html", bands=bands, priorities=priorities, by_outcome=by_outcome,
-                           total=total, real=real, actionable=ACTIONABLE, charts=charts, decisions=len(hours),
-                           median_hours=median_hours)
-
-
-@bp.route("/users", methods=["GET", "POST"])
-@staff_required("admin")
-def users():
-    errors: dict = {}
-    if request.method == "POST":
-        clinic = db.session.get(Clinic, current_user.clinic_id)
-        try:
-            user = create_user(clinic, email=request.form.get("email", ""), password=request.form.get("password", ""),
-                               role=request.form.get("role", ""), name=request.form.get("name", "").strip())
-        except AccountError as exc:
-            db.session.rollback()
-            errors["form"] = str(exc).capitalize() + "."
-        else:
-            audit.record("create_user", "user", user.id, commit=False)
-            db.session.commit()
-            flash(f"Account created for {user.email}.", "info")
-            return redirect(url_for("clinic.users"), 303)
-    rows = db.session.execute(
-        select(User).where(User.clinic_id == current_user.clinic_id).order_by(User.active.desc(), User.email)
-    ).scalars().all()
-    return render_template("clinic/users.html", users=rows, roles=ROLES, errors=errors,
-                           form=request.form), 400 if errors else 200
-
-
-@bp.post("/users/<int:user_id>/active")
-@staff_required("admin")
-def set_active(user_id: int):
-    user = db.session.get(User, user_id)
-    if user is None or user.clinic_id != current_user.clinic_id:
-        abort(404, f"User {user_id} doesn't exist.")
-    if user.id == current_user.id:
-        flash("You cannot deactivate your own account.", "error")
-        return redirect(url_for("clinic.users"), 303)
-    accounts.set_active(user, request.form.get("active") == "1", by=current_user._get_current_object())
-    audit.record("activate_user" if user.active else "deactivate_user", "user", user.id, commit=False)
-    db.session.commit()
-    return redirect(url_for("clinic.users"), 303)
-
-
-@bp.post("/users/<int:user_id>/password")
-@staff_required("admin")
-def set_user_password(user_id: int):
-    """A new password for a colleague (forgotten, or possibly known to someone else): it signs them out
-    everywhere and ends their API tokens."""
-    user = db.session.get(User, user_id)
-    if user is None or user.clinic_id != current_user.clinic_id:
-        abort(404, f"User {user_id} doesn't exist.")
-    try:
-        accounts.set_password(user, request.form.get("password", ""))
-    except AccountError as exc:
-        db.session.rollback()
-        flash(str(exc).capitalize() + ".", "error")
-        return redirect(url_for("clinic.users"), 303)
-    audit.record("set_password", "user", user.id, commit=False)
-    db.session.commit()
-    if user.id == current_user.id:
-        login_user(user)  # this session carries the new version; the admin's other sessions end
-    flash(f"New password set for {user.email}; their sessions and API tokens have ended.", "info")
-    return redirect(url_for("clinic.users"), 303)
+    return render_template("clinic/performance.html", bands=bands, priorities=stats["priorities"],
+                           by_outcome=stats["by_outcome"], total=sum(b["n"] for b in bands),
+                           real=sum(b["real"] for b in bands), actionable=ACTIONABLE, charts=charts,
+                           decisions=len(hours), median_hours=hours[len(hours) // 2] if hours else None)

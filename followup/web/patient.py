@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import (Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import HTTPException
 
-from followup import audit, links
-from followup.auth import limiter
+from followup import audit
 from followup.db import db, utcnow
-from followup.intake import IntakeError
+from followup.extensions import limiter
+from followup.intake.cleaning import IntakeError
+from followup.intake.photos import baseline_of, receive_photo
 from followup.models import Clinic, Photo, Site, UploadLink
-from followup.models.photos import ANSWER_FIELDS
-from followup.photos import baseline_of, receive_photo
+from followup.records import links
 from followup.storage import storage
 from followup.web.common import thumbnail
+from recurrence.encoding import ANSWER_KEYS
 
 bp = Blueprint("patient", __name__, url_prefix="/u")
 
@@ -83,7 +83,7 @@ def upload(token: str):
     form = UploadForm()
     status = 200
     if form.validate_on_submit():
-        answers = {f: ANSWER_VALUES.get(request.form.get(f, ""), None) for f in ANSWER_FIELDS}
+        answers = {f: ANSWER_VALUES.get(request.form.get(f, ""), None) for f in ANSWER_KEYS}
         try:
             photo = receive_photo(db.session.get(Site, link.site_id), form.photo.data.read(), kind="followup",
                                   answers=answers, link=link)

@@ -10,8 +10,10 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from followup import audit
-from followup.auth import authenticate, end_web_sessions, limiter
+from followup.auth import authenticate, end_web_sessions
 from followup.db import db
+from followup.extensions import limiter
+from followup.web import triage
 
 bp = Blueprint("web", __name__)
 
@@ -62,6 +64,4 @@ def home():
     """Staff land on the triage queue."""
     if not current_user.is_authenticated:
         return redirect(url_for("web.login"))
-    from followup.web.triage import queue
-
-    return queue()
+    return triage.queue()

@@ -13,25 +13,27 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
-from werkzeug.exceptions import Conflict
 
-from followup import accounts, alerts, audit, outlines
+from followup import audit, queries
 from followup.db import MAX_ID, db, utcnow
+from followup.intake import outlines
+from followup.intake.photos import baseline_of
 from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
-from followup.models.alerts import OUTCOMES
-from followup.models.patients import DIAGNOSES
-from followup.patients import OVERLAYS, overlay_for, photo_for, site_plan
-from followup.photos import baseline_of
-from followup.plans import check_plan_date
+from followup.models.alerts import OUTCOMES, AlertPriority, AlertStatus
+from followup.records.patients import OVERLAYS, overlay_for, photo_for, site_plan
+from followup.records.plans import check_plan_date
 from followup.storage import image_mimetype, storage
+from followup.triage import alerts
 from followup.web.charts import timeline_chart
 from followup.web.common import MAX_PAGE, passive, private_image, staff_required, thumbnail
+from recurrence.encoding import DIAGNOSES
 
 bp = Blueprint("triage", __name__)
 
 PAGE_SIZE = 50
-# How long an alert may wait before it counts as overdue, by priority (1 = most urgent).
-RESPONSE_TARGET = {1: timedelta(days=2), 2: timedelta(days=7), 3: timedelta(days=14)}
+# How long an alert may wait before it counts as overdue, by priority.
+RESPONSE_TARGET = {AlertPriority.URGENT: timedelta(days=2), AlertPriority.HIGH: timedelta(days=7),
+                   AlertPriority.ROUTINE: timedelta(days=14)}
 OUTCOME_LABELS = {
     "no_change": "No change", "benign_change": "Benign change", "rephoto": "Request retake",
     "visit": "Book a visit", "biopsy": "Biopsy",
@@ -69,7 +71,7 @@ class QueueFilters:
         diagnosis = args.get("diagnosis") or None
         claimed = args.get("claimed", "any")
         return cls(
-            priority=integer("priority", (1, 2, 3)), member=integer("member"),
+            priority=integer("priority", tuple(AlertPriority)), member=integer("member"),
             diagnosis=diagnosis if diagnosis in DIAGNOSES else None,
             claimed=claimed if claimed in ("any", "unclaimed", "mine") else "any",
             overdue=args.get("overdue") == "1", page=min(max(1, integer("page") or 1), MAX_PAGE),
@@ -91,7 +93,7 @@ def _overdue_condition(now):
 def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
     """One page of the active queue (open and claimed alerts), most urgent first, with what the row shows."""
     claimer = aliased(User)
-    conditions = [Alert.clinic_id == clinic_id, Alert.status.in_(("open", "claimed"))]
+    conditions = [Alert.clinic_id == clinic_id, Alert.status.in_((AlertStatus.OPEN, AlertStatus.CLAIMED))]
     if filters.priority:
         conditions.append(Alert.priority == filters.priority)
     if filters.member:
@@ -99,7 +101,7 @@ def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
     if filters.diagnosis:
         conditions.append(Site.diagnosis == filters.diagnosis)
     if filters.claimed == "unclaimed":
-        conditions.append(Alert.status == "open")
+        conditions.append(Alert.status == AlertStatus.OPEN)
     elif filters.claimed == "mine":
         conditions.append(Alert.claimed_by_id == user_id)
     if filters.overdue:
@@ -242,8 +244,9 @@ def alert_page(alert_id: int):
         regions=[describe_region(r) for r in (analysis.regions if analysis else [])],
         margin_mm=outlines.site_margin_mm(site),
         outcome_labels=OUTCOME_LABELS, retake_reasons=RETAKE_REASONS, overdue=is_overdue(alert),
-        plan=site_plan(site), visit_default=date.today() + timedelta(days=14), clinic=db.session.get(Clinic, alert.clinic_id),
-        dermatologists=accounts.dermatologists(alert.clinic_id) if current_user.role == "admin" else [],
+        plan=site_plan(site), visit_default=date.today() + timedelta(days=14),
+        clinic=db.session.get(Clinic, alert.clinic_id),
+        dermatologists=queries.dermatologists(alert.clinic_id) if current_user.role == "admin" else [],
     )
     audit.record("view_alert", "alert", alert.id, patient_id=patient.id)
     return page
@@ -259,8 +262,8 @@ def claim(alert_id: int):
             flash("Released: colleagues can take this case.", "info")
         else:
             alerts.claim(alert, current_user)
-    except Conflict as refused:  # a colleague holds it, or it is resolved
-        flash(refused.description, "error")
+    except alerts.AlertConflict as refused:  # a colleague holds it, or it is resolved
+        flash(str(refused), "error")
     target = request.form.get("next") or ""
     if target.startswith("/queue") and "//" not in target:  # back to the queue with its filters
         return redirect(target, 303)
@@ -279,8 +282,8 @@ def reassign(alert_id: int):
             abort(400, f"User {value} doesn't exist.")
     try:
         alerts.reassign(alert, current_user, to)
-    except Conflict as refused:
-        flash(refused.description, "error")
+    except alerts.AlertConflict as refused:
+        flash(str(refused), "error")
     else:
         flash(f"Given to {to.name or to.email}." if to else "Released: back in the queue.", "info")
     return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
@@ -309,8 +312,8 @@ def resolve(alert_id: int):
     try:
         alerts.resolve(alert, current_user, outcome=outcome, note=note, visit_date=visit_date,
                        retake_reason=RETAKE_REASONS.get(request.form.get("retake_reason", ""), RETAKE_REASONS["again"]))
-    except Conflict as refused:  # resolved already, or a colleague holds it
-        flash(refused.description, "error")
+    except alerts.AlertConflict as refused:  # resolved already, or a colleague holds it
+        flash(str(refused), "error")
         return redirect(url_for("triage.alert_page", alert_id=alert.id), 303)
     flash(f"Alert resolved: {OUTCOME_LABELS[outcome].lower()}.", "info")
     return redirect(url_for("triage.queue"), 303)

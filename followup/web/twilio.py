@@ -3,7 +3,7 @@
 Both check ``X-Twilio-Signature`` against ``PUBLIC_BASE_URL`` + the path — never against the URL of the
 request as it arrived, which a proxy rewrites and a forger controls (Host header) — and answer 403 otherwise.
 Twilio delivers at least once: an inbound MessageSid already stored is acknowledged and ignored; status
-callbacks only ever move a message forwards. Which clinic's inbox a text goes to is `followup.inbound`'s call.
+callbacks only ever move a message forwards. Which clinic's inbox a text goes to is `followup.outreach.inbound`'s call.
 """
 from __future__ import annotations
 
@@ -14,12 +14,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from twilio.twiml.messaging_response import MessagingResponse
 
-from followup import inbound, messaging, reminders
 from followup.db import db, utcnow
-from followup.links import hide_tokens
 from followup.models import Clinic, InboundMessage
+from followup.outreach import consent, delivery, inbound
+from followup.outreach.texts import render_sms
+from followup.records.links import hide_tokens
 from notifications.webhooks import (
-    InboundIntent, parse_inbound_sms, parse_status_callback, verify_twilio_signature, webhook_url,
+    InboundIntent,
+    parse_inbound_sms,
+    parse_status_callback,
+    verify_twilio_signature,
+    webhook_url,
 )
 
 log = logging.getLogger(__name__)
@@ -68,15 +73,15 @@ def inbound_sms():
         return _twiml()
     reply = None
     if sms.intent == InboundIntent.OPT_OUT:
-        reminders.opt_out(sms.from_number, source=f"SMS {sms.body.strip()[:20]!r}", commit=False)
+        consent.opt_out(sms.from_number, source=f"SMS {sms.body.strip()[:20]!r}", commit=False)
     elif sms.intent == InboundIntent.OPT_IN:
-        reminders.opt_in(sms.from_number, commit=False)
+        consent.opt_in(sms.from_number, commit=False)
     elif sms.intent == InboundIntent.HELP and not request.form.get("OptOutType"):
         # (With OptOutType set, Twilio's Advanced Opt-Out has already answered.) No clinic is named unless
         # the text is surely for it.
         clinic = db.session.get(Clinic, route.clinic_id) if route.clinic_id else None
-        reply = reminders.render_sms("help", clinic_name=clinic.name if clinic else "Scar Watch",
-                                     clinic_phone=clinic.phone if clinic else None)
+        reply = render_sms("help", clinic_name=clinic.name if clinic else "Scar Watch",
+                           clinic_phone=clinic.phone if clinic else None)
     db.session.commit()
     # STOP/START: Twilio's Advanced Opt-Out already answers the patient; a second text would be noise.
     return _twiml(reply)
@@ -88,8 +93,10 @@ def delivery_status():
         result = parse_status_callback(request.form)
     except ValueError as exc:
         abort(400, str(exc))
-    row = messaging.record_delivery(result.sid, request.form.get("MessageStatus", ""), result)
+    row = delivery.record_delivery(result.sid, request.form.get("MessageStatus", ""), result)
     if row is None:
         log.info("twilio status for unknown message %s (%s)", result.sid, request.form.get("MessageStatus"))
+    elif result.opted_out:
+        consent.opt_out(row.to, source="twilio 21610", commit=False)
     db.session.commit()
     return Response(status=204)

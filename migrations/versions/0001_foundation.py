@@ -5,11 +5,10 @@ Revises:
 Create Date: 2026-11-26 17:00:14.855151
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import followup.db
-
 
 # revision identifiers, used by Alembic.
 revision = '0001_foundation'

@@ -5,11 +5,10 @@ Revises: 0001_foundation
 Create Date: 2026-11-26 17:10:44.456923
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import followup.db
-
 
 # revision identifiers, used by Alembic.
 revision = "0002_reminders"

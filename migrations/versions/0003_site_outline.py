@@ -5,9 +5,8 @@ Revises: 0002_reminders
 Create Date: 2026-12-05 08:56:50.358092
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0003_site_outline"

@@ -8,11 +8,10 @@ Create Date: 2026-12-12 09:00:00.000000
 """
 from datetime import datetime, timezone
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import followup.db
-
 
 # revision identifiers, used by Alembic.
 revision = "0004_alert_unique_job_backoff"

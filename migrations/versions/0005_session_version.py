@@ -5,9 +5,8 @@ Revises: 0004_alert_unique_job_backoff
 Create Date: 2026-12-12 09:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0005_session_version"

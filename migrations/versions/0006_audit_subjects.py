@@ -5,9 +5,8 @@ Revises: 0005_session_version
 Create Date: 2026-12-06 10:00:00
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0006_audit_subjects"

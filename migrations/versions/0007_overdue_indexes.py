@@ -7,7 +7,6 @@ Create Date: 2026-12-20 10:00:00.000000
 """
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = "0007_overdue_indexes"
 down_revision = "0006_audit_subjects"

@@ -5,9 +5,8 @@ Revises: 0007_overdue_indexes
 Create Date: 2026-12-20 11:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0008_inbound_per_clinic"

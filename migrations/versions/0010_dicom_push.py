@@ -5,11 +5,10 @@ Revises: 0009_patient_identifier
 Create Date: 2026-12-05 19:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import followup.db
-
 
 # revision identifiers, used by Alembic.
 revision = '0010_dicom_push'

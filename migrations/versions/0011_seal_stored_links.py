@@ -22,7 +22,7 @@ _PLAIN_LINK = re.compile(r"\S*/u/([A-Za-z0-9_\-]+)")
 def upgrade():
     # The app's own sealing (its key comes from SECRET_KEY), so that the outbox opens these as it opens new texts;
     # a text sent already keeps no working link in the database or its backups from now on.
-    from followup.links import sealed_link
+    from followup.records.links import sealed_link
 
     bind = op.get_bind()
     rows = bind.execute(sa.text("SELECT id, body FROM outbound_message WHERE body LIKE '%/u/%'")).all()

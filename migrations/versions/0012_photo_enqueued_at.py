@@ -5,11 +5,10 @@ Revises: 0011_seal_stored_links
 Create Date: 2026-12-06 00:30:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import followup.db
-
 
 # revision identifiers, used by Alembic.
 revision = '0012_photo_enqueued_at'

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from followup.db import db
+from followup.records import links
+from followup.records.patients import create_patient, create_site
 from tests.conftest import REPO
+from tests.followup.cases import add_photo, skin_image
 
 ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -128,3 +132,20 @@ def shoot(request):
         return path
 
     return take
+
+
+DESK = {"viewport": {"width": 1280, "height": 900}}
+
+
+def enrolled_site(world):
+    from datetime import date, timedelta
+
+    patient = create_patient(world.clinic, name="Grace Hopper", phone="+447700900456", sms_consent=True)
+    site = create_site(patient, body_site="left shoulder", diagnosis="melanoma", stage="IB",
+                       excision_date=date.today() - timedelta(days=120), dermatologist=world.derm)
+    db.session.commit()
+    baseline = add_photo(site, kind="baseline", image=skin_image(1200, 900, seed=7), days_ago=100)
+    db.session.commit()
+    token, _ = links.create_link(site)
+    db.session.commit()
+    return site, baseline, token

@@ -6,32 +6,14 @@ import re
 
 from sqlalchemy import select
 
-from followup import links
 from followup.db import db
 from followup.models import Alert, Photo
-from followup.patients import create_patient, create_site
-from tests.browser.conftest import launch
+from followup.records import links
+from tests.browser.conftest import DESK, enrolled_site, launch
 from tests.conftest import PASSWORD
-from tests.followup.test_web_cases import add_photo, analyse, encode, reject, skin_image
+from tests.followup.cases import analyse, encode, reject, skin_image
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-DESK = {"viewport": {"width": 1280, "height": 900}}
-
-
-def enrolled_site(world):
-    from datetime import date, timedelta
-
-    patient = create_patient(world.clinic, name="Grace Hopper", phone="+447700900456", sms_consent=True)
-    site = create_site(patient, body_site="left shoulder", diagnosis="melanoma", stage="IB",
-                       excision_date=date.today() - timedelta(days=120), dermatologist=world.derm)
-    db.session.commit()
-    baseline = add_photo(site, kind="baseline", image=skin_image(1200, 900, seed=7), days_ago=100)
-    db.session.commit()
-    token, _ = links.create_link(site)
-    db.session.commit()
-    return site, baseline, token
-
-
 def loaded(page, selector: str) -> bool:
     return page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0")
 
@@ -80,7 +62,8 @@ def test_patient_upload_to_resolved_alert(browser, live_server, world, watch, sh
     page.wait_for_selector("h1:has-text('Triage queue')")
     row = page.locator("#queue-rows tr[data-alert]")
     assert row.count() == 1 and "Grace Hopper" in row.inner_text()
-    page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function("() => [...document.querySelectorAll('img.thumb')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
     shoot(page, "05-queue")
 
     # The alert: both photos, the outline first, the other views by keyboard, then resolve by keyboard.

@@ -7,7 +7,7 @@ import numpy as np
 from followup.db import db
 from followup.models import Site
 from registration import polygon_to_mask
-from tests.browser.test_flow import DESK, enrolled_site
+from tests.browser.conftest import DESK, enrolled_site
 from tests.conftest import PASSWORD
 
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 from PIL import Image
 
 from followup.db import db
+from followup.intake.photos import receive_photo
 from followup.models import Photo, Site
-from followup.photos import receive_photo
 
 SHAPE = (360, 480)  # tests.registration.conftest.skin_photo's baseline
 SQUARE = [[100, 100], [200, 100], [200, 180], [100, 180]]

@@ -13,8 +13,8 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from followup.auth import issue_token
 from followup.db import db, utcnow
+from followup.intake.photos import receive_photo
 from followup.models import Alert, Analysis, Site, User
-from followup.photos import receive_photo
 from followup.storage import storage
 from tests.conftest import PASSWORD, jpeg_bytes
 

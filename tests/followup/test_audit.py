@@ -9,13 +9,13 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from followup.accounts import create_user
 from followup.db import MAX_ID, db, utcnow
+from followup.intake.photos import receive_photo
 from followup.models import Alert, AuditEvent, InboundMessage, OutboundMessage, PlanItem, Site
-from followup.patients import create_patient, create_site, site_plan
-from followup.photos import receive_photo
+from followup.records.accounts import create_user
+from followup.records.patients import create_patient, create_site, site_plan
 from tests.conftest import PASSWORD, jpeg_bytes
-from tests.followup.test_web import login
+from tests.followup.helpers import login
 
 
 def events(action: str) -> list[AuditEvent]:

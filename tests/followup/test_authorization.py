@@ -4,10 +4,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from followup import links
 from followup.db import db
 from followup.models import Alert, Patient
-from followup.patients import create_patient, create_site
+from followup.records import links
+from followup.records.patients import create_patient, create_site
 from tests.conftest import jpeg_bytes
 
 CALLERS = ("anonymous", "other_site_link", "other_clinic_derm", "derm", "admin")
@@ -66,7 +66,8 @@ def request_kwargs(body: str | None) -> dict:
     if body == "patient":
         return {"json": {"name": "New Patient", "phone": "+447700900321", "sms_consent": True}}
     if body == "site":
-        return {"json": {"body_site": "scalp", "diagnosis": "bcc", "excision_date": (date.today() - timedelta(days=3)).isoformat()}}
+        return {"json": {"body_site": "scalp", "diagnosis": "bcc",
+                         "excision_date": (date.today() - timedelta(days=3)).isoformat()}}
     if body == "photo":
         return {"data": {"file": (io.BytesIO(jpeg_bytes(seed=3)), "b.jpg"), "kind": "followup"},
                 "content_type": "multipart/form-data"}

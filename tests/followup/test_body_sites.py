@@ -1,4 +1,4 @@
-"""The one body-site table (followup/body_sites.py), for FHIR and DICOM alike: every SNOMED CT code in it
+"""The one body-site table (followup/records/body_sites.py), for FHIR and DICOM alike: every SNOMED CT code in it
 enrols by FHIR, comes back out of $everything and goes into the DICOM file of the site's photo."""
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import io
 import pydicom
 import pytest
 
-from followup.body_sites import LATERALITY, REGIONS, SITE_OF_CODE, read_body_site
 from followup.db import db
 from followup.fhir import codes
+from followup.intake.photos import receive_photo
 from followup.models import Site
-from followup.photos import receive_photo
+from followup.records.body_sites import LATERALITY, REGIONS, SITE_OF_CODE, read_body_site
 from tests.conftest import jpeg_bytes
-from tests.followup.test_fhir import FHIR, by_type, enrolment_bundle, everything, parse, post_bundle
+from tests.followup.helpers import FHIR, by_type, enrolment_bundle, everything, parse, post_bundle
 
 # Codes senders use for a region besides the one the table writes: read as that region, served as its code.
 ALSO = {code: region.code for region in REGIONS.values() for code in region.also}

@@ -14,8 +14,8 @@ from datetime import timedelta
 import pytest
 
 from app import create_app
-from followup import jobs
-from followup.celery_app import ANALYZE_PHOTO, DELIVER_OUTBOX
+from followup.analysis import jobs
+from followup.analysis.celery_app import ANALYZE_PHOTO, DELIVER_OUTBOX
 from followup.db import db, utcnow
 from followup.models import Analysis, Photo
 from tests.conftest import jpeg_bytes

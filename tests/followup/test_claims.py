@@ -9,12 +9,13 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
 
-from followup import alerts, reminders
-from followup.accounts import create_user
 from followup.db import db, utcnow
 from followup.models import Alert, AuditEvent, OutboundMessage, User
+from followup.outreach import sweep
+from followup.records.accounts import create_user
+from followup.triage import alerts
+from followup.triage.alerts import AlertConflict
 from tests.conftest import PASSWORD
 
 
@@ -116,7 +117,7 @@ def test_a_stale_claim_goes_back_to_the_queue_at_the_sweep(app, runner, world, c
     assert (current(fresh.id).status, current(fresh.id).claimed_by_id) == ("claimed", colleague.id)
     event = db.session.execute(select(AuditEvent).where(AuditEvent.action == "release_alert")).scalar_one()
     assert event.actor == "system" and event.detail == {"claimed_by": world.derm.id, "reason": "stale claim"}
-    assert "claims_released" not in reminders.dispatch(now)  # nothing left to release
+    assert "claims_released" not in sweep.dispatch(now)  # nothing left to release
 
 
 def test_urgent_texts_for_a_departed_dermatologists_site_go_to_the_clinics_other_dermatologists(app, world,
@@ -139,7 +140,7 @@ def test_urgent_texts_for_a_departed_dermatologists_site_go_to_the_clinics_other
 
 def _at_once(app, work: list) -> list[object]:
     """Run each ``work`` item (a function of nothing) in its own thread and app context — as two requests
-    would — after both have read the alert; returns each result or the HTTP status it aborted with."""
+    would — after both have read the alert; returns each result or the HTTP status of the conflict it raised."""
     ready = threading.Barrier(len(work), timeout=10)  # a failing side never leaves the other waiting
     results: list[object] = [None] * len(work)
 
@@ -147,12 +148,13 @@ def _at_once(app, work: list) -> list[object]:
         with app.app_context():
             try:
                 results[i] = work[i](ready)
-            except HTTPException as exc:
-                results[i] = exc.code
+            except AlertConflict as exc:
+                results[i] = exc.status
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(work))]  # never hold pytest at exit
+    # Daemon threads: never hold pytest at exit.
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(work))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -198,12 +200,10 @@ def test_a_claim_taken_after_the_page_was_read_is_not_overwritten(world, colleag
     with db.engine.begin() as other:
         other.execute(Alert.__table__.update().where(Alert.__table__.c.id == alert_id)
                       .values(status="claimed", claimed_by_id=colleague.id, claimed_at=utcnow()))
-    with pytest.raises(HTTPException) as refused:
+    with pytest.raises(AlertConflict, match="Dr Two has already claimed"):
         alerts.claim(seen, world.derm)
-    assert refused.value.code == 409 and "Dr Two has already claimed" in refused.value.description
-    with pytest.raises(HTTPException) as refused:
+    with pytest.raises(AlertConflict):
         alerts.resolve(seen, world.derm, outcome="no_change", note=None)
-    assert refused.value.code == 409
     assert (current(alert_id).status, current(alert_id).claimed_by_id) == ("claimed", colleague.id)
 
 
@@ -227,9 +227,8 @@ def released_before_the_reload(monkeypatch, colleague, alert_id):
     lambda alert, user: alerts.resolve(alert, user, outcome="no_change", note=None),
 ], ids=["claim", "resolve"])
 def test_a_claim_released_while_losing_is_a_conflict_to_retry(world, alert_id, act, released_before_the_reload):
-    with pytest.raises(HTTPException) as refused:
+    with pytest.raises(AlertConflict, match="changed meanwhile; try again"):
         act(db.session.get(Alert, alert_id), world.derm)
-    assert refused.value.code == 409 and "changed meanwhile; try again" in refused.value.description
 
 
 def test_a_claim_and_its_audit_event_are_one_transaction(monkeypatch, world, alert_id):

@@ -11,7 +11,7 @@ from followup import demo
 from followup.db import db
 from followup.models import Alert, Clinic, Photo, User
 from registration import make_pair
-from tests.registration.conftest import skin_photo
+from tests.helpers import skin_photo
 
 
 def png(pixels) -> bytes:
@@ -119,8 +119,8 @@ def test_score_lesions_contract_format(runner, tmp_path):
 
 
 def test_export_outcomes_writes_feedback_lines_and_is_audited(runner, tmp_path, world, site_id):
+    from followup.intake.photos import receive_photo
     from followup.models import AuditEvent, Site
-    from followup.photos import receive_photo
 
     image, lesion = skin_photo(31)
     site = db.session.get(Site, site_id)

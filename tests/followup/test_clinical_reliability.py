@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from followup import alerts, links, reminders
 from followup.db import db
+from followup.intake.photos import receive_photo
 from followup.models import Alert, OutboundMessage, Photo, Reminder, Site
-from followup.photos import receive_photo
-from tests.followup.test_processing import jpeg
-from tests.followup.test_reminders import enrol, fake_twilio, items, local, sms_app, utc  # noqa: F401 - fixtures
-from tests.registration.conftest import skin_photo
+from followup.outreach import due, reminders, rules, sweep, texts
+from followup.records import links
+from followup.triage import alerts, notify
+from tests.followup.helpers import enrol, items, local, utc
+from tests.helpers import jpeg, skin_photo
 
 
 def link_token(body: str) -> str:
@@ -93,12 +94,12 @@ def test_a_duplicate_open_alert_no_longer_stops_every_sms_of_the_sweep(sms_app, 
         db.session.add(Alert(clinic_id=world.clinic.id, site_id=missed.id, kind="no_photo", priority=3,
                              recurrence_score=0.0, reasons=["an older sweep"]))
     db.session.commit()
-    reminders.dispatch(utc(2027, 2, 2, 10))
-    reminders.dispatch(utc(2027, 2, 4, 10))
-    reminders.dispatch(utc(2027, 2, 7, 10))
+    sweep.dispatch(utc(2027, 2, 2, 10))
+    sweep.dispatch(utc(2027, 2, 4, 10))
+    sweep.dispatch(utc(2027, 2, 7, 10))
     assert len(fake_twilio.messages) == 3
     patient, on_time = enrol(world.clinic, "+447700900202", excision=date(2027, 1, 13))  # heads-up due 11 Feb
-    summary = reminders.dispatch(utc(2027, 2, 11, 10))
+    summary = sweep.dispatch(utc(2027, 2, 11, 10))
     assert summary["escalated"] == 1 and summary["sent"] == 1 and not summary.get("errors")
     assert fake_twilio.messages[-1].to == patient.phone
     oldest = min(db.session.execute(select(Alert.id).where(Alert.site_id == missed.id)).scalars())
@@ -112,15 +113,15 @@ def test_one_reminder_that_raises_is_logged_counted_and_the_rest_are_sent(sms_ap
     _, broken = enrol(world.clinic, "+447700900203")
     patients = [enrol(world.clinic, f"+44770090021{n}", excision=date(2027, 1, 13))[0] for n in range(3)]
     for day in (2, 4, 7):
-        reminders.dispatch(utc(2027, 2, day, 10))
-    escalate = reminders._escalate
+        sweep.dispatch(utc(2027, 2, day, 10))
+    escalate = due._escalate
 
     def escalate_or_fail(reminder, item, site, patient, now):
         if site.id == broken.id:
             raise RuntimeError("a bad row")
         return escalate(reminder, item, site, patient, now)
 
-    monkeypatch.setattr(reminders, "_escalate", escalate_or_fail)
+    monkeypatch.setattr(due, "_escalate", escalate_or_fail)
     result = runner.invoke(args=["reminders", "dispatch", "--now", "2027-02-11T10:00:00Z"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -132,13 +133,13 @@ def test_one_reminder_that_raises_is_logged_counted_and_the_rest_are_sent(sms_ap
     row = db.session.execute(select(Reminder).where(Reminder.kind == "photo_escalation",
                                                     Reminder.site_id == broken.id)).scalar_one()
     assert row.status == "pending" and row.detail.startswith("error") and row.due_at == utc(2027, 2, 11, 11)
-    monkeypatch.setattr(reminders, "_escalate", escalate)  # fixed: the next sweep after the wait escalates it
-    assert reminders.dispatch(utc(2027, 2, 11, 10, 30))["escalated"] == 0
-    assert reminders.dispatch(utc(2027, 2, 11, 11))["escalated"] == 1
+    monkeypatch.setattr(due, "_escalate", escalate)  # fixed: the next sweep after the wait escalates it
+    assert sweep.dispatch(utc(2027, 2, 11, 10, 30))["escalated"] == 0
+    assert sweep.dispatch(utc(2027, 2, 11, 11))["escalated"] == 1
 
 
 def test_a_failing_digest_costs_only_its_dermatologist_their_text(sms_app, fake_twilio, world, monkeypatch):
-    from followup.accounts import create_user
+    from followup.records.accounts import create_user
 
     world.derm.phone = "+447700900998"
     other = create_user(world.clinic, email="derm2@north.test", password="x" * 12, role="dermatologist")
@@ -150,7 +151,7 @@ def test_a_failing_digest_costs_only_its_dermatologist_their_text(sms_app, fake_
                                    priority=3, score=0.1, reasons=["blurred"])
         alert.created_at = utc(2027, 3, 1, 15)
     db.session.commit()
-    render = reminders.render_sms
+    render = texts.render_sms
 
     def render_or_fail(name, **context):
         if name == "alert_digest" and not hasattr(render_or_fail, "failed"):
@@ -158,39 +159,39 @@ def test_a_failing_digest_costs_only_its_dermatologist_their_text(sms_app, fake_
             raise ValueError("a broken template")
         return render(name, **context)
 
-    monkeypatch.setattr(reminders, "render_sms", render_or_fail)
-    summary = reminders.dispatch(utc(2027, 3, 2, 9, 0))
+    monkeypatch.setattr(notify, "render_sms", render_or_fail)
+    summary = sweep.dispatch(utc(2027, 3, 2, 9, 0))
     assert summary["digests"] == 1 and summary["errors"] == 1 and summary["sent"] == 1
 
 
 def test_a_pre_send_check_that_raises_holds_back_only_its_own_text(sms_app, fake_twilio, world, monkeypatch):
     bad, _ = enrol(world.clinic, "+447700900241")
     good, _ = enrol(world.clinic, "+447700900242")
-    guard = reminders.reminder_guard
+    guard = rules.reminder_guard
 
     def guard_or_fail(rows, now):
         if any(row.to == bad.phone for row in rows):
             raise RuntimeError("a bad row")
         return guard(rows, now)
 
-    monkeypatch.setattr(reminders, "reminder_guard", guard_or_fail)
-    summary = reminders.dispatch(utc(2027, 2, 2, 10))
+    monkeypatch.setattr(sweep, "reminder_guard", guard_or_fail)
+    summary = sweep.dispatch(utc(2027, 2, 2, 10))
     assert summary["sent"] == 1 and summary["errors"] == 1
     assert [m.to for m in fake_twilio.messages] == [good.phone]
     held = db.session.execute(select(OutboundMessage).where(OutboundMessage.to == bad.phone)).scalar_one()
     assert held.status == "pending" and held.next_attempt_at == utc(2027, 2, 2, 10, 15)
-    monkeypatch.setattr(reminders, "reminder_guard", guard)
-    assert reminders.dispatch(utc(2027, 2, 2, 10, 15))["sent"] == 1
+    monkeypatch.setattr(sweep, "reminder_guard", guard)
+    assert sweep.dispatch(utc(2027, 2, 2, 10, 15))["sent"] == 1
 
 
 # --- item 4: re-dated items, retake texts ------------------------------------------------------------------------
 
 def test_a_re_dated_item_is_reminded_and_escalated_again(sms_app, fake_twilio, world, client):
-    from tests.followup.test_web import login
+    from tests.followup.helpers import login
 
     patient, site = enrol(world.clinic, "+447700900231")
     for day in (2, 4, 7, 11):
-        reminders.dispatch(utc(2027, 2, day, 10))
+        sweep.dispatch(utc(2027, 2, day, 10))
     item = items(site, "photo")[0]
     assert item.status == "missed" and len(fake_twilio.messages) == 3
     # The clinic agrees a new date with the patient (the page's plan form; the state is left as it is).
@@ -200,14 +201,14 @@ def test_a_re_dated_item_is_reminded_and_escalated_again(sms_app, fake_twilio, w
     assert response.status_code == 303
     db.session.expire_all()
     assert items(site, "photo")[0].status == "pending"
-    assert reminders.dispatch(utc(2027, 2, 22, 10))["sent"] == 1, "the heads-up for the new date"
+    assert sweep.dispatch(utc(2027, 2, 22, 10))["sent"] == 1, "the heads-up for the new date"
     assert "Wednesday 24 February" in fake_twilio.messages[-1].body
-    reminders.dispatch(utc(2027, 2, 24, 10))
+    sweep.dispatch(utc(2027, 2, 24, 10))
     assert "/u/" in fake_twilio.messages[-1].body
-    reminders.dispatch(utc(2027, 2, 27, 10))
+    sweep.dispatch(utc(2027, 2, 27, 10))
     assert "haven't had the photo" in fake_twilio.messages[-1].body
     assert len(fake_twilio.messages) == 6 and {m.to for m in fake_twilio.messages} == {patient.phone}
-    assert reminders.dispatch(utc(2027, 3, 3, 10))["escalated"] == 1, "and escalated again"
+    assert sweep.dispatch(utc(2027, 3, 3, 10))["escalated"] == 1, "and escalated again"
     [alert] = db.session.execute(select(Alert).where(Alert.site_id == site.id)).scalars()
     assert alert.kind == "no_photo" and "2027-02-24" in alert.reasons[0]
     keys = db.session.execute(select(OutboundMessage.idempotency_key).where(
@@ -218,52 +219,52 @@ def test_a_re_dated_item_is_reminded_and_escalated_again(sms_app, fake_twilio, w
 def test_re_dating_withdraws_a_queued_text_that_names_the_old_date(sms_app, fake_twilio, world):
     _, site = enrol(world.clinic, "+447700900232")
     reminders.plan_reminders(utc(2027, 2, 2, 10))
-    reminders.process_due(utc(2027, 2, 2, 10))  # the heads-up is queued; the sweep has not sent it yet
+    due.process_due(utc(2027, 2, 2, 10))  # the heads-up is queued; the sweep has not sent it yet
     item = items(site, "photo")[0]
     item.due_date = date(2027, 2, 20)
     reminders.reschedule_item(item)
     db.session.commit()
     assert db.session.execute(select(OutboundMessage.status)).scalar_one() == "cancelled"
-    assert reminders.dispatch(utc(2027, 2, 2, 10, 5))["sent"] == 0
-    reminders.dispatch(utc(2027, 2, 18, 10))
+    assert sweep.dispatch(utc(2027, 2, 2, 10, 5))["sent"] == 0
+    sweep.dispatch(utc(2027, 2, 18, 10))
     assert [m.body for m in fake_twilio.messages if "Saturday 20 February" in m.body]
 
 
 def test_a_retake_text_waits_for_the_next_day_after_a_reminder(sms_app, fake_twilio, world):
     patient, site = enrol(world.clinic, "+447700900233")
-    reminders.dispatch(utc(2027, 2, 4, 10))  # the photo request
+    sweep.dispatch(utc(2027, 2, 4, 10))  # the photo request
     assert len(fake_twilio.messages) == 1
-    reminders.request_retake(site, ["it was blurred"], key="retake:photo:test")
+    texts.request_retake(site, ["it was blurred"], key="retake:photo:test")
     db.session.commit()
-    assert reminders.dispatch(utc(2027, 2, 4, 10, 30))["sent"] == 0, "one text a day"
+    assert sweep.dispatch(utc(2027, 2, 4, 10, 30))["sent"] == 0, "one text a day"
     retake = db.session.execute(select(OutboundMessage).where(OutboundMessage.purpose == "retake")).scalar_one()
     assert retake.status == "pending" and retake.next_attempt_at == utc(2027, 2, 5, 10)
-    assert reminders.dispatch(utc(2027, 2, 5, 10))["sent"] == 1
+    assert sweep.dispatch(utc(2027, 2, 5, 10))["sent"] == 1
     assert "blurred" in fake_twilio.messages[-1].body and fake_twilio.messages[-1].to == patient.phone
 
 
 def test_a_retake_text_waits_for_the_end_of_quiet_hours_in_the_patients_timezone(sms_app, fake_twilio, world):
     tz = "America/New_York"
     _, site = enrol(world.clinic, "+15005550233", tz=tz)
-    reminders.request_retake(site, ["it was dark"], key="retake:photo:night")
+    texts.request_retake(site, ["it was dark"], key="retake:photo:night")
     db.session.commit()
-    assert reminders.dispatch(local(tz, 2027, 1, 20, 21, 30))["sent"] == 0, "quiet hours"
+    assert sweep.dispatch(local(tz, 2027, 1, 20, 21, 30))["sent"] == 0, "quiet hours"
     retake = db.session.execute(select(OutboundMessage)).scalar_one()
     assert retake.next_attempt_at == local(tz, 2027, 1, 21, 9, 0)
-    assert reminders.dispatch(local(tz, 2027, 1, 21, 9, 0))["sent"] == 1
+    assert sweep.dispatch(local(tz, 2027, 1, 21, 9, 0))["sent"] == 1
     # It took the day: that day's reminder would wait for the next (one text a day, whoever asks first).
-    reminders.request_retake(site, ["again"], key="retake:photo:second")
+    texts.request_retake(site, ["again"], key="retake:photo:second")
     db.session.commit()
-    assert reminders.dispatch(local(tz, 2027, 1, 21, 12, 0))["sent"] == 0
+    assert sweep.dispatch(local(tz, 2027, 1, 21, 12, 0))["sent"] == 0
 
 
 def test_a_double_retake_request_keeps_the_link_the_patient_was_sent(app, world, site_id):
     site = db.session.get(Site, site_id)
-    first = reminders.request_retake(site, ["blurred"], key="retake:alert:7")
+    first = texts.request_retake(site, ["blurred"], key="retake:alert:7")
     db.session.commit()
     token = link_token(first.body)
     assert links.resolve_link(token)
-    assert reminders.request_retake(site, ["blurred"], key="retake:alert:7") is None  # the double submit
+    assert texts.request_retake(site, ["blurred"], key="retake:alert:7") is None  # the double submit
     db.session.commit()
     assert links.resolve_link(token), "the link in the text still opens"
     assert db.session.execute(select(OutboundMessage)).scalar_one().id == first.id
@@ -272,10 +273,10 @@ def test_a_double_retake_request_keeps_the_link_the_patient_was_sent(app, world,
 def test_a_double_retake_request_for_a_patient_without_texts_changes_nothing_either(app, world, site_id):
     site = db.session.get(Site, site_id)
     site.patient.sms_consent = False
-    first = reminders.request_retake(site, ["blurred"], key="retake:alert:8")
+    first = texts.request_retake(site, ["blurred"], key="retake:alert:8")
     db.session.commit()
     assert first.status == "not_sent" and "call them" in first.error_message
-    assert reminders.request_retake(site, ["blurred"], key="retake:alert:8") is None
+    assert texts.request_retake(site, ["blurred"], key="retake:alert:8") is None
     db.session.commit()
     assert links.resolve_link(link_token(first.body))
 

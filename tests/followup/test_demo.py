@@ -10,11 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app import create_app
-from followup import alerts as alert_queue
 from followup.db import db, utcnow
 from followup.demo import STORIES
-from followup.models import (Alert, Analysis, Clinic, FollowUpPlan, OutboundMessage, Patient, Photo,
-                             PlanItem, Site)
+from followup.models import Alert, Analysis, Clinic, FollowUpPlan, OutboundMessage, Patient, Photo, PlanItem, Site
+from followup.triage import alerts as alert_queue
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import UID, DermoscopicPhotographyImageStorage, JPEGBaseline8Bit, VLPhotographicImageStorage
 
 from followup import demo
-from followup.body_sites import read_body_site
 from followup.db import db
-from followup.dicom import DicomPhoto, build_dicom
-from followup.intake import clean_photo
+from followup.dicom.builder import DicomPhoto, build_dicom
+from followup.intake.cleaning import clean_photo
+from followup.intake.photos import receive_photo
 from followup.models import AuditEvent, Site
-from followup.photos import receive_photo
+from followup.records.body_sites import read_body_site
 from followup.storage import storage
 from tests.conftest import jpeg_bytes
 

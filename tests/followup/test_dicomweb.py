@@ -16,12 +16,12 @@ import pydicom
 import pytest
 from pydicom.encaps import generate_frames
 
-from followup import scheduler
 from followup.db import db, utcnow
-from followup.dicom_export import photo_dicom
-from followup.dicomweb import TRIES, push_due, retry_delay
+from followup.dicom.dicomweb import TRIES, push_due, retry_delay
+from followup.dicom.export import photo_dicom
+from followup.intake.photos import receive_photo
 from followup.models import DicomPush, Site
-from followup.photos import receive_photo
+from followup.outreach import scheduler
 from followup.storage import storage
 from tests.conftest import jpeg_bytes
 

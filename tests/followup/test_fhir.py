@@ -8,27 +8,20 @@ import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
 from PIL import Image
 from sqlalchemy import func, select
 
 from followup.db import db
 from followup.fhir import codes
 from followup.fhir.resources import HANDLERS
-from followup.links import sealed_link
-from followup.models import (Alert, Analysis, AuditEvent, InboundMessage, OutboundMessage, Patient, Photo, Site,
-                             User)
-from followup.patients import OVERLAYS
+from followup.models import Alert, Analysis, AuditEvent, InboundMessage, OutboundMessage, Patient, Photo, Site, User
+from followup.records.links import sealed_link
+from followup.records.patients import OVERLAYS
 from followup.storage import storage
 from tests.conftest import jpeg_bytes
+from tests.followup.helpers import FHIR, by_type, enrolment_bundle, everything, parse, post_bundle
 
-FHIR = "/fhir/r4"
 NOW = datetime.now(timezone.utc)
-
-
-def parse(resource: dict):
-    """The resource read back by its fhir.resources model (raises when it is not valid FHIR)."""
-    return get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
 def png_bytes(seed: int) -> bytes:
@@ -111,20 +104,6 @@ def other_headers(client, world):
 def photos(patient_id, site_id):
     add_texts(patient_id)
     return add_photos(site_id, 3, overlays=True)
-
-
-def everything(client, headers, patient_id: int) -> dict:
-    response = client.get(f"{FHIR}/Patient/{patient_id}/$everything", headers=headers)
-    assert response.status_code == 200, response.get_json()
-    assert response.mimetype == "application/fhir+json"
-    return response.get_json()
-
-
-def by_type(bundle: dict) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for entry in bundle["entry"]:
-        out.setdefault(entry["resource"]["resourceType"], []).append(entry["resource"])
-    return out
 
 
 def ids(bundle: dict) -> list[str]:
@@ -218,7 +197,8 @@ def test_overlays_are_media_of_the_analysis_report(client, headers, patient_id, 
     media = {m["id"]: m for m in resources["Media"]}
     analysis = db.session.execute(select(Analysis).where(Analysis.photo_id == photos[1].id)).scalar_one()
     expected = overlay_ids(photos[1].id)
-    assert expected == [f"{photos[1].id}-{analysis.id}-{name}" for name in ("aligned", "outline", "heatmap", "saliency")]
+    assert expected == [f"{photos[1].id}-{analysis.id}-{name}"
+                        for name in ("aligned", "outline", "heatmap", "saliency")]
     # Each photo, then its analysis' overlays (the stored copy of the reference photo is that photo, no overlay).
     assert list(media) == [str(photos[0].id), str(photos[1].id), *expected, str(photos[2].id),
                            *overlay_ids(photos[2].id)]
@@ -231,7 +211,8 @@ def test_overlays_are_media_of_the_analysis_report(client, headers, patient_id, 
         assert overlay["subject"] == {"reference": f"Patient/{patient_id}"}
         assert overlay["bodySite"] == media[str(photos[1].id)]["bodySite"]
         assert overlay["status"] == "completed" and overlay["type"]["coding"][0]["code"] == "image"
-        assert f"Media/{photos[1].id}" in overlay["note"][0]["text"] and f"Media/{photos[0].id}" in overlay["note"][0]["text"]
+        note = overlay["note"][0]["text"]
+        assert f"Media/{photos[1].id}" in note and f"Media/{photos[0].id}" in note
     report = next(r for r in resources["DiagnosticReport"] if r["id"] == str(analysis.id))
     assert [m["link"]["reference"] for m in report["media"]] == [
         f"Media/{photos[1].id}", f"Media/{photos[0].id}", *(f"Media/{m}" for m in expected)]
@@ -369,7 +350,7 @@ def test_reads_searches_and_everything_are_audited_with_the_patients(client, hea
 
 
 def test_search_by_patient_status_and_last_updated(client, headers, world, patient_id, site_id, photos):
-    from followup.patients import create_patient
+    from followup.records.patients import create_patient
 
     other = create_patient(world.clinic, name="Ada", phone="+447700900999")
     db.session.commit()
@@ -409,35 +390,6 @@ def test_search_pages_with_next_links(client, headers, patient_id, site_id):
 
 # Enrolment.
 
-def enrolment_bundle(*, identifier="MRN-1001", procedure=True) -> dict:
-    patient = {"resourceType": "Patient", "identifier": [{"system": "https://hospital.test/mrn", "value": identifier}],
-               "name": [{"given": ["Ada"], "family": "Lovelace"}],
-               "telecom": [{"system": "email", "value": "ada@example.org"}, {"system": "phone", "value": "+447700900123"}],
-               "birthDate": "1960-12-10"}
-    condition = {"resourceType": "Condition", "subject": {"reference": "urn:uuid:patient-1"},
-                 "code": {"coding": [{"system": codes.SNOMED, "code": "372244006"}]},
-                 "bodySite": [{"coding": [{"system": codes.SNOMED, "code": "66480008"}]}],
-                 "stage": [{"summary": {"text": "IIA"}}]}
-    entries = [{"fullUrl": "urn:uuid:patient-1", "resource": patient, "request": {"method": "POST", "url": "Patient"}},
-               {"fullUrl": "urn:uuid:condition-1", "resource": condition,
-                "request": {"method": "POST", "url": "Condition"}}]
-    excised = (date.today() - timedelta(days=40)).isoformat()
-    if procedure:
-        entries.append({"fullUrl": "urn:uuid:procedure-1", "request": {"method": "POST", "url": "Procedure"},
-                        "resource": {"resourceType": "Procedure", "status": "completed",
-                                     "subject": {"reference": "urn:uuid:patient-1"},
-                                     "code": {"coding": [{"system": codes.SNOMED, "code": codes.EXCISION[0]}]},
-                                     "reasonReference": [{"reference": "urn:uuid:condition-1"}],
-                                     "performedDateTime": excised}})
-    else:
-        condition["abatementDateTime"] = excised
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-
-
-def post_bundle(client, headers, bundle):
-    return client.post(FHIR, json=bundle, headers={**headers, "Content-Type": "application/fhir+json"})
-
-
 def counts() -> tuple[int, int]:
     return (db.session.execute(select(func.count()).select_from(Patient)).scalar_one(),
             db.session.execute(select(func.count()).select_from(Site)).scalar_one())
@@ -454,7 +406,7 @@ def test_enrolment_round_trips_through_everything(client, headers, world, proced
     patient_id = int(answer["entry"][0]["response"]["location"].split("/")[1])
     resources = by_type(everything(client, headers, patient_id))
     patient, condition = resources["Patient"][0], resources["Condition"][0]
-    sent_patient, sent_condition = bundle["entry"][0]["resource"], bundle["entry"][1]["resource"]
+    sent_patient = bundle["entry"][0]["resource"]
     assert patient["identifier"] == sent_patient["identifier"]
     assert patient["name"][0]["text"] == "Ada Lovelace" and patient["birthDate"] == sent_patient["birthDate"]
     assert patient["telecom"][0]["value"] == "+447700900123"
@@ -509,7 +461,8 @@ BAD_BUNDLES = {
         lambda b: _resource(b, 1)["code"]["coding"][0].update(code="9014002"),
         422, "Bundle.entry[1].resource.code.coding[0].code"),
     "diagnosis in another code system": (
-        lambda b: _resource(b, 1).update(code={"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C43.6"}]}),
+        lambda b: _resource(b, 1).update(
+            code={"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C43.6"}]}),
         422, "Bundle.entry[1].resource.code"),
     "condition subject does not resolve": (
         lambda b: _resource(b, 1)["subject"].update(reference="urn:uuid:nobody"),
@@ -522,15 +475,18 @@ BAD_BUNDLES = {
     "too many bytes": (
         lambda b: _resource(b, 0)["name"][0].update(text="x" * 300_000), 413, "Bundle"),
     "phone not E.164": (
-        lambda b: _resource(b, 0)["telecom"][1].update(value="07700 900123"), 422, "Bundle.entry[0].resource.telecom[1].value"),
+        lambda b: _resource(b, 0)["telecom"][1].update(value="07700 900123"), 422,
+        "Bundle.entry[0].resource.telecom[1].value"),
     "excision in the future": (
-        lambda b: _resource(b, 2).update(performedDateTime="2999-01-01"), 422, "Bundle.entry[2].resource.performedDateTime"),
+        lambda b: _resource(b, 2).update(performedDateTime="2999-01-01"), 422,
+        "Bundle.entry[2].resource.performedDateTime"),
     "invalid FHIR": (
         lambda b: _resource(b, 0).update(birthDate="10/12/1960"), 400, "Bundle.entry[0].resource.birthDate"),
     "not a transaction": (lambda b: b.update(type="batch"), 400, "Bundle.type"),
     "an observation": (
         lambda b: b["entry"].append({"fullUrl": "urn:uuid:o", "request": {"method": "POST", "url": "Observation"},
-                                     "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}}),
+                                     "resource": {"resourceType": "Observation", "status": "final",
+                                                  "code": {"text": "x"}}}),
         422, "Bundle.entry[3].resource"),
     "a resource type FHIR does not have": (
         lambda b: b["entry"].append({"fullUrl": "urn:uuid:f", "request": {"method": "POST", "url": "Foo"},

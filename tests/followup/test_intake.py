@@ -1,14 +1,14 @@
 """Hostile and odd uploads: a clear 4xx with a JSON error, nothing half-written; metadata stripped."""
 import io
-import zlib
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from followup.db import db
-from followup.intake import IntakeError, clean_photo, sniff_format
+from followup.intake.cleaning import IntakeError, clean_photo, sniff_format
 from followup.models import Photo
 from tests.conftest import jpeg_bytes, png_bytes
 

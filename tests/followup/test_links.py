@@ -5,9 +5,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from followup import links, reminders
 from followup.db import db, utcnow
 from followup.models import Photo, Site, UploadLink
+from followup.outreach import sweep
+from followup.records import links
 from tests.conftest import jpeg_bytes
 
 
@@ -74,7 +75,7 @@ def test_the_upload_cap_holds_when_uploads_race_on_one_link(client, site_id):
     # Parallel requests, on their own connections, take the remaining uploads in the meantime.
     with db.engine.begin() as other:
         other.execute(db.update(UploadLink).where(UploadLink.id == link.id).values(uploads=links.MAX_UPLOADS))
-    from followup.photos import receive_photo
+    from followup.intake.photos import receive_photo
 
     site = db.session.get(Site, site_id)
     try:
@@ -114,11 +115,11 @@ def test_a_new_link_from_the_api_revokes_the_sites_older_ones(client, world, sit
 
 
 def test_a_reminder_link_revokes_the_sites_older_ones(client, world):
-    from tests.followup.test_reminders import enrol, utc
+    from tests.followup.helpers import enrol, utc
 
     _, site = enrol(world.clinic, "+447700900101")
     older = make_link(site.id)
-    assert reminders.dispatch(utc(2027, 2, 4, 10, 0))["queued"] == 1  # the photo request, with a new link
+    assert sweep.dispatch(utc(2027, 2, 4, 10, 0))["queued"] == 1  # the photo request, with a new link
     assert client.get(f"/u/{older}").status_code == 410
     assert len(live_links(site.id)) == 1
 

@@ -184,7 +184,7 @@ def test_open_alert_migration_closes_duplicates_then_enforces_one_per_site_photo
 
 
 def test_texts_stored_with_a_plain_upload_link_are_sealed(migrations_app):
-    from followup.links import hide_links, open_links, link_url
+    from followup.records.links import hide_links, link_url, open_links
 
     upgrade(revision="0010_dicom_push")
     now = "2026-12-01 10:00:00+00:00"

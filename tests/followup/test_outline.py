@@ -5,16 +5,16 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from followup import processing
-from followup.analyser import Recurrence
+from followup.analysis import processing
+from followup.analysis.analyser import Recurrence
 from followup.db import db
+from followup.intake.photos import receive_photo
 from followup.models import Alert, Analysis, Photo
-from followup.patients import create_patient, create_site
-from followup.photos import receive_photo
-from followup.plans import PROTOCOLS, resolve_protocol
+from followup.records.patients import create_patient, create_site
+from followup.records.plans import PROTOCOLS, resolve_protocol
 from registration import PairAnalysis, Quality, pixels_per_mm, polygon_to_mask
 from tests.followup.outline_cases import SHAPE, SQUARE, iou, jpeg, upload
-from tests.registration.conftest import skin_photo
+from tests.helpers import skin_photo
 
 
 def is_square(polygon) -> bool:
@@ -49,7 +49,7 @@ def test_rejected_baseline_proposes_nothing(outline_site, square_proposal):
 def test_new_baseline_replaces_an_automatic_outline(outline_site, lesion_scene, monkeypatch):
     upload(outline_site, lesion_scene[0])
     assert outline_site.outline_source == "auto" and not is_square(outline_site.outline_polygon)
-    monkeypatch.setattr("followup.outlines.propose_site",
+    monkeypatch.setattr("followup.intake.outlines.propose_site",
                         lambda image, modality=None: polygon_to_mask(SQUARE, image.shape))
     second = upload(outline_site, skin_photo(22)[0])
     assert (outline_site.outline_photo_id, outline_site.outline_source) == (second.id, "auto")
@@ -92,7 +92,7 @@ def test_a_failing_proposal_does_not_fail_the_baseline(outline_site, lesion_scen
     def broken(image, modality=None):
         raise RuntimeError("segmentation broke")
 
-    monkeypatch.setattr("followup.outlines.propose_site", broken)
+    monkeypatch.setattr("followup.intake.outlines.propose_site", broken)
     photo = upload(outline_site, lesion_scene[0])
     assert photo.status == "done" and outline_site.outline_polygon is None
 

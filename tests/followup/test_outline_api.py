@@ -9,7 +9,7 @@ from followup.db import db
 from followup.models import AuditEvent, Photo
 from registration import polygon_to_mask
 from tests.followup.outline_cases import SQUARE, iou, jpeg, upload
-from tests.registration.conftest import skin_photo
+from tests.helpers import skin_photo
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from followup.db import db
 from followup.models import Alert, AuditEvent, Photo, Site
 from registration import pixels_per_mm, polygon_to_mask
 from tests.conftest import PASSWORD
+from tests.followup.cases import flagged_case
 from tests.followup.outline_cases import SHAPE, iou, jpeg, upload
-from tests.followup.test_web_cases import flagged_case
-from tests.registration.conftest import skin_photo
+from tests.helpers import skin_photo
 
 
 @pytest.fixture

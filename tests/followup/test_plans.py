@@ -3,7 +3,14 @@ from datetime import date
 
 import pytest
 
-from followup.plans import PROTOCOLS, check_plan_date, plan_items, protocol_name, resolve_protocol, schedule_dates
+from followup.records.plans import (
+    PROTOCOLS,
+    check_plan_date,
+    plan_items,
+    protocol_name,
+    resolve_protocol,
+    schedule_dates,
+)
 
 EXCISION = date(2026, 1, 15)
 

@@ -1,22 +1,14 @@
 """Photo jobs end to end on synthetic truth: baseline check, comparison, overlays, alerts, retakes."""
-import io
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from followup import links
 from followup.db import db
+from followup.intake.photos import receive_photo
 from followup.models import Alert, Analysis, OutboundMessage, Photo, Site
-from followup.photos import receive_photo
+from followup.records import links
 from registration import make_pair
-from tests.registration.conftest import skin_photo
-
-
-def jpeg(pixels) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="JPEG", quality=93)
-    return out.getvalue()
+from tests.helpers import jpeg, skin_photo
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +109,8 @@ def test_photo_api_shows_the_analysis(client, world, site, scene):
 def test_sudden_change_since_the_last_photo_alerts_when_the_baseline_agrees(app, site, scene):
     image, lesion = scene
     upload(site, image, kind="baseline")
-    upload(site, make_pair(image, lesion_mask=lesion, kind="none", rng=np.random.default_rng(4), rotation=10.0).moving_image)
+    pair = make_pair(image, lesion_mask=lesion, kind="none", rng=np.random.default_rng(4), rotation=10.0)
+    upload(site, pair.moving_image)
     pair = make_pair(image, lesion_mask=lesion, kind="new_lesion", rng=np.random.default_rng(6), rotation=10.0)
     photo = upload(site, pair.moving_image)
     analyses = {a.comparison: a for a in db.session.execute(

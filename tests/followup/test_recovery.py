@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from app import create_app
-from followup import jobs
+from followup.analysis import jobs
 from followup.db import db, utcnow
 from followup.models import Alert, Analysis, Photo
 from tests.conftest import PASSWORD, jpeg_bytes
@@ -61,7 +61,7 @@ def test_a_job_run_twice_does_nothing_the_second_time(app, client, world, site_i
 
 
 class Clock:
-    """``followup.jobs``' idea of now, moved by hand."""
+    """``followup.analysis.jobs``' idea of now, moved by hand."""
 
     def __init__(self):
         self.now = utcnow()
@@ -77,8 +77,6 @@ def test_a_processing_failure_is_retried_with_exponential_backoff_then_visible(a
                                                                                monkeypatch):
     """Three attempts within milliseconds, then "needs review", was the old way: each retry now waits (2 min,
     then 8), and the photo's status — on the patient page and in the API — says when the next attempt is."""
-    import followup.processing
-
     app.config["JOB_BACKEND"] = "deferred"
     photo_id = _upload(client, world, site_id)
     clock = Clock()
@@ -87,7 +85,7 @@ def test_a_processing_failure_is_retried_with_exponential_backoff_then_visible(a
     def broken(photo):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(followup.processing, "process_photo", broken)
+    monkeypatch.setitem(app.extensions, "photo_job", broken)
     assert jobs.drain() == 1, "one attempt; the retry waits"
     photo = db.session.get(Photo, photo_id)
     assert (photo.status, photo.attempts) == ("queued", 1) and "disk on fire" in photo.status_detail
@@ -128,14 +126,12 @@ def test_under_celery_a_failed_attempt_is_sent_again_once_due_and_not_before(app
                                                                             monkeypatch):
     """No ETA task waits in the broker for a retry: the photo stays queued with its time, and the scheduler's
     re-send sends it once that time has come (and an early redelivery does nothing)."""
-    import followup.processing
-
     app.config["JOB_BACKEND"] = "celery"
     sent = []
     monkeypatch.setattr(jobs, "_send", lambda photo_id: sent.append(photo_id) or True)
     photo_id = _upload(client, world, site_id)
     assert sent == [photo_id], "sent once the row was committed"
-    monkeypatch.setattr(followup.processing, "process_photo", lambda photo: 1 / 0)
+    monkeypatch.setitem(app.extensions, "photo_job", lambda photo: 1 / 0)
     jobs.run_photo_job(photo_id)  # the worker runs the task: it fails
     photo = db.session.get(Photo, photo_id)
     assert photo.status == "queued" and photo.next_attempt_at > utcnow() and photo.enqueued_at is None
@@ -163,12 +159,11 @@ def _analyses(photo_id: int) -> int:
 
 def test_a_worker_given_up_for_dead_writes_nothing(app, client, world, site_id):
     """Its claim was taken over and finished by another worker: its late results are refused."""
-    from followup import processing
+    from followup.analysis import processing
 
     app.config["JOB_BACKEND"] = "deferred"
     photo_id = _upload(client, world, site_id)
     assert jobs.claim(photo_id)
-    photo = db.session.get(Photo, photo_id)
     db.session.execute(db.update(Photo).where(Photo.id == photo_id)
                        .values(status_changed_at=utcnow() - jobs.stale_after() * 2))
     db.session.commit()
@@ -187,11 +182,9 @@ def test_a_worker_given_up_for_dead_writes_nothing(app, client, world, site_id):
 def test_the_heartbeat_keeps_a_long_analysis_from_looking_stale(app, client, world, site_id, monkeypatch):
     import threading
 
-    import followup.processing
-
     app.config.update(JOB_BACKEND="deferred", PHOTO_STALE_SECONDS=0.6)
     photo_id = _upload(client, world, site_id)
-    original = followup.processing.process_photo
+    original = app.extensions["photo_job"]
     started = threading.Event()
 
     def slow(photo):
@@ -199,7 +192,7 @@ def test_the_heartbeat_keeps_a_long_analysis_from_looking_stale(app, client, wor
         time.sleep(1.5)  # two and a half stale periods
         original(photo)
 
-    monkeypatch.setattr(followup.processing, "process_photo", slow)
+    monkeypatch.setitem(app.extensions, "photo_job", slow)
     def worker():
         with app.app_context():
             jobs.run_photo_job(photo_id)

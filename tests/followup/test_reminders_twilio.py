@@ -17,13 +17,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from followup import links, messaging, reminders
+from followup import queries
 from followup.db import db
 from followup.models import Alert, OutboundMessage, PlanItem, Reminder
+from followup.outreach import consent, outbox, sweep
+from followup.records import links
 from tests.conftest import PASSWORD
-from tests.followup.test_reminders import (  # noqa: F401 - fixtures
-    enrol, fake_twilio, items, local, make_sender, receive_photo, sms_app, utc,
-)
+from tests.followup.helpers import enrol, items, local, make_sender, receive_photo, utc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_twilio_down_for_an_hour_then_every_due_reminder_exactly_once(sms_app, f
     fake_twilio.fail_next(100_000, status=503)
     start = utc(2027, 2, 2, 10)
     for minute in range(60):
-        summary = reminders.dispatch(start + timedelta(minutes=minute))
+        summary = sweep.dispatch(start + timedelta(minutes=minute))
         assert summary["sent"] == 0 and summary["failed"] == 0
     assert fake_twilio.messages == []
     # One probe per sweep while down, not a storm: the sweep stops at the first message Twilio refuses.
@@ -54,7 +54,7 @@ def test_twilio_down_for_an_hour_then_every_due_reminder_exactly_once(sms_app, f
     heal(fake_twilio)
     sent = 0
     for minute in range(60, 80):
-        sent += reminders.dispatch(start + timedelta(minutes=minute))["sent"]
+        sent += sweep.dispatch(start + timedelta(minutes=minute))["sent"]
     assert sent == 6
     assert sorted(m.to for m in fake_twilio.messages) == phones
     assert_once_each(fake_twilio)
@@ -70,8 +70,8 @@ def test_429_reset_and_a_slow_answer_each_still_one_message(sms_app, fake_twilio
     fake_twilio.fail_next(1, status=429, retry_after=0)
     fake_twilio.reset_next(1, method="POST")
     fake_twilio.slow_next(1, delay_seconds=0.8, method="POST")  # created, but the answer comes too late
-    summary = reminders.dispatch(utc(2027, 2, 2, 10))
-    summary2 = reminders.dispatch(utc(2027, 2, 2, 10, 5))
+    summary = sweep.dispatch(utc(2027, 2, 2, 10))
+    summary2 = sweep.dispatch(utc(2027, 2, 2, 10, 5))
     assert summary["sent"] + summary2["sent"] == 4
     assert sorted(m.to for m in fake_twilio.messages) == phones
     assert_once_each(fake_twilio)
@@ -82,12 +82,12 @@ def test_an_unknown_outcome_is_looked_up_never_resent(sms_app, fake_twilio, worl
     patient, _ = enrol(world.clinic, "+447700900401")
     fake_twilio.slow_next(1, delay_seconds=0.8, method="POST")
     fake_twilio.fail_next(5, status=503, method="GET")  # and the lookup cannot tell either
-    summary = reminders.dispatch(utc(2027, 2, 2, 10))
+    summary = sweep.dispatch(utc(2027, 2, 2, 10))
     assert summary["unknown"] == 1 and summary["sent"] == 0
     row = db.session.execute(select(OutboundMessage)).scalar_one()
     assert row.status == "unknown" and row.attempted_at is not None
     heal(fake_twilio)
-    summary = reminders.dispatch(utc(2027, 2, 2, 10, 1))
+    summary = sweep.dispatch(utc(2027, 2, 2, 10, 1))
     assert summary["reconciled_sent"] == 1
     db.session.refresh(row)
     assert row.status == "sent" and row.twilio_sid == fake_twilio.messages[0].sid
@@ -96,12 +96,12 @@ def test_an_unknown_outcome_is_looked_up_never_resent(sms_app, fake_twilio, worl
 
 def test_a_row_left_sending_by_a_dead_process_is_reconciled(sms_app, fake_twilio, world):
     enrol(world.clinic, "+447700900402")
-    reminders.dispatch(utc(2027, 2, 2, 10))
+    sweep.dispatch(utc(2027, 2, 2, 10))
     row = db.session.execute(select(OutboundMessage)).scalar_one()
     # As if the process died after Twilio took the message but before the result was stored.
     row.status, row.twilio_sid, row.attempted_at = "sending", None, row.attempted_at - timedelta(minutes=30)
     db.session.commit()
-    summary = reminders.dispatch(utc(2027, 2, 2, 10, 15))
+    summary = sweep.dispatch(utc(2027, 2, 2, 10, 15))
     assert summary["reconciled_sent"] == 1 and len(fake_twilio.messages) == 1
     db.session.refresh(row)
     assert row.status == "sent" and row.twilio_sid == fake_twilio.messages[0].sid
@@ -115,13 +115,13 @@ def test_the_outbox_keeps_upload_links_sealed_and_every_attempt_sends_the_same_w
         sms_app, fake_twilio, world, client):
     patient, site = enrol(world.clinic, "+447700900404")
     fake_twilio.fail_next(2, status=503, method="POST")  # both tries of the first attempt: retried later
-    assert reminders.dispatch(utc(2027, 2, 4, 10))["retrying"] == 1  # the photo request, with a new link
+    assert sweep.dispatch(utc(2027, 2, 4, 10))["retrying"] == 1  # the photo request, with a new link
     sms_app.extensions["sms_sender"] = make_sender(fake_twilio, timeout_seconds=0.3)
     fake_twilio.slow_next(1, delay_seconds=0.8, method="POST")  # the next attempt's outcome is unknown…
     fake_twilio.fail_next(5, status=503, method="GET")  # …and the sender's own lookup cannot tell either
-    assert reminders.dispatch(utc(2027, 2, 4, 10, 5))["unknown"] == 1
+    assert sweep.dispatch(utc(2027, 2, 4, 10, 5))["unknown"] == 1
     heal(fake_twilio)
-    assert reminders.dispatch(utc(2027, 2, 4, 10, 6))["reconciled_sent"] == 1  # found at Twilio by its text
+    assert sweep.dispatch(utc(2027, 2, 4, 10, 6))["reconciled_sent"] == 1  # found at Twilio by its text
     tried = [r.params["Body"] for r in fake_twilio.requests if r.method == "POST"]
     assert len(tried) == 3 and len(set(tried)) == 1 and [m.body for m in fake_twilio.messages] == tried[:1]
     token = LIVE_LINK.search(tried[0]).group(1)
@@ -137,7 +137,7 @@ def test_the_outbox_keeps_upload_links_sealed_and_every_attempt_sends_the_same_w
 def test_a_text_sent_without_credentials_logs_its_upload_link_hidden(app, world, caplog):
     enrol(world.clinic, "+447700900405")
     with caplog.at_level(logging.INFO):
-        assert reminders.dispatch(utc(2027, 2, 4, 10))["not_sent"] == 1
+        assert sweep.dispatch(utc(2027, 2, 4, 10))["not_sent"] == 1
     assert "scar (left forearm). Your personal link: https://scarwatch.test/u/… " in caplog.text
     assert not LIVE_LINK.search(caplog.text)
     row = db.session.execute(select(OutboundMessage)).scalar_one()
@@ -147,14 +147,14 @@ def test_a_text_sent_without_credentials_logs_its_upload_link_hidden(app, world,
 def test_twilio_error_21610_marks_the_patient_opted_out(sms_app, fake_twilio, world):
     patient, _ = enrol(world.clinic, "+447700900403")
     fake_twilio.opt_out(patient.phone)
-    summary = reminders.dispatch(utc(2027, 2, 2, 10))
+    summary = sweep.dispatch(utc(2027, 2, 2, 10))
     assert summary["failed"] == 1
     db.session.refresh(patient)
     assert patient.opted_out_at is not None
     row = db.session.execute(select(OutboundMessage)).scalar_one()
     assert row.status == "failed" and row.error_code == "21610"
-    assert row in messaging.failed_messages(world.clinic.id)
-    reminders.dispatch(utc(2027, 2, 4, 10))
+    assert row in queries.failed_messages(world.clinic.id)
+    sweep.dispatch(utc(2027, 2, 4, 10))
     assert db.session.execute(select(func.count(OutboundMessage.id))).scalar_one() == 1
 
 
@@ -195,11 +195,11 @@ def test_a_simulated_year_sends_exactly_what_the_protocol_prescribes(sms_app, fa
         while events and events[0][0] <= now:
             when, phone = events.pop(0)
             if STOPS.get(phone) == when:
-                reminders.opt_out(phone, source="STOP")
+                consent.opt_out(phone, source="STOP")
             else:
                 receive_photo(sites[phone], when)
         before = len(fake_twilio.messages)
-        summary = reminders.dispatch(now)
+        summary = sweep.dispatch(now)
         escalated += summary["escalated"]
         assert summary["failed"] == 0
         for message in fake_twilio.messages[before:]:
@@ -271,15 +271,15 @@ def test_two_sweeps_in_threads_at_once_send_no_duplicate(sms_app, fake_twilio, w
     now = utc(2027, 2, 2, 10)
     results, errors = [], []
 
-    def sweep() -> None:
+    def one_sweep() -> None:
         try:
             with sms_app.app_context():
-                results.append(reminders.dispatch(now))
+                results.append(sweep.dispatch(now))
                 db.session.remove()
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    threads = [threading.Thread(target=one_sweep) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -314,7 +314,7 @@ def test_two_sweep_processes_at_once_send_no_duplicate(sms_app, fake_twilio, wor
 def test_an_outage_mid_sweep_hands_back_what_was_claimed_but_not_sent(sms_app, fake_twilio, world, monkeypatch):
     from notifications import SendResult
 
-    monkeypatch.setattr(messaging, "BATCH", 2)
+    monkeypatch.setattr(outbox, "BATCH", 2)
     real = sms_app.extensions["sms_sender"]
 
     class DownAfterFirst:
@@ -336,11 +336,12 @@ def test_an_outage_mid_sweep_hands_back_what_was_claimed_but_not_sent(sms_app, f
     for phone in phones:
         enrol(world.clinic, phone)
     sms_app.extensions["sms_sender"] = DownAfterFirst()
-    summary = reminders.dispatch(utc(2027, 2, 2, 10))
-    assert summary["sent"] == 1 and summary.get("stopped_early") == 1 and summary.get("retrying") == 2, sorted(summary.items())
+    summary = sweep.dispatch(utc(2027, 2, 2, 10))
+    assert summary["sent"] == 1 and summary.get("stopped_early") == 1 and summary.get("retrying") == 2, \
+        sorted(summary.items())
     statuses = Counter(db.session.execute(select(OutboundMessage.status)).scalars())
     assert statuses == {"sent": 1, "pending": 6}  # nothing left 'sending'
     sms_app.extensions["sms_sender"] = real
-    reminders.dispatch(utc(2027, 2, 2, 10, 5))
+    sweep.dispatch(utc(2027, 2, 2, 10, 5))
     assert sorted(m.to for m in fake_twilio.messages) == phones
     assert_once_each(fake_twilio)

@@ -6,10 +6,10 @@ from datetime import timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select, update
 
-from followup import scheduler
 from followup.db import db, utcnow
 from followup.models import OutboundMessage, SchedulerLock
-from tests.followup.test_reminders import enrol, fake_twilio, sms_app  # noqa: F401 - fixtures
+from followup.outreach import scheduler
+from tests.followup.helpers import enrol
 
 
 def test_jobs_run_in_utc_coalesced_one_at_a_time(app):
@@ -59,7 +59,7 @@ def test_embedded_only_when_enabled_and_started_once(app):
 
 
 def test_an_urgent_alert_wakes_the_embedded_scheduler_to_send_at_once(sms_app, fake_twilio, world):
-    from followup.alerts import raise_alert
+    from followup.triage.alerts import raise_alert
 
     world.derm.phone = "+447700900998"
     _, site = enrol(world.clinic, "+447700900701", derm=world.derm)
@@ -102,8 +102,9 @@ def test_the_scheduler_command_stands_by_while_another_holds_the_lock(app, runne
 def test_under_celery_an_urgent_text_is_sent_by_a_task_after_the_commit(app, monkeypatch):
     """Web and worker processes run no scheduler: the outbox task goes to the messages queue, and only once
     the transaction that queued the text is committed (a worker could not see it before)."""
-    from followup import jobs, scheduler
-    from followup.celery_app import DELIVER_OUTBOX, QUEUES
+    from followup.analysis import jobs
+    from followup.analysis.celery_app import DELIVER_OUTBOX, QUEUES
+    from followup.outreach import scheduler
 
     app.config["JOB_BACKEND"] = "celery"
     sent = []
@@ -131,13 +132,15 @@ def test_under_celery_the_scheduler_sends_lost_photos_again(app):
 def test_under_celery_the_sweep_leaves_the_sends_to_the_messages_workers(app, world, monkeypatch):
     """The sweep decides and queues; the outbox goes to a deliver_outbox task (the messages queue), whose
     worker claims and sends it exactly as the sweep would."""
-    from followup import jobs, messaging
-    from followup.celery_app import DELIVER_OUTBOX, deliver_outbox
+    from followup.analysis import jobs
+    from followup.analysis.celery_app import DELIVER_OUTBOX
+    from followup.outreach import outbox
+    from followup.outreach.sweep import deliver_outbox
 
     app.config["JOB_BACKEND"] = "celery"
     sent = []
     monkeypatch.setattr(jobs, "send_task", lambda name, *args: sent.append(name) or True)
-    messaging.enqueue(key="drill:1", clinic_id=world.clinic.id, user_id=world.derm.id, to="+447700900001",
+    outbox.enqueue(key="drill:1", clinic_id=world.clinic.id, user_id=world.derm.id, to="+447700900001",
                       body="hello", purpose="alert_urgent")
     db.session.commit()
     runner = scheduler.ReminderScheduler(app)

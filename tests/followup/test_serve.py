@@ -3,25 +3,23 @@ reminder scheduler running inside that worker process, not in the master."""
 from __future__ import annotations
 
 import os
-from datetime import date
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import date
 from pathlib import Path
 
-from sqlalchemy import select
-
 from app import create_app
-from followup.accounts import create_user
 from followup.db import db
 from followup.demo import DERM
+from followup.intake.photos import receive_photo
 from followup.models import Clinic, Photo
-from followup.patients import create_patient, create_site
-from followup.photos import receive_photo
-from followup.scheduler import lease_holder
+from followup.outreach.scheduler import lease_holder
+from followup.records.accounts import create_user
+from followup.records.patients import create_patient, create_site
 from tests.conftest import REPO, base_config, jpeg_bytes
 
 

@@ -37,7 +37,8 @@ def test_wrong_password_is_refused(csrf_app, client, world):
 
 
 def test_next_must_be_a_local_path(client, world):
-    response = client.post("/login?next=https://evil.example/x", data={"email": "derm@north.test", "password": PASSWORD})
+    response = client.post("/login?next=https://evil.example/x",
+                           data={"email": "derm@north.test", "password": PASSWORD})
     assert response.headers["Location"] == "/"
 
 

@@ -7,10 +7,11 @@ import pytest
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from followup import messaging, reminders
+from followup import queries
 from followup.db import db, utcnow
 from followup.models import InboundMessage, OutboundMessage, Patient, Reminder
-from tests.followup.test_reminders import enrol, fake_twilio, sms_app, utc  # noqa: F401 - fixtures
+from followup.outreach import consent, sweep
+from tests.followup.helpers import enrol, utc
 
 BASE = "https://scarwatch.test"  # PUBLIC_BASE_URL in the tests' configuration
 PHONE = "+447700900601"
@@ -62,9 +63,9 @@ def test_without_an_auth_token_nothing_verifies(sms_app, client, patient):
 
 
 def test_stop_words_opt_out_and_cancel_pending(sms_app, client, patient):
-    reminders.dispatch(utc(2027, 1, 25, 10))  # plans the reminders of the photo due on 4 February
+    sweep.dispatch(utc(2027, 1, 25, 10))  # plans the reminders of the photo due on 4 February
     for n, word in enumerate(["STOP", "stop", "StopAll", "UNSUBSCRIBE", "cancel", "END", "quit."]):
-        reminders.opt_in(PHONE)
+        consent.opt_in(PHONE)
         response = post(client, sms_app, "/twilio/sms", inbound(f"SM{n:032d}", word))
         assert response.status_code == 200 and response.mimetype == "text/xml"
         assert "<Message>" not in response.get_data(as_text=True)  # Twilio confirms opt-outs itself
@@ -81,7 +82,7 @@ def test_opt_out_type_from_twilio_wins_and_start_opts_back_in(sms_app, client, p
     post(client, sms_app, "/twilio/sms", inbound("SM" + "6" * 32, "unstop"))
     db.session.refresh(patient)
     assert patient.opted_out_at is None
-    reminders.dispatch(utc(2027, 2, 2, 10))
+    sweep.dispatch(utc(2027, 2, 2, 10))
     assert [m.to for m in fake_twilio.messages] == [PHONE]
 
 
@@ -99,9 +100,9 @@ def test_other_texts_land_in_the_clinic_inbox_once(sms_app, client, patient, wor
     params = inbound("SM" + "8" * 32, "I'm on holiday until the 20th, will send it then")
     for _ in range(2):  # Twilio may deliver twice
         assert post(client, sms_app, "/twilio/sms", params).status_code == 200
-    inbox = reminders.inbox(world.clinic.id)
+    inbox = queries.inbox(world.clinic.id)
     assert [m.body for m in inbox] == [params["Body"]] and inbox[0].patient_id == patient.id
-    assert reminders.inbox(world.other_clinic.id) == []
+    assert queries.inbox(world.other_clinic.id) == []
     # A repeated STOP after START is the same message: not opted out again.
     post(client, sms_app, "/twilio/sms", inbound("SM" + "9" * 32, "STOP"))
     post(client, sms_app, "/twilio/sms", inbound("SM" + "a" * 32, "START"))
@@ -142,7 +143,7 @@ def shared_phone(sms_app, world):
 
 
 def inbox_of(clinic) -> list[tuple]:
-    return [(m.body, m.patient_id) for m in reminders.inbox(clinic.id)]
+    return [(m.body, m.patient_id) for m in queries.inbox(clinic.id)]
 
 
 def test_a_shared_number_goes_to_the_clinic_whose_conversation_it_answers(sms_app, client, world, shared_phone):
@@ -205,7 +206,7 @@ def test_a_family_phone_within_one_clinic_is_matched_by_conversation_or_left_unm
 
 
 def test_delivery_status_moves_the_outbox_forward_only(sms_app, client, patient, fake_twilio, world):
-    reminders.dispatch(utc(2027, 2, 2, 10))
+    sweep.dispatch(utc(2027, 2, 2, 10))
     row = db.session.execute(select(OutboundMessage)).scalar_one()
     status = {"MessageSid": row.twilio_sid, "AccountSid": fake_twilio.account_sid}
     assert post(client, sms_app, "/twilio/status", dict(status, MessageStatus="delivered")).status_code == 204
@@ -218,14 +219,14 @@ def test_delivery_status_moves_the_outbox_forward_only(sms_app, client, patient,
 
 
 def test_a_failed_delivery_surfaces_for_staff_and_21610_opts_out(sms_app, client, patient, fake_twilio, world):
-    reminders.dispatch(utc(2027, 2, 2, 10))
+    sweep.dispatch(utc(2027, 2, 2, 10))
     row = db.session.execute(select(OutboundMessage)).scalar_one()
     post(client, sms_app, "/twilio/status",
          {"MessageSid": row.twilio_sid, "MessageStatus": "undelivered", "ErrorCode": "30003"})
     db.session.refresh(row)
     assert row.status == "failed" and row.error_code == "30003"
-    assert messaging.failed_messages(world.clinic.id) == [row]
-    assert messaging.failed_messages(world.other_clinic.id) == []
+    assert queries.failed_messages(world.clinic.id) == [row]
+    assert queries.failed_messages(world.other_clinic.id) == []
     post(client, sms_app, "/twilio/status",
          {"MessageSid": row.twilio_sid, "MessageStatus": "failed", "ErrorCode": "21610"})
     db.session.refresh(patient)

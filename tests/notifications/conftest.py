@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 
-from notifications.fake_twilio import DEFAULT_MESSAGING_SERVICE_SID, FakeTwilio
+from notifications.testing import DEFAULT_MESSAGING_SERVICE_SID, FakeTwilio
 from notifications.twilio_sender import RetryPolicy, TwilioSender
 
 

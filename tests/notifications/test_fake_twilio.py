@@ -10,7 +10,7 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from notifications.fake_twilio import DEFAULT_MESSAGING_SERVICE_SID, FakeTwilio
+from notifications.testing import DEFAULT_MESSAGING_SERVICE_SID, FakeTwilio
 from notifications.twilio_http import ProviderBusy, RebasingHttpClient
 
 TO = "+447700900123"
@@ -118,7 +118,8 @@ def test_concurrent_senders_get_every_message_recorded_once(fake_twilio):
         client = client_for(fake_twilio)
         return [
             client.messages.create(
-                to=f"+1555000{batch:02d}{n:02d}", body=f"{batch}/{n}", messaging_service_sid=DEFAULT_MESSAGING_SERVICE_SID
+                to=f"+1555000{batch:02d}{n:02d}", body=f"{batch}/{n}",
+                messaging_service_sid=DEFAULT_MESSAGING_SERVICE_SID
             ).sid
             for n in range(50)
         ]

@@ -39,8 +39,10 @@ def test_the_console_logs_the_text_as_its_log_body_shows_it(caplog):
         ({"TWILIO_ACCOUNT_SID": "AC1"}, "both"),
         ({"TWILIO_AUTH_TOKEN": "t"}, "both"),
         ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}, "TWILIO_FROM_NUMBER"),
-        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+1", "TWILIO_TIMEOUT_SECONDS": "x"}, "number"),
-        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+1", "TWILIO_TIMEOUT_SECONDS": "0"}, "positive"),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+1",
+          "TWILIO_TIMEOUT_SECONDS": "x"}, "number"),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+1",
+          "TWILIO_TIMEOUT_SECONDS": "0"}, "positive"),
     ],
 )
 def test_half_a_configuration_is_an_error(config, complaint):

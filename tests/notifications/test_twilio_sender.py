@@ -8,8 +8,8 @@ from typing import List
 
 import pytest
 
-from notifications.fake_twilio import DEFAULT_MESSAGING_SERVICE_SID, FakeTwilio
 from notifications.sms import OutgoingSms
+from notifications.testing import DEFAULT_MESSAGING_SERVICE_SID, FakeTwilio
 from notifications.twilio_http import RebasingHttpClient, parse_retry_after
 from notifications.twilio_sender import RetryPolicy, TwilioSender
 

@@ -120,7 +120,8 @@ def test_parse_status_callback(params, status, retryable, opted_out):
     assert (result.sid, result.status, result.retryable, result.opted_out) == ("SM1", status, retryable, opted_out)
 
 
-@pytest.mark.parametrize("params", [{"MessageSid": "SM1"}, {"MessageStatus": "sent"}, {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "x"}])
+@pytest.mark.parametrize("params", [{"MessageSid": "SM1"}, {"MessageStatus": "sent"},
+                                    {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "x"}])
 def test_parse_status_callback_rejects_incomplete_callbacks(params):
     with pytest.raises(ValueError):
         parse_status_callback(params)

@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from recurrence_helpers import SMOKE_ARGS, make_lesion_image  # noqa: E402
+from tests.recurrence.recurrence_helpers import SMOKE_ARGS, make_lesion_image
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import time
 import numpy as np
 import pytest
 
-from recurrence_helpers import shared_lesions_dir
 from recurrence.data import diagnosis_indices, is_validation
 from recurrence.predict import default_checkpoint, load_scorer, score_manifest
+from tests.recurrence.recurrence_helpers import shared_lesions_dir
 
 DATA = shared_lesions_dir()
 pytestmark = pytest.mark.skipif(not (DATA / "manifest.csv").exists(), reason=f"no shared data at {DATA}")

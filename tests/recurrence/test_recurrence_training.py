@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from recurrence_helpers import SMOKE_ARGS, make_lesion_image
-from recurrence import train
+from recurrence import predict, train
 from recurrence.checkpoint import load_checkpoint
-from recurrence import predict
 from recurrence.predict import load_scorer, score_manifest
+from tests.recurrence.recurrence_helpers import SMOKE_ARGS, make_lesion_image
 
 REGION = {"bbox": [100, 100, 140, 150], "area_px": 1500, "growth_pct": 23.0, "delta_e": 9.0,
           "distance_to_lesion_px": 5.0, "kind": "new_lesion", "score": 0.8}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from followup.batch import run_batch
 from registration import make_pair
+from registration.batch import run_batch
 
 CONTRACT_KEYS = {"pair_id", "registered", "homography", "change_score", "change_mask",
                  "recurrence_score", "flag", "quality", "reasons", "seconds"}

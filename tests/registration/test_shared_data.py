@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from followup.batch import load_rgb
 from registration import analyze_pair
+from registration.batch import load_rgb
 
 ROOT = Path(os.environ.get("SCARWATCH_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 DEV = ROOT / "bench" / "dev-pairs"

@@ -11,8 +11,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from registration import sticker
-from registration.sticker_detect import (FLAGS, apply_colour_correction, colour_correction, detect_sticker,
-                                         sticker_mask)
+from registration.sticker_detect import FLAGS, apply_colour_correction, colour_correction, detect_sticker, sticker_mask
 
 SHARED = Path(os.environ.get("SCARWATCH_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 PHONE = SHARED / "data" / "phone"
@@ -183,7 +182,7 @@ def test_bad_input():
 
 @pytest.mark.skipif(not (PHONE / "manifest.csv").exists(), reason="shared phone photos are not here")
 def test_no_false_detection_in_some_real_phone_photos():
-    from followup.batch import load_rgb
+    from registration.batch import load_rgb
 
     with open(PHONE / "manifest.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))[::40]
@@ -193,7 +192,7 @@ def test_no_false_detection_in_some_real_phone_photos():
 
 @pytest.mark.skipif(not (PHONE / "manifest.csv").exists(), reason="shared phone photos are not here")
 def test_scale_on_a_real_phone_photo():
-    from followup.batch import load_rgb
+    from registration.batch import load_rgb
 
     with open(PHONE / "manifest.csv", newline="") as fh:
         row = next(r for r in csv.DictReader(fh) if int(r["width"]) >= 1000)

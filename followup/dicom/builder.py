@@ -24,10 +24,14 @@ from typing import Optional
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (PYDICOM_IMPLEMENTATION_UID, DermoscopicPhotographyImageStorage, JPEGBaseline8Bit,
-                         VLPhotographicImageStorage)
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    DermoscopicPhotographyImageStorage,
+    JPEGBaseline8Bit,
+    VLPhotographicImageStorage,
+)
 
-from followup.body_sites import LATERALITY, SNOMED, BodySite
+from followup.records.body_sites import LATERALITY, SNOMED, BodySite
 
 CONTENT_TYPE = "application/dicom"
 #: our modality -> (SOP class, DICOM Modality)

@@ -66,7 +66,7 @@ class Analyser:
                           result.get("version", self.model_version))
 
     def batch_scorer(self):
-        """The ``(analysis, reference_image, aligned_image) -> float`` callable ``followup.batch`` takes."""
+        """The ``(analysis, reference_image, aligned_image) -> float`` callable ``registration.batch`` takes."""
         return lambda analysis, reference_image, aligned_image: self.recurrence(
             analysis, reference_image=reference_image).score
 

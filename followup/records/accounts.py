@@ -5,12 +5,13 @@ from typing import Optional
 
 from sqlalchemy import select
 
-from followup import alerts
 from followup.auth import end_web_sessions, hash_password, revoke_tokens
 from followup.db import db
+from followup.errors import DomainError
 from followup.models import Clinic, User
 from followup.models.accounts import ROLES
-from followup.patients import normalise_e164
+from followup.records.patients import normalise_e164
+from followup.triage import alerts
 
 #: The longest e-mail address there can be (RFC 5321 path limit), and the column's size.
 MAX_EMAIL = 254
@@ -18,8 +19,8 @@ MAX_NAME = 200
 MIN_PASSWORD = 12
 
 
-class AccountError(ValueError):
-    pass
+class AccountError(DomainError, ValueError):
+    """An account that cannot be created or changed as asked: 422, or 409 for an e-mail already taken."""
 
 
 def create_user(clinic: Clinic, *, email: str, password: str, role: str, name: str = "",
@@ -39,7 +40,7 @@ def create_user(clinic: Clinic, *, email: str, password: str, role: str, name: s
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     _check_password(password)
     if db.session.execute(select(User.id).where(User.email == email)).first():
-        raise AccountError(f"a user with e-mail {email} already exists")
+        raise AccountError(f"a user with e-mail {email} already exists", status=409)
     user = User(clinic_id=clinic.id, email=email, password_hash=hash_password(password), role=role,
                 name=name, phone=phone)
     db.session.add(user)
@@ -69,11 +70,3 @@ def set_active(user: User, active: bool, *, by: User) -> None:
         end_web_sessions(user)
         revoke_tokens(user)
         alerts.release_claims_of(user, by=by)
-
-
-def dermatologists(clinic_id: int) -> list[User]:
-    """The clinic's active dermatologists, by name."""
-    return list(db.session.execute(
-        select(User).where(User.clinic_id == clinic_id, User.role == "dermatologist", User.active)
-        .order_by(User.name, User.email)
-    ).scalars())

@@ -1,7 +1,7 @@
 """What a photo job does: a stored photo becomes analyses, and maybe an alert or a retake request.
 
 - A baseline photo is checked for quality: accepted (done) or rejected with reasons a patient can act on.
-  An accepted baseline gets the site's outline proposed on it (followup.outlines).
+  An accepted baseline gets the site's outline proposed on it (followup.intake.outlines).
 - A follow-up is compared with the site's baseline and with the previous accepted follow-up (slow growth
   shows against the baseline, sudden change against the last photo); both analyses are kept and the alert
   uses the worse. Both are made with the site's outline and its watched margin: a change located only
@@ -20,19 +20,25 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from followup import alerts, jobs, outlines, reminders
-from followup.analyser import Recurrence, get_analyser
+from followup.analysis import jobs
+from followup.analysis.analyser import Recurrence, get_analyser
 from followup.db import db, utcnow
+from followup.intake import outlines
+from followup.intake.photos import baseline_of, load_image, previous_followup_of
 from followup.models import Analysis, Clinic, Photo, Site, UploadLink
-from followup.photos import baseline_of, previous_followup_of
+from followup.models.alerts import AlertKind, AlertPriority
+from followup.models.photos import PhotoStatus
+from followup.outreach import reminders
+from followup.outreach.texts import request_retake
 from followup.storage import storage
+from followup.triage import alerts
 from registration import PairAnalysis, assess_quality, detect_modality, render_overlays
 
 log = logging.getLogger(__name__)
 
 HIGH_PRIORITY_SCORE = 0.8
 # The most urgent priority a change gets when every region it located is outside the watched site.
-OUTSIDE_SITE_PRIORITY = 2
+OUTSIDE_SITE_PRIORITY = AlertPriority.HIGH
 UNREADABLE_IN_A_ROW_FOR_HUMAN = 2
 WORRYING_ANSWERS = {"bleed": "bleeding", "grew": "growth"}
 
@@ -45,8 +51,8 @@ def process_photo(photo: Photo) -> None:
     site = db.session.get(Site, photo.site_id)
     baseline = baseline_of(photo.site_id)
     if baseline is None:
-        _finish(photo, "failed", "No accepted baseline photo for this site, so nothing to compare with.")
-        _raise(site, photo, kind="needs_review", priority=2, score=1.0,
+        _finish(photo, PhotoStatus.FAILED, "No accepted baseline photo for this site, so nothing to compare with.")
+        _raise(site, photo, kind=AlertKind.NEEDS_REVIEW, priority=AlertPriority.HIGH, score=1.0,
                reasons=["No baseline photo for this site: review the follow-up by eye and add a baseline."])
         db.session.commit()
         return
@@ -61,25 +67,19 @@ def process_photo(photo: Photo) -> None:
         if main.registered and main.flag:  # a change seen even in a poor photo goes to a person now
             _alert_if_needed(photo, site, [main])
     else:
-        _finish(photo, "done", None)
+        _finish(photo, PhotoStatus.DONE, None)
         _use_up_link(photo)
         _alert_if_needed(photo, site, analyses)
     db.session.commit()
-
-
-def load_image(key: str) -> np.ndarray:
-    """A stored photo as an RGB uint8 array, shape (M, N, 3)."""
-    with Image.open(io.BytesIO(storage().get(key))) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def _check_baseline(photo: Photo, image: np.ndarray) -> None:
     quality = assess_quality(image)
     modality = photo.modality or detect_modality(image)
     if quality.usable:
-        _finish(photo, "done", None)
+        _finish(photo, PhotoStatus.DONE, None)
     else:
-        _finish(photo, "rejected", "; ".join(quality.reasons))
+        _finish(photo, PhotoStatus.REJECTED, "; ".join(quality.reasons))
     db.session.add(Analysis(photo_id=photo.id, comparison="quality", quality=_quality_dict(quality), flag=False,
                             reasons=list(quality.reasons), modality=modality))
     if quality.usable:
@@ -93,7 +93,6 @@ def _check_baseline(photo: Photo, image: np.ndarray) -> None:
 def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, reference: Photo,
              baseline: Photo) -> Analysis:
     reference_image = load_image(reference.storage_key)
-    years = (photo.received_at.date() - site.excision_date).days / 365.25
     clinic = db.session.get(Clinic, site.patient.clinic_id)
     declared = photo.modality or baseline.modality  # None: the pipeline tells from the pixels
     margin = outlines.margin_px(reference_image.shape, margin_mm=outlines.site_margin_mm(site),
@@ -101,7 +100,7 @@ def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, refer
     outline = outlines.reference_mask(site, baseline, reference, reference_image.shape)
     result, recurrence = get_analyser().analyse(
         reference_image, image, reference_mask=outline, modality=declared, site_margin_px=margin,
-        diagnosis=site.diagnosis, years_since_surgery=max(years, 0.0),
+        diagnosis=site.diagnosis, years_since_surgery=max(site.years_since_surgery(photo.received_at.date()), 0.0),
         answers=photo.answers(), operating_point=clinic.operating_point)
     row = Analysis(
         photo_id=photo.id, reference_photo_id=reference.id, comparison=comparison,
@@ -178,7 +177,7 @@ def _saliency_overlay(aligned: np.ndarray, recurrence: Recurrence) -> Optional[n
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _finish(photo: Photo, status: str, detail: Optional[str]) -> None:
+def _finish(photo: Photo, status: PhotoStatus, detail: Optional[str]) -> None:
     jobs.check_claim(photo)  # a worker given up for dead must not write a second outcome
     photo.status, photo.status_detail, photo.status_changed_at = status, detail, utcnow()
 
@@ -195,19 +194,20 @@ def _reject(photo: Photo, site: Site, analysis: Analysis) -> None:
     if not analysis.registered:
         reasons.append("we could not match this photo to your first photo — photograph the same spot, "
                        "from the same distance, with the whole scar in view")
-    _finish(photo, "rejected", "; ".join(reasons))
+    _finish(photo, PhotoStatus.REJECTED, "; ".join(reasons))
     recent = list(db.session.execute(
         select(Photo.status).where(Photo.site_id == site.id, Photo.kind == "followup")
         .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(UNREADABLE_IN_A_ROW_FOR_HUMAN)
     ).scalars())
-    if len(recent) >= UNREADABLE_IN_A_ROW_FOR_HUMAN and all(s == "rejected" for s in recent):
-        _raise(site, photo, kind="unreadable", priority=2, score=float(analysis.change_score or 0.0),
+    if len(recent) >= UNREADABLE_IN_A_ROW_FOR_HUMAN and all(s == PhotoStatus.REJECTED for s in recent):
+        _raise(site, photo, kind=AlertKind.UNREADABLE, priority=AlertPriority.HIGH,
+               score=float(analysis.change_score or 0.0),
                reasons=[f"{UNREADABLE_IN_A_ROW_FOR_HUMAN} photos in a row could not be read: " + "; ".join(reasons)])
     reminders.on_photo_rejected(photo)
     if photo.uploaded_by_id is None:
         # The patient sent it: they are asked again, with the reasons. A photo staff uploaded is their retake to
         # make (the page shows why it was rejected): the patient is not texted about a photo they never sent.
-        reminders.request_retake(site, reasons, key=f"retake:photo:{photo.id}")
+        request_retake(site, reasons, key=f"retake:photo:{photo.id}")
 
 
 def _alert_if_needed(photo: Photo, site: Site, analyses: list[Analysis]) -> None:
@@ -222,20 +222,24 @@ def _alert_if_needed(photo: Photo, site: Site, analyses: list[Analysis]) -> None
     worrying = [word for field, word in WORRYING_ANSWERS.items() if answers.get(field)]
     if worst.flag:
         score = float(worst.recurrence_score or worst.change_score or 0.0)
-        priority = 1 if score >= HIGH_PRIORITY_SCORE or len(worrying) == len(WORRYING_ANSWERS) else 2
+        priority = (AlertPriority.URGENT if score >= HIGH_PRIORITY_SCORE or len(worrying) == len(WORRYING_ANSWERS)
+                    else AlertPriority.HIGH)
         label = "against the baseline" if worst.comparison == "baseline" else "since the last photo"
         reasons = [f"change {label}"]
         if worst.site_flag is False:
             priority = max(priority, OUTSIDE_SITE_PRIORITY)
             reasons.append(f"the change is outside the watched site ({outlines.site_margin_mm(site):g} mm around "
                            "the scar)")
-        _raise(site, photo, kind="change", priority=priority, score=score, reasons=reasons + list(worst.reasons))
+        _raise(site, photo, kind=AlertKind.CHANGE, priority=priority, score=score,
+               reasons=reasons + list(worst.reasons))
     elif worrying:
         # The image shows nothing, but the patient does: a person should look (the patient knows things we don't).
-        _raise(site, photo, kind="patient_report", priority=3, score=float(worst.recurrence_score or 0.0),
+        _raise(site, photo, kind=AlertKind.PATIENT_REPORT, priority=AlertPriority.ROUTINE,
+               score=float(worst.recurrence_score or 0.0),
                reasons=[f"patient reports {' and '.join(worrying)}; no visible change was detected"])
 
 
-def _raise(site: Site, photo: Photo, *, kind: str, priority: int, score: float, reasons: list[str]) -> None:
+def _raise(site: Site, photo: Photo, *, kind: AlertKind, priority: AlertPriority, score: float,
+           reasons: list[str]) -> None:
     alerts.raise_alert(clinic_id=site.patient.clinic_id, site_id=site.id, photo_id=photo.id, kind=kind,
                        priority=priority, score=score, reasons=reasons)

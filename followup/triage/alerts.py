@@ -12,16 +12,32 @@ from sqlalchemy.exc import IntegrityError
 
 from followup import audit
 from followup.db import db, utcnow
+from followup.errors import DomainError
 from followup.models import Alert, PlanItem, Site, User
+from followup.models.alerts import AlertKind, AlertPriority, AlertStatus
+from followup.outreach.texts import request_retake
+from followup.records.patients import site_plan
+from followup.triage.notify import notify_alert
 
 log = logging.getLogger(__name__)
+
+
+class AlertConflict(DomainError):
+    """The alert is not the caller's to change now: a colleague holds it, it is resolved, or it changed
+    meanwhile. The API answers 409; the pages flash the message."""
+
+    status = 409
+
+
+class InvalidAssignee(DomainError):
+    """An alert can be given only to an active dermatologist of its clinic (422)."""
 
 # Most urgent first: priority 1 before 3, then the higher score, then the older alert.
 QUEUE_ORDER = (Alert.priority.asc(), Alert.recurrence_score.desc(), Alert.created_at.asc(), Alert.id.asc())
 
 
 def queue_query(clinic_id: int, status: str = "open") -> Select:
-    statuses = ("open", "claimed") if status == "active" else (status,)
+    statuses = (AlertStatus.OPEN, AlertStatus.CLAIMED) if status == "active" else (status,)
     return select(Alert).where(Alert.clinic_id == clinic_id, Alert.status.in_(statuses)).order_by(*QUEUE_ORDER)
 
 
@@ -55,12 +71,12 @@ def open_alert(site_id: int, photo_id: Optional[int], kind: str) -> Optional[Ale
     that predates them hold several."""
     return db.session.execute(
         select(Alert).where(Alert.site_id == site_id, Alert.photo_id.is_(None) if photo_id is None
-                            else Alert.photo_id == photo_id, Alert.kind == kind, Alert.status != "resolved")
-        .order_by((Alert.status == "claimed").desc(), Alert.created_at, Alert.id).limit(1)
+                            else Alert.photo_id == photo_id, Alert.kind == kind, Alert.status != AlertStatus.RESOLVED)
+        .order_by((Alert.status == AlertStatus.CLAIMED).desc(), Alert.created_at, Alert.id).limit(1)
     ).scalars().first()
 
 
-def raise_alert(*, clinic_id: int, site_id: int, photo_id: Optional[int], kind: str, priority: int,
+def raise_alert(*, clinic_id: int, site_id: int, photo_id: Optional[int], kind: AlertKind, priority: AlertPriority,
                 score: float, reasons: list[str]) -> Alert:
     """Open an alert, or update the site's unresolved one for the same photo and kind (a job run twice, or
     two sweeps escalating one missed photo, raise one alert). Part of the caller's transaction.
@@ -81,8 +97,6 @@ def raise_alert(*, clinic_id: int, site_id: int, photo_id: Optional[int], kind: 
             log.info("alert for site %s (%s) raised meanwhile by another process: updating it", site_id, kind)
     alert.priority, alert.recurrence_score, alert.reasons = priority, score, reasons
     db.session.flush()
-    from followup.reminders import notify_alert
-
     notify_alert(alert)  # priority 1: the dermatologist gets an SMS now (once per alert); others go in the digest
     return alert
 
@@ -91,8 +105,8 @@ def _holder(alert: Alert) -> str:
     """Who holds ``alert`` after a change lost to them (see `_change_if_free`). The claim may have been released
     between the UPDATE and the reload, so an alert that is not claimed now is a 409 to try again, not a holder."""
     holder = db.session.get(User, alert.claimed_by_id) if alert.claimed_by_id is not None else None
-    if alert.status != "claimed" or holder is None:
-        abort(409, "The alert changed meanwhile; try again.")
+    if alert.status != AlertStatus.CLAIMED or holder is None:
+        raise AlertConflict("The alert changed meanwhile; try again.")
     return holder.name or holder.email
 
 
@@ -103,7 +117,8 @@ def _change_if_free(alert: Alert, user: User, **values: Any) -> bool:
     changed = db.session.execute(
         update(Alert)
         .where(Alert.id == alert.id,
-               or_(Alert.status == "open", and_(Alert.status == "claimed", Alert.claimed_by_id == user.id)))
+               or_(Alert.status == AlertStatus.OPEN,
+                   and_(Alert.status == AlertStatus.CLAIMED, Alert.claimed_by_id == user.id)))
         .values(**values).execution_options(synchronize_session=False)
     ).rowcount == 1
     db.session.refresh(alert)
@@ -111,10 +126,10 @@ def _change_if_free(alert: Alert, user: User, **values: Any) -> bool:
 
 
 def claim(alert: Alert, user: User) -> Alert:
-    if not _change_if_free(alert, user, status="claimed", claimed_by_id=user.id, claimed_at=utcnow()):
-        if alert.status == "resolved":
-            abort(409, "This alert is already resolved.")
-        abort(409, f"{_holder(alert)} has already claimed this case.")
+    if not _change_if_free(alert, user, status=AlertStatus.CLAIMED, claimed_by_id=user.id, claimed_at=utcnow()):
+        if alert.status == AlertStatus.RESOLVED:
+            raise AlertConflict("This alert is already resolved.")
+        raise AlertConflict(f"{_holder(alert)} has already claimed this case.")
     # Audited in the claim's own transaction: no claim without its audit event.
     audit.record("claim_alert", "alert", alert.id, user=user, commit=False)
     db.session.commit()
@@ -125,12 +140,15 @@ def _release_where(*conditions, by: Optional[User], reason: str) -> int:
     """Put the claimed alerts that match ``conditions`` back in the queue, each audited with who held it.
     Each UPDATE repeats the conditions, so a claim renewed or released meanwhile is left alone."""
     released = 0
-    found = db.session.execute(select(Alert.id, Alert.claimed_by_id).where(Alert.status == "claimed", *conditions))
+    found = db.session.execute(
+        select(Alert.id, Alert.claimed_by_id).where(Alert.status == AlertStatus.CLAIMED, *conditions))
     for alert_id, holder_id in found.all():
         if db.session.execute(
             update(Alert)
-            .where(Alert.id == alert_id, Alert.status == "claimed", Alert.claimed_by_id == holder_id, *conditions)
-            .values(status="open", claimed_by_id=None, claimed_at=None).execution_options(synchronize_session=False)
+            .where(Alert.id == alert_id, Alert.status == AlertStatus.CLAIMED, Alert.claimed_by_id == holder_id,
+                   *conditions)
+            .values(status=AlertStatus.OPEN, claimed_by_id=None, claimed_at=None)
+            .execution_options(synchronize_session=False)
         ).rowcount:
             audit.record("release_alert", "alert", alert_id, user=by, actor=None if by else "system", commit=False,
                          claimed_by=holder_id, reason=reason)
@@ -141,7 +159,7 @@ def _release_where(*conditions, by: Optional[User], reason: str) -> int:
 def release(alert: Alert, user: User) -> Alert:
     """The claimer hands the case back to the queue."""
     if not _release_where(Alert.id == alert.id, Alert.claimed_by_id == user.id, by=user, reason="released"):
-        abort(409, "Only the colleague who claimed this alert can release it; an admin can reassign it.")
+        raise AlertConflict("Only the colleague who claimed this alert can release it; an admin can reassign it.")
     db.session.commit()
     return alert
 
@@ -151,20 +169,20 @@ def reassign(alert: Alert, admin: User, to: Optional[User]) -> Alert:
     or claimed for ``to``, an active dermatologist of the clinic. Audited with who held it before. The UPDATE
     repeats the claim as read, so one that changed meanwhile is not overridden blindly: 409, nothing happens."""
     if to is not None and (to.clinic_id != alert.clinic_id or to.role != "dermatologist" or not to.active):
-        abort(422, "An alert can be given only to an active dermatologist of its clinic.")
-    if alert.status == "resolved":
-        abort(409, "This alert is already resolved.")
-    if to is None and alert.status != "claimed":
-        abort(409, "This alert is not claimed.")
+        raise InvalidAssignee("An alert can be given only to an active dermatologist of its clinic.")
+    if alert.status == AlertStatus.RESOLVED:
+        raise AlertConflict("This alert is already resolved.")
+    if to is None and alert.status != AlertStatus.CLAIMED:
+        raise AlertConflict("This alert is not claimed.")
     previous = alert.claimed_by_id
     seen = Alert.claimed_by_id.is_(None) if previous is None else Alert.claimed_by_id == previous
-    values = ({"status": "claimed", "claimed_by_id": to.id, "claimed_at": utcnow()} if to is not None
-              else {"status": "open", "claimed_by_id": None, "claimed_at": None})
+    values = ({"status": AlertStatus.CLAIMED, "claimed_by_id": to.id, "claimed_at": utcnow()} if to is not None
+              else {"status": AlertStatus.OPEN, "claimed_by_id": None, "claimed_at": None})
     if not db.session.execute(
         update(Alert).where(Alert.id == alert.id, Alert.status == alert.status, seen)
         .values(**values).execution_options(synchronize_session=False)
     ).rowcount:
-        abort(409, "This alert changed meanwhile (claimed, released or resolved): look at it again.")
+        raise AlertConflict("This alert changed meanwhile (claimed, released or resolved): look at it again.")
     audit.record("reassign_alert" if to is not None else "release_alert", "alert", alert.id, user=admin,
                  commit=False, claimed_by=previous, to=to.id if to is not None else None, reason="admin override")
     db.session.commit()
@@ -193,19 +211,16 @@ def resolve(alert: Alert, user: User, *, outcome: str, note: Optional[str], reta
             visit_date: Optional[date] = None) -> Alert:
     """Close an alert with its outcome, and do what the outcome asks, whichever page or API resolved it:
     ``rephoto`` texts the patient a fresh link, ``visit`` adds a clinic visit to the plan."""
-    from followup import reminders
-    from followup.patients import site_plan
-
     # Closed first, in the same transaction as what the outcome does: a colleague resolving at once gets a 409
     # and texts no one.
-    if not _change_if_free(alert, user, status="resolved", outcome=outcome, note=note, resolved_by_id=user.id,
+    if not _change_if_free(alert, user, status=AlertStatus.RESOLVED, outcome=outcome, note=note, resolved_by_id=user.id,
                            resolved_at=utcnow()):
-        if alert.status == "resolved":
-            abort(409, "This alert is already resolved.")
-        abort(409, f"{_holder(alert)} has claimed this case; ask them before resolving it.")
+        if alert.status == AlertStatus.RESOLVED:
+            raise AlertConflict("This alert is already resolved.")
+        raise AlertConflict(f"{_holder(alert)} has claimed this case; ask them before resolving it.")
     site = db.session.get(Site, alert.site_id)
     if outcome == "rephoto":
-        reminders.request_retake(site, [retake_reason or DEFAULT_RETAKE_REASON], key=f"retake:alert:{alert.id}",
+        request_retake(site, [retake_reason or DEFAULT_RETAKE_REASON], key=f"retake:alert:{alert.id}",
                                  user_id=user.id)
     elif outcome == "visit" and (plan := site_plan(site)) is not None:
         due = visit_date or utcnow().date() + timedelta(days=DEFAULT_VISIT_DAYS)

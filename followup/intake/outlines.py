@@ -7,7 +7,7 @@
 - An outline applies only to the photo it was drawn on. A new baseline therefore gets a fresh proposal even
   where staff had outlined the old one, and the note says so until staff save an outline again.
 - The watched site is the outline and a margin around it: ``site_margin_mm`` of the site's protocol
-  (followup.plans), in baseline pixels at the photo's scale (``margin_px``).
+  (followup.records.plans), in baseline pixels at the photo's scale (``margin_px``).
 """
 from __future__ import annotations
 
@@ -18,11 +18,18 @@ import numpy as np
 from sqlalchemy import select
 
 from followup.db import db
+from followup.intake.photos import baseline_of, load_image
 from followup.models import Analysis, Clinic, Photo, Site
-from followup.photos import baseline_of
-from followup.plans import protocol_name, resolve_protocol
-from registration import (detect_modality, mask_to_polygon, outline_from_point, pixels_per_mm, polygon_to_mask,
-                          propose_site)
+from followup.models.photos import PhotoStatus
+from followup.records.plans import protocol_name, resolve_protocol
+from registration import (
+    detect_modality,
+    mask_to_polygon,
+    outline_from_point,
+    pixels_per_mm,
+    polygon_to_mask,
+    propose_site,
+)
 
 MAX_POINTS = 2000
 
@@ -60,8 +67,6 @@ def baseline_modality(baseline: Photo) -> str:
     ).scalar_one_or_none()
     if recorded:
         return recorded
-    from followup.processing import load_image
-
     return detect_modality(load_image(baseline.storage_key))
 
 
@@ -157,8 +162,6 @@ def save_staff_outline(site: Site, *, polygon: Any = None, point: Any = None,
         if not (np.isfinite(x) and np.isfinite(y) and 0 <= x < baseline.width and 0 <= y < baseline.height):
             raise OutlineError(422, f"point: ({x:.0f}, {y:.0f}) is outside the {baseline.width}x{baseline.height} "
                                     "photo; tap on the scar.")
-        from followup.processing import load_image
-
         image = load_image(baseline.storage_key)
         try:
             mask = outline_from_point(image, (x, y), modality=baseline_modality(baseline))
@@ -187,7 +190,7 @@ def outline_view(site: Site) -> dict[str, Any]:
     baseline = baseline_of(site.id)
     pending = db.session.execute(
         select(Photo.id).where(Photo.site_id == site.id, Photo.kind == "baseline",
-                               Photo.status.in_(("queued", "processing"))).limit(1)
+                               Photo.status.in_((PhotoStatus.QUEUED, PhotoStatus.PROCESSING))).limit(1)
     ).first() is not None
     view: dict[str, Any] = {"baseline": baseline, "pending": pending, "polygon": None, "source": None,
                             "note": site.outline_note, "margin_mm": site_margin_mm(site), "margin_px": None,

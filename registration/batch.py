@@ -199,7 +199,7 @@ def run_batch(manifest_path, out_path, *, change_masks_dir=None, lesion_masks_di
 
 
 def main(argv=None):
-    """``python -m followup.batch MANIFEST.csv --out RESULTS.jsonl [--masks DIR] [--lesion-masks DIR]``."""
+    """``python -m registration.batch MANIFEST.csv --out RESULTS.jsonl [--masks DIR] [--lesion-masks DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest")
     parser.add_argument("--out", required=True)

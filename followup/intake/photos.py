@@ -1,20 +1,26 @@
 """Photo intake: the one function both the API and the patient's upload page call."""
 from __future__ import annotations
 
+import io
 import logging
 from datetime import datetime
 from typing import Mapping, Optional
 
+import numpy as np
 from cryptography.fernet import Fernet
 from flask import current_app
+from PIL import Image
 from sqlalchemy import func, select
 
-from followup import jobs, links
+from followup.analysis import jobs
 from followup.db import db, utcnow
-from followup.intake import clean_photo
+from followup.intake.cleaning import clean_photo
 from followup.models import Photo, Site, UploadLink, User
-from followup.models.photos import ANSWER_FIELDS, MODALITIES
+from followup.models.photos import MODALITIES, PhotoKind
+from followup.outreach.reminders import on_photo_received
+from followup.records import links
 from followup.storage import storage
+from recurrence.encoding import ANSWER_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +39,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
     ``received_at`` / ``captured_at`` date a photo that arrived earlier (an import, the demo's history);
     by default it arrives now and was taken when its EXIF says.
     """
-    if kind not in ("baseline", "followup"):
+    if kind not in tuple(PhotoKind):
         raise ValueError("kind must be baseline or followup")
     if modality is not None and modality not in MODALITIES:
         raise ValueError(f"modality must be one of {', '.join(MODALITIES)}")
@@ -50,7 +56,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
         status_changed_at=received_at or utcnow(),
         enqueued_at=utcnow() if enqueue else None,
         upload_link_id=link.id if link else None, uploaded_by_id=user.id if user else None, modality=modality,
-        **{f: (answers or {}).get(f) for f in ANSWER_FIELDS},
+        **{f: (answers or {}).get(f) for f in ANSWER_KEYS},
     )
     try:
         db.session.add(photo)
@@ -63,8 +69,6 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
         if original_key:
             _forget_blob(original_key)
         raise
-    from followup.reminders import on_photo_received
-
     on_photo_received(photo)  # the photo answers the request: its pending reminders are withdrawn
     if enqueue:
         jobs.enqueue_photo(photo.id)  # after the commit: a worker never gets the id of a row it cannot see
@@ -94,3 +98,9 @@ def previous_followup_of(photo: Photo) -> Optional[Photo]:
                             Photo.id != photo.id, Photo.received_at <= photo.received_at)
         .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(1)
     ).scalar_one_or_none()
+
+
+def load_image(key: str) -> np.ndarray:
+    """A stored photo as an RGB uint8 array, shape (M, N, 3)."""
+    with Image.open(io.BytesIO(storage().get(key))) as image:
+        return np.asarray(image.convert("RGB"))

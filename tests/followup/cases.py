@@ -1,7 +1,6 @@
 """Triage cases for the web tests (unit and browser): photos, an analysis with overlay images, an alert.
 
 Until the analysis pipeline writes these rows itself, tests build them here with the same shapes.
-Collected by pytest but holds no tests.
 """
 from __future__ import annotations
 
@@ -12,10 +11,10 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw
 
-from followup import alerts
 from followup.db import db, utcnow
 from followup.models import Analysis, Photo, Site
 from followup.storage import storage
+from followup.triage import alerts
 
 
 def skin_image(width: int = 480, height: int = 360, *, seed: int = 0, spot: float = 0.0) -> Image.Image:
@@ -58,7 +57,8 @@ def analyse(photo: Photo, reference: Photo, *, flag: bool = True, score: float =
     aligned = Image.open(io.BytesIO(storage().get(photo.storage_key))).convert("RGB")
     aligned = aligned.resize((reference.width, reference.height))
     outline = aligned.copy()
-    box = (int(reference.width * .45), int(reference.height * .3), int(reference.width * .65), int(reference.height * .55))
+    box = (int(reference.width * .45), int(reference.height * .3),
+           int(reference.width * .65), int(reference.height * .55))
     ImageDraw.Draw(outline).rectangle(box, outline=(255, 220, 0), width=4)
     heat = aligned.copy()
     ImageDraw.Draw(heat).ellipse(box, fill=(230, 40, 40))

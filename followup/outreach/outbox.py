@@ -2,7 +2,7 @@
 
 Exactly once, from the patient's point of view
 ----------------------------------------------
-* A patient's upload link is stored sealed in the row's body (`followup.links`): it is opened only when the
+* A patient's upload link is stored sealed in the row's body (`followup.records.links`): it is opened only when the
   text is handed to the transport, to the same URL on every attempt and lookup, and logged hidden.
 * Every logical message is one `OutboundMessage` row with a unique ``idempotency_key`` (``reminder:17``,
   ``alert:4``, ``digest:3:2026-05-01``): asking twice to send the same thing finds the row that exists.
@@ -14,7 +14,7 @@ Exactly once, from the patient's point of view
   never resent blindly). ``unknown`` rows — and ``sending`` rows whose process died mid-call — are reconciled
   with `SmsSender.lookup` from ``attempted_at``; only a lookup that proves nothing was created sends again.
 
-Decisions about who is due live in `followup.reminders`; this module only moves rows through the outbox.
+Decisions about who is due live in `followup.outreach.reminders`; this module only moves rows through the outbox.
 """
 from __future__ import annotations
 
@@ -28,15 +28,13 @@ from typing import Callable, Optional
 from flask import Flask, current_app
 from sqlalchemy import or_, select, update
 
-from followup import links
-from followup.db import db, utcnow
+from followup.db import claim_ids, db, utcnow
 from followup.models import OutboundMessage, Patient
+from followup.records import links
 from notifications import OutgoingSms, SendResult, SmsSender, sender_from_config
 
 log = logging.getLogger(__name__)
 
-#: A ``sending`` row older than this belongs to a process that died mid-call: reconcile it, never resend.
-STALE_SENDING = timedelta(minutes=10)
 #: Send attempts (each already retried inside the sender) before a message is given up as failed.
 MAX_ATTEMPTS = 12
 #: Backoff between attempts across sweeps, capped.
@@ -55,6 +53,8 @@ class Hold:
 
 #: Called with the claimed rows (patients loaded) and the sweep's time; answers the rows not to send now.
 Guard = Callable[[list[OutboundMessage], datetime], dict[int, Hold]]
+#: Called with a number Twilio reports as opted out, inside the transaction that stores the send's result.
+OptOut = Callable[[str], object]
 
 
 def init_app(app: Flask) -> None:
@@ -64,31 +64,6 @@ def init_app(app: Flask) -> None:
 
 def sender() -> SmsSender:
     return current_app.extensions["sms_sender"]
-
-
-def is_postgres() -> bool:
-    return db.session.get_bind().dialect.name == "postgresql"
-
-
-def insert_ignoring_conflicts(model, index_elements: list[str]):
-    """``INSERT … ON CONFLICT DO NOTHING`` for the current backend (SQLite or PostgreSQL)."""
-    if is_postgres():
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model).on_conflict_do_nothing(index_elements=index_elements)
-
-
-def claim_ids(model, candidates) -> list[int]:
-    """The ids ``candidates`` (a SELECT of ``model.id``) finds, locked for this transaction on PostgreSQL.
-
-    ``FOR UPDATE SKIP LOCKED`` in its own statement: inside ``UPDATE … WHERE id IN (subquery)`` PostgreSQL may
-    run the subquery more than once and update more rows than its LIMIT. The caller's conditional UPDATE
-    (``status = 'pending'``) then decides between processes on SQLite, which serialises writers.
-    """
-    if is_postgres():
-        candidates = candidates.with_for_update(skip_locked=True, of=model)
-    return list(db.session.execute(candidates).scalars())
 
 
 def enqueue(*, key: str, clinic_id: int, to: str, body: str, purpose: str, patient_id: Optional[int] = None,
@@ -115,8 +90,12 @@ def enqueue(*, key: str, clinic_id: int, to: str, body: str, purpose: str, patie
     return message
 
 
-def deliver_pending(now: Optional[datetime] = None, *, guard: Optional[Guard] = None) -> Counter:
+def deliver_pending(now: Optional[datetime] = None, *, guard: Optional[Guard] = None,
+                    on_opt_out: Optional[OptOut] = None) -> Counter:
     """Send every pending message whose time has come; stop early while Twilio is down.
+
+    A number Twilio reports as opted out (error 21610) is passed to ``on_opt_out`` in the transaction that
+    stores the result: what an opt-out means for the patient's reminders is the caller's to decide.
 
     ``now`` is the sweep's clock (``--now``) for backoff and guards; ``attempted_at`` is always real time,
     because reconciliation compares it with Twilio's clock. While one batch is on the wire the next is claimed
@@ -133,13 +112,13 @@ def deliver_pending(now: Optional[datetime] = None, *, guard: Optional[Guard] = 
 
         # A first message alone: during an outage the sweep learns it from one message, not a batch.
         probe = _claim(now, 1, guard, summary)
-        if probe is None or (probe and not _settle(launch(probe), now, summary)):
+        if probe is None or (probe and not _settle(launch(probe), now, summary, on_opt_out)):
             return summary
         in_flight: Optional[_Batch] = None
         while True:
             claimed = _claim(now, BATCH, guard, summary)
             if in_flight is not None:
-                healthy = _settle(in_flight, now, summary)
+                healthy = _settle(in_flight, now, summary, on_opt_out)
                 in_flight = None
                 if not healthy:
                     if claimed:
@@ -155,10 +134,10 @@ def deliver_pending(now: Optional[datetime] = None, *, guard: Optional[Guard] = 
 _Batch = tuple[list[OutgoingSms], list[Future]]
 
 
-def _settle(batch: _Batch, now: datetime, summary: Counter) -> bool:
+def _settle(batch: _Batch, now: datetime, summary: Counter, on_opt_out: Optional[OptOut]) -> bool:
     """Wait for a batch, store its results; False when Twilio looks down (nothing sent, all retryable)."""
     messages, futures = batch
-    counts = _store_results(messages, [future.result() for future in futures], now)
+    counts = _store_results(messages, [future.result() for future in futures], now, on_opt_out)
     summary.update(counts)
     summary["attempted"] += len(messages)
     if not counts["sent"] and counts["retrying"]:
@@ -223,7 +202,7 @@ def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -
         hold = holds.get(row.id)
         if hold is None:
             try:
-                to_send.append(_outgoing(row))
+                to_send.append(outgoing(row))
                 continue
             except ValueError as exc:
                 row.status, row.error_message = "failed", str(exc)
@@ -240,7 +219,7 @@ def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -
     return to_send
 
 
-def _outgoing(row: OutboundMessage) -> OutgoingSms:
+def outgoing(row: OutboundMessage) -> OutgoingSms:
     """The row's text as it leaves: its upload link opened now, and hidden in the copy for logs."""
     return OutgoingSms(to=row.to, body=links.open_links(row.body), idempotency_key=row.idempotency_key,
                        log_body=links.hide_links(row.body))
@@ -282,7 +261,8 @@ def _send_one(transport: SmsSender, message: OutgoingSms) -> SendResult:
         return SendResult(status="unknown", error_message=f"sender raised {type(exc).__name__}: {exc}")
 
 
-def _store_results(messages: list[OutgoingSms], results: list[SendResult], now: datetime) -> Counter:
+def _store_results(messages: list[OutgoingSms], results: list[SendResult], now: datetime,
+                   on_opt_out: Optional[OptOut]) -> Counter:
     by_key = {m.idempotency_key: r for m, r in zip(messages, results)}
     rows = db.session.execute(
         select(OutboundMessage).where(OutboundMessage.idempotency_key.in_(list(by_key)))
@@ -295,10 +275,9 @@ def _store_results(messages: list[OutgoingSms], results: list[SendResult], now: 
         counts[outcome] += 1
         if by_key[row.idempotency_key].opted_out:
             opted_out.add(row.to)
-    for phone in opted_out:
-        from followup.reminders import opt_out
-
-        opt_out(phone, source="twilio 21610", commit=False)
+    if on_opt_out is not None:
+        for phone in sorted(opted_out):
+            on_opt_out(phone)
     db.session.commit()
     return counts
 
@@ -327,94 +306,6 @@ def apply_result(row: OutboundMessage, result: SendResult, now: datetime) -> str
     return "failed"
 
 
-def reconcile(now: Optional[datetime] = None, *, limit: int = 100) -> Counter:
-    """Settle ``unknown`` rows (and ``sending`` rows left by a dead process) by looking them up at Twilio."""
-    now = now or utcnow()
-    stale = (OutboundMessage.status == "sending", OutboundMessage.attempted_at < utcnow() - STALE_SENDING)
-    if db.session.execute(select(OutboundMessage.id).where(*stale).limit(1)).first() is not None:
-        db.session.execute(
-            update(OutboundMessage).where(*stale)
-            .values(status="unknown", error_message="the sending process stopped mid-call")
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
-    rows = list(db.session.execute(
-        select(OutboundMessage).where(OutboundMessage.status == "unknown")
-        .order_by(OutboundMessage.attempted_at, OutboundMessage.id).limit(limit)
-    ).scalars())
-    counts: Counter = Counter()
-    if not rows:
-        db.session.commit()
-        return counts
-    for row_id in [row.id for row in rows]:
-        try:
-            counts.update(_reconcile_one(row_id, now))
-        except Exception:  # noqa: BLE001 - one row that cannot be looked up must not stop the others
-            log.exception("outbox: message %s could not be reconciled; the next sweep tries again", row_id)
-            db.session.rollback()
-            counts["errors"] += 1
-    return counts
-
-
-def _reconcile_one(row_id: int, now: datetime) -> Counter:
-    counts: Counter = Counter()
-    row = db.session.get(OutboundMessage, row_id)
-    try:
-        message = _outgoing(row)
-    except ValueError:
-        return counts
-    attempted_at = row.attempted_at or row.created_at
-    result = sender().lookup(message, attempted_at=attempted_at, sid=row.twilio_sid)
-    if result.status == "unknown":
-        counts["still_unknown"] += 1
-        return counts
-    # Another sweep may have settled it meanwhile: write only over 'unknown'.
-    fresh = db.session.execute(
-        select(OutboundMessage).where(OutboundMessage.id == row.id, OutboundMessage.status == "unknown")
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if fresh is None:
-        return counts
-    if result.status == "not_sent":
-        fresh.status, fresh.next_attempt_at = "pending", None  # provably nothing at Twilio: send again
-        fresh.error_message = result.error_message
-        counts["resend"] += 1
-    else:
-        counts["reconciled_" + apply_result(fresh, result, now)] += 1
-    db.session.commit()
-    return counts
-
-
-_RANK = {"pending": 0, "sending": 0, "unknown": 0, "not_sent": 0, "sent": 1, "delivered": 2, "failed": 2,
-         "cancelled": 0}
-
-
-def record_delivery(sid: str, twilio_status: str, result: SendResult) -> Optional[OutboundMessage]:
-    """A status callback: move the outbox row on (never backwards: callbacks arrive out of order)."""
-    row = db.session.execute(select(OutboundMessage).where(OutboundMessage.twilio_sid == sid)).scalar_one_or_none()
-    if row is None:
-        return None
-    if result.status == "failed":
-        new = "failed"
-    elif twilio_status in ("delivered", "read"):
-        new = "delivered"
-    elif result.status in ("queued", "sent"):
-        new = "sent"
-    else:
-        return row
-    if _RANK.get(new, 0) >= _RANK.get(row.status, 0) and row.status != new:
-        row.status = new
-        row.sent_at = row.sent_at or utcnow()
-        if new == "failed":
-            row.error_code = str(result.error_code) if result.error_code is not None else row.error_code
-            row.error_message = result.error_message or f"Twilio reports {twilio_status}"
-    if result.opted_out:
-        from followup.reminders import opt_out
-
-        opt_out(row.to, source="twilio 21610", commit=False)
-    return row
-
-
 def cancel_pending(where, detail: str) -> int:
     """Withdraw pending messages matching ``where`` (a SQL condition); answers how many."""
     result = db.session.execute(
@@ -423,13 +314,3 @@ def cancel_pending(where, detail: str) -> int:
         .execution_options(synchronize_session=False)
     )
     return result.rowcount or 0
-
-
-def failed_messages(clinic_id: int, *, limit: int = 50) -> list[OutboundMessage]:
-    """Messages that did not reach their recipient, newest first (the staff view shows them)."""
-    return list(db.session.execute(
-        select(OutboundMessage)
-        .where(OutboundMessage.clinic_id == clinic_id, OutboundMessage.status.in_(("failed", "unknown")))
-        .order_by(OutboundMessage.updated_at.desc(), OutboundMessage.id.desc()).limit(limit)
-    ).scalars())
-

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from followup.db import MAX_ID, db, utcnow
 from followup.models import Analysis, Clinic, FollowUpPlan, Patient, Photo, PlanItem, Site, User
-from followup.plans import plan_items, protocol_name, resolve_protocol
+from followup.records.plans import plan_items, protocol_name, resolve_protocol
 
 
 def normalise_e164(phone: str) -> str:

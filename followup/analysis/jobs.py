@@ -31,14 +31,22 @@ from typing import Callable, Optional
 from flask import Flask, current_app
 from sqlalchemy import event, or_, select, update
 
+from followup.analysis.celery_app import ANALYZE_PHOTO
 from followup.db import db, utcnow
-from followup.models import Photo
+from followup.models import Photo, Site
+from followup.models.alerts import AlertKind, AlertPriority
+from followup.models.photos import PhotoStatus
+from followup.triage import alerts
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(seconds=120)  # default of PHOTO_STALE_SECONDS: a claim this silent has a dead worker
 MAX_ATTEMPTS = 3
 RESEND_BACKOFF_CAP = 20  # a photo waiting in a backlog is sent again at most every 20 resend periods
+
+
+#: What is done with a claimed photo (`followup.analysis.processing.process_photo`, given at `init_app`).
+PhotoJob = Callable[[Photo], None]
 
 
 class ClaimLost(Exception):
@@ -61,8 +69,8 @@ def retry_delay(attempts: int) -> timedelta:
 def _runnable(now):
     """Queued and due (its backoff over), or left in processing by a dead worker; attempts left."""
     return (Photo.attempts < MAX_ATTEMPTS) & or_(
-        (Photo.status == "queued") & (Photo.next_attempt_at.is_(None) | (Photo.next_attempt_at <= now)),
-        (Photo.status == "processing") & (Photo.status_changed_at < now - stale_after()),
+        (Photo.status == PhotoStatus.QUEUED) & (Photo.next_attempt_at.is_(None) | (Photo.next_attempt_at <= now)),
+        (Photo.status == PhotoStatus.PROCESSING) & (Photo.status_changed_at < now - stale_after()),
     )
 
 
@@ -73,7 +81,7 @@ def claim(photo_id: int) -> bool:
     result = db.session.execute(
         update(Photo)
         .where(Photo.id == photo_id, _runnable(now))
-        .values(status="processing", status_changed_at=now, attempts=Photo.attempts + 1, next_attempt_at=None)
+        .values(status=PhotoStatus.PROCESSING, status_changed_at=now, attempts=Photo.attempts + 1, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -91,8 +99,7 @@ def pending_photo_ids(limit: int = 20) -> list[int]:
 
 def run_photo_job(photo_id: int) -> None:
     """Claim and process one photo; safe to call twice or concurrently (the second call does nothing)."""
-    from followup.processing import process_photo
-
+    process_photo: PhotoJob = current_app.extensions["photo_job"]
     if not claim(photo_id):
         return  # finished, someone else's, or waiting for its next attempt (the re-send brings it back then)
     photo = db.session.get(Photo, photo_id)
@@ -115,19 +122,19 @@ def run_photo_job(photo_id: int) -> None:
 
 def _record_failure(photo_id: int, attempt: int, exc: Exception) -> None:
     photo = db.session.get(Photo, photo_id)
-    if photo.status != "processing" or photo.attempts != attempt:
+    if photo.status != PhotoStatus.PROCESSING or photo.attempts != attempt:
         return  # another worker holds the photo now: its outcome is not ours to write
     log.error("photo %s: processing failed (attempt %d of %d)", photo_id, photo.attempts, MAX_ATTEMPTS,
               exc_info=exc)
     # Retry transient failures after a backoff; after MAX_ATTEMPTS the photo is visibly failed (and a person
     # asked to look), never silently dropped. Under Celery the re-send (`resend_due`) sends it once it is due.
     now = utcnow()
-    photo.status = "failed" if photo.attempts >= MAX_ATTEMPTS else "queued"
+    photo.status = PhotoStatus.FAILED if photo.attempts >= MAX_ATTEMPTS else PhotoStatus.QUEUED
     photo.status_detail = f"{type(exc).__name__}: {exc}"
     photo.status_changed_at = now
-    photo.next_attempt_at = now + retry_delay(photo.attempts) if photo.status == "queued" else None
+    photo.next_attempt_at = now + retry_delay(photo.attempts) if photo.status == PhotoStatus.QUEUED else None
     photo.enqueued_at = None  # no message is on its way for the retry
-    if photo.status == "failed":
+    if photo.status == PhotoStatus.FAILED:
         _needs_review(photo)
     db.session.commit()
 
@@ -167,7 +174,7 @@ class _Heartbeat:
                 try:
                     db.session.execute(
                         update(Photo)
-                        .where(Photo.id == self.photo_id, Photo.status == "processing",
+                        .where(Photo.id == self.photo_id, Photo.status == PhotoStatus.PROCESSING,
                                Photo.attempts == self.attempt)
                         .values(status_changed_at=utcnow())
                         .execution_options(synchronize_session=False))
@@ -180,23 +187,20 @@ class _Heartbeat:
 
 
 def _needs_review(photo: Photo) -> None:
-    from followup import alerts
-    from followup.models import Site
-
     site = db.session.get(Site, photo.site_id)
-    alerts.raise_alert(clinic_id=site.patient.clinic_id, site_id=site.id, photo_id=photo.id, kind="needs_review",
-                       priority=2, score=1.0,
+    alerts.raise_alert(clinic_id=site.patient.clinic_id, site_id=site.id, photo_id=photo.id,
+                       kind=AlertKind.NEEDS_REVIEW, priority=AlertPriority.HIGH, score=1.0,
                        reasons=["The photo could not be analysed after several tries: please look at it by eye."])
 
 
 def fail_exhausted() -> None:
     """Photos whose last allowed attempt died with its process: failed, and a person is asked to look."""
     stuck = db.session.execute(
-        select(Photo).where(Photo.status == "processing", Photo.attempts >= MAX_ATTEMPTS,
+        select(Photo).where(Photo.status == PhotoStatus.PROCESSING, Photo.attempts >= MAX_ATTEMPTS,
                             Photo.status_changed_at < utcnow() - stale_after())
     ).scalars().all()
     for photo in stuck:
-        photo.status, photo.status_changed_at = "failed", utcnow()
+        photo.status, photo.status_changed_at = PhotoStatus.FAILED, utcnow()
         photo.status_detail = "The analysis stopped with its process too many times."
         _needs_review(photo)
     db.session.commit()
@@ -254,10 +258,13 @@ class InProcessWorker:
             self._wake.clear()
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, *, job: PhotoJob) -> None:
+    """The backend ``JOB_BACKEND`` names, running ``job`` on each claimed photo (the app passes the analysis:
+    the queue knows how to hand out photos, not what is done with them)."""
     backend = app.config["JOB_BACKEND"]
     if backend not in ("inprocess", "celery", "sync", "deferred"):
         raise RuntimeError(f"JOB_BACKEND must be inprocess, celery, sync or deferred, not {backend!r}")
+    app.extensions["photo_job"] = job
     app.extensions["photo_worker"] = InProcessWorker(app) if backend == "inprocess" else None
 
 
@@ -280,8 +287,6 @@ def enqueue_photo(photo_id: int) -> None:
 
 
 def _send(photo_id: int) -> bool:
-    from followup.celery_app import ANALYZE_PHOTO
-
     return send_task(ANALYZE_PHOTO, photo_id)
 
 

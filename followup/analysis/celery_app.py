@@ -1,7 +1,8 @@
 """Celery the Flask way (Flask's "Background Tasks with Celery"): one Celery app per Flask app, configured from
 ``app.config`` in `init_app`, kept in ``app.extensions["celery"]``; every task runs inside the app's context.
 
-Tasks are plain functions that receive ids, registered here under fixed names and routed to their queue:
+Tasks are plain functions that receive ids, handed over by the app factory and registered under fixed names,
+each routed to its queue:
 ``scarwatch.analyze_photo`` → ``photos``, ``scarwatch.deliver_outbox`` → ``messages``. A web process sends them
 by name (`send_task`) after its transaction is committed; a worker process builds its own app with the same
 factory (``make_celery.py``): ``celery -A make_celery worker -Q photos``.
@@ -10,11 +11,11 @@ Delivery settings: a task is acknowledged only when it has run (``task_acks_late
 worker process dies (``task_reject_on_worker_lost``); each worker process reserves one task at a time
 (prefetch 1); Redis hands an unacknowledged task out again after ``CELERY_VISIBILITY_TIMEOUT`` seconds, longer
 than any analysis; a worker process past ``CELERY_WORKER_MAX_MEMORY_KB`` is replaced after its task. None of
-this is what keeps a photo: the database row is the job and the scheduler sends it again (`followup.jobs`).
+this is what keeps a photo: the database row is the job and the scheduler sends it again (`followup.analysis.jobs`).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from celery import Celery, Task
 from flask import Flask
@@ -49,8 +50,9 @@ def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def init_app(app: Flask) -> Celery:
-    """Build this app's Celery app and register the tasks on it; nothing connects to the broker yet."""
+def init_app(app: Flask, *, tasks: Mapping[str, Callable[..., object]]) -> Celery:
+    """Build this app's Celery app and register ``tasks`` (name → function: the app passes the photo job
+    and the outbox delivery) on it; nothing connects to the broker yet."""
 
     class FlaskTask(Task):
         def __call__(self, *args: object, **kwargs: object) -> object:
@@ -59,22 +61,8 @@ def init_app(app: Flask) -> Celery:
 
     celery = Celery("scarwatch", task_cls=FlaskTask)
     celery.config_from_object(celery_settings(app.config))
-    celery.task(name=ANALYZE_PHOTO)(analyze_photo)
-    celery.task(name=DELIVER_OUTBOX)(deliver_outbox)
+    for name, function in tasks.items():
+        celery.task(name=name)(function)
     app.extensions["celery"] = celery
     return celery
 
-
-def analyze_photo(photo_id: int) -> None:
-    """Claim and analyse one photo (a duplicate or late message does nothing)."""
-    from followup.jobs import run_photo_job
-
-    run_photo_job(photo_id)
-
-
-def deliver_outbox() -> dict[str, int]:
-    """Send the outbox now (an urgent alert was queued); the claims keep this safe next to a sweep."""
-    from followup.messaging import deliver_pending
-    from followup.reminders import reminder_guard
-
-    return dict(deliver_pending(guard=reminder_guard))

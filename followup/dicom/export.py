@@ -1,4 +1,4 @@
-"""Our photos as DICOM files: the database's values handed to the pure builder in ``followup.dicom``."""
+"""Our photos as DICOM files: the database's values handed to the pure builder in ``followup.dicom.builder``."""
 from __future__ import annotations
 
 import sys
@@ -8,11 +8,11 @@ from flask import current_app
 from sqlalchemy import select
 
 from followup import audit
-from followup.body_sites import read_body_site
 from followup.db import db
-from followup.dicom import DicomPhoto, build_dicom
+from followup.dicom.builder import DicomPhoto, build_dicom
 from followup.models import Photo, Site
-from followup.reminders import zone
+from followup.outreach.hours import zone
+from followup.records.body_sites import read_body_site
 from followup.storage import storage
 
 

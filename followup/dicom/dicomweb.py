@@ -20,10 +20,9 @@ from typing import Iterable, Optional
 from flask import current_app
 from sqlalchemy import exists, select
 
-from followup.db import db, utcnow
-from followup.dicom import CONTENT_TYPE
-from followup.dicom_export import photo_dicom
-from followup.messaging import insert_ignoring_conflicts
+from followup.db import db, insert_ignoring_conflicts, utcnow
+from followup.dicom.builder import CONTENT_TYPE
+from followup.dicom.export import photo_dicom
 from followup.models import DicomPush, Photo
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from sqlalchemy import delete, or_, select, update
 
-from followup.db import db, utcnow
+from followup.analysis import jobs
+from followup.analysis.celery_app import DELIVER_OUTBOX
+from followup.db import db, insert_ignoring_conflicts, utcnow
+from followup.dicom.dicomweb import push_due
 from followup.models import SchedulerLock
+from followup.outreach.sweep import deliver_outbox, dispatch
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,6 @@ def new_holder_id() -> str:
 
 def acquire_lease(holder: str) -> bool:
     """Take or renew the lease; False while another process holds a fresh one."""
-    from followup.messaging import insert_ignoring_conflicts
 
     now = utcnow()
     renewed = db.session.execute(
@@ -104,9 +107,6 @@ class ReminderScheduler:
 
     def sweep(self) -> Optional[dict[str, int]]:
         """One reminder sweep and DICOMweb push pass, if this process holds the lease."""
-        from followup.dicomweb import push_due
-        from followup.reminders import dispatch
-
         if not self.heartbeat():
             log.debug("scheduler: another process holds the lease; standing by")
             return None
@@ -115,10 +115,7 @@ class ReminderScheduler:
                 on_workers = self.app.config["JOB_BACKEND"] == "celery"
                 summary = dispatch(send=not on_workers)
                 if on_workers:  # the sends run on the messages workers; the outbox rows keep exactly-once
-                    from followup.celery_app import DELIVER_OUTBOX
-                    from followup.jobs import send_task
-
-                    summary["outbox_handed_to_workers"] = int(send_task(DELIVER_OUTBOX))
+                    summary["outbox_handed_to_workers"] = int(jobs.send_task(DELIVER_OUTBOX))
                 summary.update(push_due())  # accepted photos to the image archive, when DICOMWEB_URL is set
                 if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown", "errors",
                                                 "dicom_sent", "dicom_retrying", "dicom_failed")):
@@ -132,15 +129,13 @@ class ReminderScheduler:
                 db.session.remove()
 
     def resend_photos(self) -> Optional[dict[str, int]]:
-        """Send queued and stale photos to Celery again (`followup.jobs.resend_due`), if this process holds
+        """Send queued and stale photos to Celery again (`followup.analysis.jobs.resend_due`), if this process holds
         the lease."""
-        from followup.jobs import resend_due
-
         if not self.heartbeat():
             return None
         with self.app.app_context():
             try:
-                return resend_due()
+                return jobs.resend_due()
             except Exception:  # noqa: BLE001 - the next period tries again
                 log.exception("photo re-send failed")
                 db.session.rollback()
@@ -150,12 +145,9 @@ class ReminderScheduler:
 
     def deliver_now(self) -> None:
         """Send the outbox at once (an urgent alert was queued); claims keep this safe next to a sweep."""
-        from followup.messaging import deliver_pending
-        from followup.reminders import reminder_guard
-
         with self.app.app_context():
             try:
-                deliver_pending(guard=reminder_guard)
+                deliver_outbox()
             except Exception:  # noqa: BLE001
                 log.exception("outbox delivery failed")
                 db.session.rollback()
@@ -184,7 +176,10 @@ class ReminderScheduler:
 
 
 def init_app(app: Flask) -> None:
+    """No scheduler yet (`start_embedded` starts one), and the hook that asks for the outbox to be sent soon:
+    code that queues an urgent text calls ``app.extensions["wake_outbox"]()`` without knowing who sends it."""
     app.extensions["reminder_scheduler"] = None
+    app.extensions["wake_outbox"] = lambda: wake_soon(app)
 
 
 def start_embedded(app: Flask) -> Optional[ReminderScheduler]:
@@ -207,7 +202,4 @@ def wake_soon(app: Flask) -> None:
     if embedded is not None:
         embedded.wake_soon()
     elif app.config["JOB_BACKEND"] == "celery":
-        from followup.celery_app import DELIVER_OUTBOX
-        from followup.jobs import after_commit, send_task
-
-        after_commit(lambda: send_task(DELIVER_OUTBOX))
+        jobs.after_commit(lambda: jobs.send_task(DELIVER_OUTBOX))

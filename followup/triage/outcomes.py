@@ -39,7 +39,7 @@ def export_outcomes(out_dir: Path, *, clinic_id: int | None = None) -> dict:
                 key = analysis.overlays[name]
                 (images / key).write_bytes(storage().get(key))
                 files[name] = f"images/{key}"
-            years = (photo.received_at.date() - site.excision_date).days / 365.25
+            years = site.years_since_surgery(photo.received_at.date())
             for region in analysis.regions:
                 out.write(json.dumps({
                     "alert_id": alert.id, "followup_image": files["aligned"], "baseline_image": files["baseline"],

@@ -1,0 +1,1 @@
+"""An upload arrives: checked and cleaned, stored as a queued photo, the scar outlined on a baseline."""

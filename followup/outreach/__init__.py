@@ -1,0 +1,1 @@
+"""Texts to patients and staff: the outbox, reminders, consent, replies and the scheduler that sweeps."""
