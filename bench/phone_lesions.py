@@ -21,7 +21,7 @@ from tqdm import tqdm
 from recurrence.cutout import lesion_cutout
 from recurrence.data import is_validation, load_mask, load_rgb
 from recurrence.metrics import roc_auc
-from recurrence.predict import row_history, load_scorer
+from recurrence.predict import load_scorer, row_history
 
 SHARED = Path(os.environ.get("SCARWATCH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 PHONE = SHARED / "data" / "phone"
