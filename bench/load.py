@@ -11,7 +11,7 @@ without it), then:
    one photo (upload to result, median of three compared with the baseline and the previous photo);
 2. *below capacity* (locust, headless, loopback only): 2 patients uploading every 4 analysis times, and
    dermatologists polling the queue and opening alerts — upload-to-alert times;
-3. *busy*: ``--patients`` (20) patients uploading together, at 1.5 times what 2 workers can analyse, and
+3. *busy*: ``--patients`` (20) patients uploading together, at twice what 2 ideal workers can analyse, and
    ``--derms`` dermatologists — upload p95, queue page p95, photos analysed per minute per worker;
 
 and waits until every photo is finished, then checks that each ended done or rejected (or failed: counted) and
@@ -169,9 +169,9 @@ def one_worker_count(workers: int, args, photos: list[tuple[tuple[Path, Path], l
     env = {"PHOTO_STALE_SECONDS": "60", "PHOTO_RESEND_SECONDS": "10", "LOG_LEVEL": "WARNING",
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
            "OPENCV_FOR_THREADS_NUM": threads, "LINK_UPLOAD_RATE_LIMIT": "1000 per hour"}
-    figures: dict = {"workers": workers, "web_workers": args.web_workers}
+    figures: dict = {"workers": workers, "web_workers": args.web_workers, "worker_nice": args.nice}
     with Stack(out / f"logs-{workers}", database_url=args.database_url, photo_workers=workers,
-               web_workers=args.web_workers, extra_env=env) as stack:
+               web_workers=args.web_workers, photo_nice=args.nice, extra_env=env) as stack:
         started = time.monotonic()
         subprocess.run([sys.executable, "-c", f"from bench.load import seed_alerts; seed_alerts({args.alerts})"],
                        cwd=REPO, env=stack.env, check=True, capture_output=True)
@@ -214,35 +214,57 @@ def one_worker_count(workers: int, args, photos: list[tuple[tuple[Path, Path], l
         figures["below_capacity"] = {"pacing_s": round(light["pacing_seconds"], 2), "requests": stats,
                                      **photo_times(stack, marker), "load": load_averages()}
 
-        # 3. busy: offered 1.5 times what two ideal workers analyse
+        # 3. busy: offered twice what two ideal workers analyse, so that a backlog waits with either count
         marker = _max_id(stack)
         busy = dict(base, patients=args.patients, dermatologists=args.derms,
-                    pacing_seconds=args.patients * one_photo_s / (1.5 * 2))
-        load_during = []
-        sampler = _Sampler(load_during)
+                    pacing_seconds=args.patients * one_photo_s / (2 * 2))
+        load_during, backlog = [], []
+        sampler = _Sampler(load_during, stack, marker, backlog)
         sampler.start()
         stats = run_locust(stack, busy, args.busy_seconds, out, f"w{workers}-busy")
-        sampler.stop()
         drain_started = time.monotonic()
         wait_for(lambda: stack.count(("queued", "processing")) == 0, args.drain_limit, what="busy phase drained")
+        sampler.stop()
         times = photo_times(stack, marker)
+        saturated = saturated_rate(backlog)
         figures["busy"] = {"pacing_s": round(busy["pacing_seconds"], 2), "requests": stats, **times,
-                           "drain_s": round(time.monotonic() - drain_started, 1),
+                           "drain_s": round(time.monotonic() - drain_started, 1), "saturated": saturated,
                            "photos_per_minute_per_worker": _round(
-                               (times.get("photos_per_minute") or 0) / workers),
+                               (saturated.get("photos_per_minute") or 0) / workers),
                            "load_during": load_during[-1] if load_during else None, "load": load_averages()}
         figures["accounting"] = stack.photo_accounting()
         figures["accounting"].pop("half_written")
     return figures
 
 
-class _Sampler:
-    """The load averages near the end of the busy phase (sampled every 5 s)."""
+def saturated_rate(samples: list[tuple[float, int, int]]) -> dict:
+    """Photos finished per minute while a backlog waited (``queued`` ≥ 1 at both ends and at every sample
+    between): the analysis capacity, not the arrival rate. ``samples``: ``(t, queued, finished)``."""
+    best = None
+    start = None
+    for i, (t, queued, finished) in enumerate(samples + [(0.0, 0, 0)]):
+        if queued >= 1 and start is None:
+            start = i
+        elif queued < 1 and start is not None:
+            end = i - 1
+            if end > start and (best is None or samples[end][0] - samples[start][0] > best[1] - best[0]):
+                best = (samples[start][0], samples[end][0], samples[end][2] - samples[start][2])
+            start = None
+    if best is None or best[1] <= best[0]:
+        return {"photos_per_minute": None, "window_s": 0, "finished_in_window": 0}
+    return {"photos_per_minute": round(best[2] / (best[1] - best[0]) * 60, 2),
+            "window_s": round(best[1] - best[0], 1), "finished_in_window": best[2]}
 
-    def __init__(self, into: list):
+
+class _Sampler:
+    """Every 2 s, during the busy phase and its drain: queued photos and finished ones (`saturated_rate`);
+    every 10 s the load averages."""
+
+    def __init__(self, loads: list, stack: Stack, after_id: int, backlog: list):
         import threading
 
-        self.into, self._stop = into, threading.Event()
+        self.loads, self.stack, self.after, self.backlog = loads, stack, after_id, backlog
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self):
@@ -253,8 +275,15 @@ class _Sampler:
         self._thread.join()
 
     def _run(self):
-        while not self._stop.wait(5):
-            self.into.append(load_averages())
+        n = 0
+        while not self._stop.wait(2):
+            rows = dict(self.stack.sql("SELECT status, count(*) FROM photo WHERE id > :a GROUP BY status",
+                                       a=self.after))
+            self.backlog.append((time.monotonic(), rows.get("queued", 0),
+                                 sum(rows.get(k, 0) for k in ("done", "rejected", "failed"))))
+            n += 1
+            if n % 5 == 0:
+                self.loads.append(load_averages())
 
 
 def summary(results: list[dict]) -> list[str]:
@@ -266,8 +295,9 @@ def summary(results: list[dict]) -> list[str]:
         upload, queue = req.get("/u/[token] upload", {}), req.get("/queue", {})
         lines.append(
             f"  {r['workers']} worker(s): one photo {one['upload_to_result_p50_s']} s ({one['load']}); "
-            f"busy: {busy['photos_per_minute_per_worker']} photos/min/worker ({busy['finished']} photos in "
-            f"{busy.get('span_s')} s), upload p95 {upload.get('p95_ms')} ms (n {upload.get('n')}, "
+            f"busy: {busy['photos_per_minute_per_worker']} photos/min/worker (with a backlog: "
+            f"{busy['saturated']['finished_in_window']} photos in {busy['saturated']['window_s']} s; "
+            f"{busy['finished']} photos in all), upload p95 {upload.get('p95_ms')} ms (n {upload.get('n')}, "
             f"failures {upload.get('failures')}), queue p95 {queue.get('p95_ms')} ms (n {queue.get('n')}), "
             f"alert page p95 {req.get('/alerts/[id]', {}).get('p95_ms')} ms, {busy['load_during']}; "
             f"below capacity: upload-to-alert p95 {light['upload_to_alert_p95_s']} s over {light['alerts']} alerts "
@@ -275,8 +305,8 @@ def summary(results: list[dict]) -> list[str]:
             f"accounting: {r['accounting']['outcomes']}, analysed twice {r['accounting']['duplicate_analyses']}, "
             f"unfinished {len(r['accounting']['unfinished'])}")
     if 1 in by and 2 in by:
-        t1 = by[1]["busy"].get("photos_per_minute") or 0
-        t2 = by[2]["busy"].get("photos_per_minute") or 0
+        t1 = by[1]["busy"]["saturated"].get("photos_per_minute") or 0
+        t2 = by[2]["busy"]["saturated"].get("photos_per_minute") or 0
         ratio = round(t2 / t1, 2) if t1 else None
         lines.append(f"  2-worker / 1-worker throughput: {ratio} (target ≥ {TARGETS['ratio']}: "
                      f"{'reached' if ratio and ratio >= TARGETS['ratio'] else 'NOT reached'})")
@@ -310,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy-seconds", type=int, default=60)
     parser.add_argument("--drain-limit", type=int, default=600, help="most seconds to wait for the backlog")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (WEB_WORKERS)")
+    parser.add_argument("--nice", type=int, default=10, help="niceness of the analysis workers "
+                        "(PHOTO_WORKER_NICE; 0: same priority as the web)")
     parser.add_argument("--threads-per-worker", type=int, default=1,
                         help="OMP/OpenCV threads of each analysis process")
     parser.add_argument("--database-url", default=os.environ.get(

@@ -300,6 +300,7 @@ class Stack:
     database_url: str = field(default_factory=lambda: os.environ.get(
         "FAULTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/scarwatch_faults"))
     photo_workers: int = 1
+    photo_nice: int = 10  # as deploy/stack.sh: the analyses yield the CPU to the web requests
     web_workers: int = 2
     storage: str = "local"
     twilio: Optional[dict] = None
@@ -385,7 +386,7 @@ class Stack:
 
     def start_worker(self) -> None:
         self.processes["worker"] = start("photos-worker", [
-            "celery", "-A", "make_celery", "worker", "--queues", "photos", "--concurrency", str(self.photo_workers),
+            "nice", "-n", str(self.photo_nice), "celery", "-A", "make_celery", "worker", "--queues", "photos", "--concurrency", str(self.photo_workers),
             "--hostname", "photos@%h", "--loglevel", "INFO"], self.env, self.logs)
 
     def healthy(self) -> bool:

@@ -50,3 +50,11 @@ def test_half_written_rows_and_leftover_files():
 def test_percentile():
     assert percentile([], 0.95) is None
     assert percentile(list(range(1, 101)), 0.95) == 95
+
+
+def test_saturated_rate_counts_only_while_a_backlog_waits():
+    from bench.load import saturated_rate
+
+    samples = [(0, 0, 0), (2, 3, 0), (4, 5, 1), (6, 4, 3), (8, 1, 5), (10, 0, 8)]
+    assert saturated_rate(samples) == {"photos_per_minute": 50.0, "window_s": 6, "finished_in_window": 5}
+    assert saturated_rate([(0, 0, 0), (2, 0, 1)])["photos_per_minute"] is None
