@@ -1,5 +1,6 @@
 """A photo store that cannot be reached, or a full disk, answers 503 with Retry-After and records nothing."""
 import errno
+import io
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
@@ -20,7 +21,7 @@ def test_upload_during_a_storage_outage_is_a_503_and_writes_nothing(app, client,
 
     monkeypatch.setattr(LocalStorage, "put", put)
     response = client.post(f"/api/v1/sites/{site_id}/photos", headers=world.headers(client, "derm@north.test"),
-                           data={"file": (__import__("io").BytesIO(jpeg_bytes()), "a.jpg"), "kind": "baseline"})
+                           data={"file": (io.BytesIO(jpeg_bytes()), "a.jpg"), "kind": "baseline"})
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "60"
     assert response.get_json()["error"]["code"] == "service_unavailable"
@@ -33,5 +34,5 @@ def test_other_os_errors_stay_500(app, client, world, site_id, monkeypatch):
 
     monkeypatch.setattr(LocalStorage, "put", put)
     response = client.post(f"/api/v1/sites/{site_id}/photos", headers=world.headers(client, "derm@north.test"),
-                           data={"file": (__import__("io").BytesIO(jpeg_bytes()), "a.jpg"), "kind": "baseline"})
+                           data={"file": (io.BytesIO(jpeg_bytes()), "a.jpg"), "kind": "baseline"})
     assert response.status_code == 500
