@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app app
 PORT ?= 5000
 
-.PHONY: setup db run test lint bench clean stack faults
+.PHONY: setup db run test lint bench bench-load clean stack faults
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: setup
 	$(PY) -m bench.web_bench
 	$(PY) -m bench.sticker_bench
 	$(PY) -m bench.phone_lesions
+
+# Load bench on the stack (locust, loopback only): 1 and 2 analysis workers side by side; README, "Load bench".
+bench-load: setup
+	$(PY) -m bench.load $(LOAD_ARGS)
 
 # The production-shaped stack (PostgreSQL, Redis, gunicorn, scheduler, Celery workers, S3 on moto): README.
 stack: setup

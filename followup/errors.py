@@ -2,13 +2,16 @@
 patient's pages, plain pages elsewhere."""
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Callable
 
 import marshmallow as ma
+from botocore.exceptions import ConnectionError as S3Unreachable
+from botocore.exceptions import ReadTimeoutError
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable, default_exceptions
 
 from followup.records.links import hide_tokens
 
@@ -17,7 +20,7 @@ log = logging.getLogger(__name__)
 _CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
-    429: "too_many_requests", 500: "internal_error",
+    429: "too_many_requests", 500: "internal_error", 503: "service_unavailable",
 }
 
 
@@ -112,6 +115,19 @@ def handle_unexpected(error: Exception):
     return handle_http_exception(InternalServerError())
 
 
+def handle_storage_outage(error: Exception):
+    """The photo store cannot be reached or is full: 503 with Retry-After (nothing was recorded), not a 500."""
+    if isinstance(error, OSError) and error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return handle_unexpected(error)
+    log.error("photo storage unavailable on %s %s: %s", request.method, hide_tokens(request.path), error)
+    unavailable = ServiceUnavailable("The photo store is unavailable; nothing was saved. Please try again later.")
+    unavailable.retry_after = 60
+    response = handle_http_exception(unavailable)
+    response = current_app.make_response(response)
+    response.headers["Retry-After"] = "60"
+    return response
+
+
 def own_error_pages(app: Flask, prefix: str, page: Callable[[HTTPException], ResponseReturnValue]) -> None:
     """Let the pages under ``prefix`` answer every error themselves (routing errors included)."""
     app.extensions["error_pages"][prefix] = page
@@ -122,3 +138,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(Exception, handle_unexpected)
+    for outage in (S3Unreachable, ReadTimeoutError, OSError):  # OSError: only a full disk (ENOSPC, EDQUOT)
+        app.register_error_handler(outage, handle_storage_outage)

@@ -243,6 +243,11 @@ class FakeTwilio:
         """Handle the next `count` requests normally (messages are created) but answer `delay_seconds` late."""
         self._add(count, _Fault("slow", method, delay_seconds=delay_seconds))
 
+    def clear_faults(self) -> None:
+        """Drop the faults not used yet (an outage injected with a large count ends now)."""
+        with self._state.lock:
+            self._state.faults.clear()
+
     def opt_out(self, number: str) -> None:
         """Make messages to `number` fail with error 21610 (unsubscribed recipient)."""
         with self._state.lock:
