@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Optional
 
 from flask import abort, current_app
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from followup import audit
@@ -31,15 +31,6 @@ class AlertConflict(DomainError):
 
 class InvalidAssignee(DomainError):
     """An alert can be given only to an active dermatologist of its clinic (422)."""
-
-# Most urgent first: priority 1 before 3, then the higher score, then the older alert.
-QUEUE_ORDER = (Alert.priority.asc(), Alert.recurrence_score.desc(), Alert.created_at.asc(), Alert.id.asc())
-
-
-def queue_query(clinic_id: int, status: str = "open") -> Select:
-    statuses = (AlertStatus.OPEN, AlertStatus.CLAIMED) if status == "active" else (status,)
-    return select(Alert).where(Alert.clinic_id == clinic_id, Alert.status.in_(statuses)).order_by(*QUEUE_ORDER)
-
 
 def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()

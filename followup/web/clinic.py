@@ -8,7 +8,6 @@ from typing import Optional
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 
 from followup import audit, queries
 from followup.api.schemas import PatientCreateSchema, SiteCreateSchema
@@ -16,7 +15,7 @@ from followup.db import db, utcnow
 from followup.intake import outlines
 from followup.intake.cleaning import IntakeError
 from followup.intake.photos import baseline_of, receive_photo
-from followup.models import Alert, Clinic, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site
+from followup.models import Clinic, InboundMessage, PlanItem, Site
 from followup.models.photos import MODALITIES, PhotoKind
 from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
 from followup.outreach import reminders
@@ -65,13 +64,8 @@ def _site_fields(form) -> tuple[dict, dict[str, str]]:
 def patients():
     """The clinic's patients by name; the search is a POST so a name never lands in a URL or a log."""
     page = _page()
-    stmt = select(Patient).where(Patient.clinic_id == current_user.clinic_id)
     search = (request.form.get("q") or "").strip() if request.method == "POST" else ""
-    if search:
-        stmt = stmt.where(func.lower(Patient.name).contains(search.lower(), autoescape=True))
-    rows = db.session.execute(
-        stmt.order_by(Patient.name, Patient.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
-    ).scalars().all()
+    rows = queries.patients_page(current_user.clinic_id, search, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
     html = render_template("clinic/patients.html", patients=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
                            page=page, search=search)
     audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search),
@@ -136,22 +130,10 @@ def patient_page(patient_id: int):
     patient = patient_for(current_user, patient_id)
     sites = []
     for site in patient.sites:
-        photos = db.session.execute(
-            select(Photo).where(Photo.site_id == site.id).order_by(Photo.received_at.desc()).limit(12)
-        ).scalars().all()
-        site_alerts = db.session.execute(
-            select(Alert).where(Alert.site_id == site.id).order_by(Alert.created_at.desc()).limit(10)
-        ).scalars().all()
-        sites.append({"site": site, "plan": site_plan(site), "photos": photos, "alerts": site_alerts,
-                      "outline": _outline_view(site)})
-    outbound = db.session.execute(
-        select(OutboundMessage).where(OutboundMessage.patient_id == patient.id)
-        .order_by(OutboundMessage.created_at.desc()).limit(20)
-    ).scalars().all()
-    inbound = db.session.execute(
-        select(InboundMessage).where(InboundMessage.patient_id == patient.id)
-        .order_by(InboundMessage.received_at.desc()).limit(20)
-    ).scalars().all()
+        sites.append({"site": site, "plan": site_plan(site), "photos": queries.site_photos(site.id, newest_first=True,
+                                                                                          limit=12),
+                      "alerts": queries.site_alerts(site.id, limit=10), "outline": _outline_view(site)})
+    outbound, inbound = queries.patient_messages(patient.id, limit=20)
     page = render_template("clinic/patient.html", patient=patient, sites=sites, outbound=outbound,
                            inbound=inbound, hide_links=links.hide_links, diagnoses=DIAGNOSES,
                            dermatologists=_dermatologists(), today=date.today())
