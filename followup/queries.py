@@ -22,6 +22,7 @@ from followup.models import (
     User,
 )
 from followup.models.alerts import RESPONSE_TARGET, AlertStatus
+from followup.models.messages import OutboxStatus
 from followup.outreach.reminders import VISIT_EARLY_DAYS
 
 # Most urgent first: priority 1 before 3, then the higher score, then the older alert.
@@ -190,7 +191,8 @@ def failed_messages(clinic_id: int, *, limit: int = 50) -> list[OutboundMessage]
     """Messages that did not reach their recipient, newest first (the staff view shows them)."""
     return list(db.session.execute(
         select(OutboundMessage)
-        .where(OutboundMessage.clinic_id == clinic_id, OutboundMessage.status.in_(("failed", "unknown")))
+        .where(OutboundMessage.clinic_id == clinic_id,
+               OutboundMessage.status.in_((OutboxStatus.FAILED, OutboxStatus.UNKNOWN)))
         .order_by(OutboundMessage.updated_at.desc(), OutboundMessage.id.desc()).limit(limit)
     ).scalars())
 
@@ -216,7 +218,7 @@ def alert_performance(clinic_id: int) -> dict[str, Any]:
     band = case(*[(Alert.recurrence_score < hi, i) for i, (_lo, hi) in enumerate(SCORE_BANDS)],
                 else_=len(SCORE_BANDS) - 1)
     actionable = func.sum(case((Alert.outcome.in_(ACTIONABLE), 1), else_=0))
-    resolved = Alert.status == "resolved"
+    resolved = Alert.status == AlertStatus.RESOLVED
     by_band = {b: (n, a, mean) for b, n, a, mean in db.session.execute(
         select(band, func.count(), actionable, func.avg(Alert.recurrence_score))
         .where(Alert.clinic_id == clinic_id, resolved).group_by(band)

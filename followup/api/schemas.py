@@ -262,7 +262,7 @@ class UploadLinkSchema(ma.Schema):
 
 
 class AlertQuerySchema(ma.Schema):
-    status = ma.fields.String(load_default="open",
+    status = ma.fields.String(load_default=AlertStatus.OPEN,
                               validate=ma.validate.OneOf([*map(str, AlertStatus), "active"]))
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
     cursor = ma.fields.String(load_default=None, allow_none=True)

@@ -24,6 +24,7 @@ from followup.db import db, insert_ignoring_conflicts, utcnow
 from followup.dicom.builder import CONTENT_TYPE
 from followup.dicom.export import photo_dicom
 from followup.models import DicomPush, Photo
+from followup.models.photos import PhotoStatus
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def push_due(now: Optional[datetime] = None) -> dict[str, int]:
 
 def _queue_accepted_photos(now: datetime) -> int:
     photo_ids = list(db.session.execute(
-        select(Photo.id).where(Photo.status == "done", ~exists().where(DicomPush.photo_id == Photo.id))
+        select(Photo.id).where(Photo.status == PhotoStatus.DONE, ~exists().where(DicomPush.photo_id == Photo.id))
         .order_by(Photo.id).limit(BATCH)).scalars())
     if photo_ids:
         # Two sweeps at once queue a photo once (unique photo_id).

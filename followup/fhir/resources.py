@@ -16,7 +16,9 @@ from followup.db import MAX_ID, db
 from followup.fhir import codes
 from followup.fhir.common import attachment, last_updated, meta, overlay_url, reference
 from followup.models import Alert, Analysis, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, Site, User
-from followup.models.alerts import AlertPriority
+from followup.models.alerts import AlertPriority, AlertStatus
+from followup.models.messages import OutboxStatus
+from followup.models.photos import PhotoKind, PhotoStatus
 from followup.records.links import hide_links
 from followup.records.patients import OVERLAYS
 from followup.storage import image_mimetype
@@ -68,7 +70,8 @@ def _procedure(row) -> list[dict]:
 
 def _baseline(site_id: int) -> Optional[Photo]:
     return db.session.execute(
-        select(Photo).where(Photo.site_id == site_id, Photo.kind == "baseline", Photo.status == "done")
+        select(Photo)
+        .where(Photo.site_id == site_id, Photo.kind == PhotoKind.BASELINE, Photo.status == PhotoStatus.DONE)
         .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(1)
     ).scalar_one_or_none()
 
@@ -104,8 +107,8 @@ def _care_plan(row) -> list[dict]:
     }]
 
 
-_MEDIA_STATUS = {"queued": "in-progress", "processing": "in-progress", "done": "completed",
-                 "rejected": "not-done", "failed": "not-done"}
+_MEDIA_STATUS = {PhotoStatus.QUEUED: "in-progress", PhotoStatus.PROCESSING: "in-progress",
+                 PhotoStatus.DONE: "completed", PhotoStatus.REJECTED: "not-done", PhotoStatus.FAILED: "not-done"}
 
 
 # What each overlay shows (an analysis draws them all over the follow-up photo aligned onto its reference).
@@ -258,9 +261,11 @@ def _provenance(row) -> list[dict]:
 
 
 # Texts to and from patients, as one row source: an outbound text's key is 2 × its id, an inbound one's 2 × id + 1.
-_COMMUNICATION_STATUS = {"pending": "preparation", "sending": "in-progress", "sent": "completed",
-                         "delivered": "completed", "failed": "not-done", "not_sent": "not-done", "unknown": "unknown",
-                         "cancelled": "stopped", "received": "completed"}
+_COMMUNICATION_STATUS = {OutboxStatus.PENDING: "preparation", OutboxStatus.SENDING: "in-progress",
+                         OutboxStatus.SENT: "completed", OutboxStatus.DELIVERED: "completed",
+                         OutboxStatus.FAILED: "not-done", OutboxStatus.NOT_SENT: "not-done",
+                         OutboxStatus.UNKNOWN: "unknown", OutboxStatus.CANCELLED: "stopped",
+                         "received": "completed"}  # an inbound text
 _TEXTS = union_all(
     select((cast(OutboundMessage.id, BigInteger) * 2).label("text_key"), literal("out").label("direction"),
            OutboundMessage.patient_id.label("text_patient_id"), OutboundMessage.body.label("body"),
@@ -295,7 +300,7 @@ def _communication(row) -> list[dict]:
     return [resource]
 
 
-_TASK_STATUS = {"open": "requested", "claimed": "in-progress", "resolved": "completed"}
+_TASK_STATUS = {AlertStatus.OPEN: "requested", AlertStatus.CLAIMED: "in-progress", AlertStatus.RESOLVED: "completed"}
 _TASK_PRIORITY = {AlertPriority.URGENT: "stat", AlertPriority.HIGH: "urgent", AlertPriority.ROUTINE: "routine"}
 
 

@@ -37,7 +37,8 @@ from sqlalchemy import exists, select, update
 
 from followup.db import db, insert_ignoring_conflicts, utcnow
 from followup.models import FollowUpPlan, OutboundMessage, Patient, Photo, PlanItem, Reminder, Site
-from followup.models.reminders import ReminderKind
+from followup.models.messages import OutboxStatus
+from followup.models.reminders import ReminderKind, ReminderStatus
 from followup.outreach import outbox
 from followup.outreach.hours import at_local, zone
 
@@ -90,12 +91,12 @@ def reschedule_item(item: PlanItem, *, reopen: bool = True) -> None:
     for reminder in db.session.execute(select(Reminder).where(Reminder.plan_item_id == item.id)).scalars():
         if reminder.kind not in times:
             continue
-        if reminder.status != "pending":
+        if reminder.status != ReminderStatus.PENDING:
             if item.status != "pending":
                 continue  # a done or cancelled item's finished reminders stay as they were
-            if reminder.status == "queued" and reminder.outbound_message_id is not None:
+            if reminder.status == ReminderStatus.QUEUED and reminder.outbound_message_id is not None:
                 outbox.cancel_pending(OutboundMessage.id == reminder.outbound_message_id, "re-dated")
-            reminder.status, reminder.detail, reminder.finished_at = "pending", "re-dated", None
+            reminder.status, reminder.detail, reminder.finished_at = ReminderStatus.PENDING, "re-dated", None
             reminder.outbound_message_id, reminder.alert_id = None, None
             reminder.cycle = (reminder.cycle or 0) + 1
         reminder.due_at, reminder.expires_at = times[reminder.kind]
@@ -121,7 +122,8 @@ def plan_reminders(now: datetime) -> int:
         for reminder_kind, due_at, expires_at in schedule_for(kind, due, zone(tz_name)):
             stale = expires_at is not None and expires_at <= now
             rows.append(dict(plan_item_id=item_id, site_id=site_id, patient_id=patient_id, kind=reminder_kind,
-                             due_at=due_at, expires_at=expires_at, status="expired" if stale else "pending",
+                             due_at=due_at, expires_at=expires_at,
+                             status=ReminderStatus.EXPIRED if stale else ReminderStatus.PENDING,
                              detail="planned too late to send" if stale else None, created_at=created,
                              finished_at=created if stale else None))
     for start in range(0, len(rows), 2000):
@@ -141,21 +143,24 @@ def outbox_key(reminder: Reminder) -> str:
 
 def cancel_reminders(where, detail: str) -> int:
     """Cancel pending reminders matching ``where`` and withdraw their messages not yet sent."""
-    ids = list(db.session.execute(select(Reminder.id).where(Reminder.status.in_(("pending", "queued")), where))
-               .scalars())
+    ids = list(db.session.execute(
+        select(Reminder.id).where(Reminder.status.in_((ReminderStatus.PENDING, ReminderStatus.QUEUED)), where)
+    ).scalars())
     if not ids:
         return 0
     db.session.execute(
-        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == "pending")
-        .values(status="cancelled", detail=detail, finished_at=utcnow()).execution_options(synchronize_session=False)
+        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == ReminderStatus.PENDING)
+        .values(status=ReminderStatus.CANCELLED, detail=detail, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
-    queued = select(Reminder.outbound_message_id).where(Reminder.id.in_(ids), Reminder.status == "queued")
+    queued = select(Reminder.outbound_message_id).where(Reminder.id.in_(ids), Reminder.status == ReminderStatus.QUEUED)
     outbox.cancel_pending(OutboundMessage.id.in_(queued), detail)
     db.session.execute(
-        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == "queued",
+        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == ReminderStatus.QUEUED,
                                Reminder.outbound_message_id.in_(
-                                   select(OutboundMessage.id).where(OutboundMessage.status == "cancelled")))
-        .values(status="cancelled", detail=detail, finished_at=utcnow()).execution_options(synchronize_session=False)
+                                   select(OutboundMessage.id).where(OutboundMessage.status == OutboxStatus.CANCELLED)))
+        .values(status=ReminderStatus.CANCELLED, detail=detail, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
     return len(ids)
 
@@ -174,9 +179,10 @@ def on_photo_rejected(photo: Photo) -> int:
         return 0
     return db.session.execute(
         update(Reminder)
-        .where(Reminder.plan_item_id.in_([i.id for i in items]), Reminder.status == "cancelled",
+        .where(Reminder.plan_item_id.in_([i.id for i in items]), Reminder.status == ReminderStatus.CANCELLED,
                Reminder.detail == "photo received", Reminder.outbound_message_id.is_(None))
-        .values(status="pending", detail=None, finished_at=None).execution_options(synchronize_session=False)
+        .values(status=ReminderStatus.PENDING, detail=None, finished_at=None)
+        .execution_options(synchronize_session=False)
     ).rowcount
 
 

@@ -207,7 +207,7 @@ def add_site(patient_id: int):
     data = upload.read() if upload else b""
     if data:
         try:
-            photo = receive_photo(site, data, kind="baseline", user=current_user)
+            photo = receive_photo(site, data, kind=PhotoKind.BASELINE, user=current_user)
             audit.record("upload_photo", "photo", photo.id)
         except IntakeError as exc:
             flash(f"Site added, but the baseline photo was not accepted: {exc.message}", "error")
