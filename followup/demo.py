@@ -35,6 +35,7 @@ from followup.models import Alert, Analysis, Clinic, OutboundMessage, Photo, Pla
 from followup.models.alerts import AlertKind, AlertPriority, AlertStatus
 from followup.models.messages import OutboxStatus
 from followup.models.photos import PhotoKind, PhotoStatus
+from followup.models.plans import PlanItemKind, PlanItemStatus
 from followup.outreach import outbox
 from followup.outreach.texts import render_sms
 from followup.records import links
@@ -197,7 +198,7 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
         image, lesion = _load(story.photo)
         uploads.append((_at(excision, time(14, 30)), site.id, PhotoKind.BASELINE, partial(np.asarray, image), NONE,
                         story, None))
-        photo_items = [i for i in plan.items if i.kind == "photo" and i.due_date <= today]
+        photo_items = [i for i in plan.items if i.kind == PlanItemKind.PHOTO and i.due_date <= today]
         if story.skip_last and photo_items:
             photo_items = photo_items[:-1]
         for number, item in enumerate(photo_items, start=1):
@@ -212,8 +213,8 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
                 uploads.append((received + timedelta(days=1, hours=1), site.id, PhotoKind.FOLLOWUP,
                                 partial(_followup_image, image, lesion, NONE, draw), NONE, story, None))
         for item in plan.items:  # past clinic visits took place
-            if item.kind == "visit" and item.due_date < today:
-                item.status, item.completed_at = "done", _at(item.due_date, time(10, 0))
+            if item.kind == PlanItemKind.VISIT and item.due_date < today:
+                item.status, item.completed_at = PlanItemStatus.DONE, _at(item.due_date, time(10, 0))
                 _message(clinic, patient, "visit_two_weeks", item.due_date - timedelta(days=14),
                          f"demo:visit:{item.id}", site=site, due_date=item.due_date)
     db.session.commit()
@@ -323,6 +324,6 @@ def summary() -> dict:
         "resolved_alerts": count(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.RESOLVED)),
         "texts": count(select(func.count()).select_from(OutboundMessage)),
         "overdue_items": count(select(func.count()).select_from(PlanItem).where(
-            PlanItem.status == "pending", PlanItem.due_date < utcnow().date())),
+            PlanItem.status == PlanItemStatus.PENDING, PlanItem.due_date < utcnow().date())),
         "history_days": (utcnow() - first).days if first else 0,
     }

@@ -23,6 +23,7 @@ from followup.models import (
 )
 from followup.models.alerts import RESPONSE_TARGET, AlertStatus
 from followup.models.messages import OutboxStatus
+from followup.models.plans import PlanItemKind, PlanItemStatus
 from followup.outreach.reminders import VISIT_EARLY_DAYS
 
 # Most urgent first: priority 1 before 3, then the higher score, then the older alert.
@@ -141,14 +142,14 @@ def _pending_items(clinic_id: int):
             .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
             .join(Site, Site.id == FollowUpPlan.site_id)
             .join(Patient, Patient.id == Site.patient_id)
-            .where(Patient.clinic_id == clinic_id, PlanItem.status == "pending", Site.closed_at.is_(None)))
+            .where(Patient.clinic_id == clinic_id, PlanItem.status == PlanItemStatus.PENDING, Site.closed_at.is_(None)))
 
 
 def visits_due(clinic_id: int, today: date, *, within_days: int = VISIT_EARLY_DAYS, include_overdue: bool = True,
                limit: Optional[int] = None) -> list[dict[str, Any]]:
     """Clinic visits due within ``within_days`` (and, with ``include_overdue``, those overdue), oldest first;
     at most ``limit``."""
-    stmt = _pending_items(clinic_id).where(PlanItem.kind == "visit",
+    stmt = _pending_items(clinic_id).where(PlanItem.kind == PlanItemKind.VISIT,
                                            PlanItem.due_date <= today + timedelta(days=within_days))
     if not include_overdue:
         stmt = stmt.where(PlanItem.due_date >= today)

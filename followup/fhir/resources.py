@@ -19,6 +19,7 @@ from followup.models import Alert, Analysis, FollowUpPlan, InboundMessage, Outbo
 from followup.models.alerts import AlertPriority, AlertStatus
 from followup.models.messages import OutboxStatus
 from followup.models.photos import PhotoKind, PhotoStatus
+from followup.models.plans import PlanItemStatus
 from followup.records.links import hide_links
 from followup.records.patients import OVERLAYS
 from followup.storage import image_mimetype
@@ -89,7 +90,8 @@ def _body_structure(row) -> list[dict]:
     return [resource]
 
 
-_ACTIVITY_STATUS = {"pending": "scheduled", "done": "completed", "missed": "stopped", "cancelled": "cancelled"}
+_ACTIVITY_STATUS = {PlanItemStatus.PENDING: "scheduled", PlanItemStatus.DONE: "completed",
+                    PlanItemStatus.MISSED: "stopped", PlanItemStatus.CANCELLED: "cancelled"}
 
 
 def _care_plan(row) -> list[dict]:

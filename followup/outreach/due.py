@@ -18,6 +18,7 @@ from followup.models import Clinic, OutboundMessage, Patient, Photo, PlanItem, R
 from followup.models.alerts import AlertKind, AlertPriority
 from followup.models.messages import OutboxStatus
 from followup.models.photos import PhotoKind, PhotoStatus
+from followup.models.plans import PlanItemStatus
 from followup.models.reminders import ReminderKind, ReminderStatus
 from followup.outreach.hours import at_local, is_quiet, quiet_ends, zone
 from followup.outreach.reminders import PHOTO_EARLY_DAYS, PHOTO_KINDS, outbox_key
@@ -163,13 +164,13 @@ def _decide(ids: list[int], now: datetime) -> Counter:
 
 def _cancel_reason(reminder: Reminder, item: PlanItem, site: Site, patient: Patient,
                    last_photo: Optional[datetime], tz: ZoneInfo) -> Optional[str]:
-    if item.status != "pending":
+    if item.status != PlanItemStatus.PENDING:
         return f"plan item is {item.status}"
     if site.closed_at is not None:
         return "site closed"
     if reminder.kind in PHOTO_KINDS and last_photo is not None:
         if last_photo >= at_local(item.due_date - timedelta(days=PHOTO_EARLY_DAYS), tz, time(0)):
-            item.status, item.completed_at = "done", last_photo
+            item.status, item.completed_at = PlanItemStatus.DONE, last_photo
             return "photo received"
     if reminder.kind != "photo_escalation" and not patient.can_receive_sms:
         return "patient opted out" if patient.opted_out_at else "no SMS consent"
@@ -193,7 +194,7 @@ def _escalate(reminder: Reminder, item: PlanItem, site: Site, patient: Patient, 
     alert = raise_alert(clinic_id=patient.clinic_id, site_id=site.id, photo_id=None, kind=AlertKind.NO_PHOTO,
                         priority=AlertPriority.HIGH if site.diagnosis == "melanoma" else AlertPriority.ROUTINE,
                         score=0.0, reasons=reasons)
-    item.status = "missed"
+    item.status = PlanItemStatus.MISSED
     reminder.alert_id = alert.id
     _finish(reminder, ReminderStatus.ESCALATED, "on the clinic's worklist")
 

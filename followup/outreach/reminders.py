@@ -38,6 +38,7 @@ from sqlalchemy import exists, select, update
 from followup.db import db, insert_ignoring_conflicts, utcnow
 from followup.models import FollowUpPlan, OutboundMessage, Patient, Photo, PlanItem, Reminder, Site
 from followup.models.messages import OutboxStatus
+from followup.models.plans import PlanItemKind, PlanItemStatus
 from followup.models.reminders import ReminderKind, ReminderStatus
 from followup.outreach import outbox
 from followup.outreach.hours import at_local, zone
@@ -63,7 +64,7 @@ PHOTO_KINDS = (ReminderKind.PHOTO_HEADS_UP, ReminderKind.PHOTO_DUE, ReminderKind
 
 def schedule_for(kind: str, due: date, tz: ZoneInfo) -> list[tuple[str, datetime, Optional[datetime]]]:
     """``(reminder kind, due_at, expires_at)`` for a plan item of ``kind`` due on ``due``."""
-    if kind == "photo":
+    if kind == PlanItemKind.PHOTO:
         heads_up, on_day = at_local(due - timedelta(days=HEADS_UP_DAYS), tz), at_local(due, tz)
         again, escalate = at_local(due + timedelta(days=AGAIN_AFTER_DAYS), tz), at_local(
             due + timedelta(days=ESCALATE_AFTER_DAYS), tz)
@@ -83,8 +84,8 @@ def reschedule_item(item: PlanItem, *, reopen: bool = True) -> None:
     withdrawn (it names the old date). A ``missed`` item becomes pending again (``reopen``; False when
     staff set its state in the same edit). Part of the caller's transaction.
     """
-    if reopen and item.status == "missed":
-        item.status, item.completed_at = "pending", None
+    if reopen and item.status == PlanItemStatus.MISSED:
+        item.status, item.completed_at = PlanItemStatus.PENDING, None
     site = db.session.get(Site, item.plan.site_id)
     times = {kind: (due_at, expires_at)
              for kind, due_at, expires_at in schedule_for(item.kind, item.due_date, zone(site.patient.timezone))}
@@ -92,7 +93,7 @@ def reschedule_item(item: PlanItem, *, reopen: bool = True) -> None:
         if reminder.kind not in times:
             continue
         if reminder.status != ReminderStatus.PENDING:
-            if item.status != "pending":
+            if item.status != PlanItemStatus.PENDING:
                 continue  # a done or cancelled item's finished reminders stay as they were
             if reminder.status == ReminderStatus.QUEUED and reminder.outbound_message_id is not None:
                 outbox.cancel_pending(OutboundMessage.id == reminder.outbound_message_id, "re-dated")
@@ -110,7 +111,7 @@ def plan_reminders(now: datetime) -> int:
         .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
         .join(Site, Site.id == FollowUpPlan.site_id)
         .join(Patient, Patient.id == Site.patient_id)
-        .where(PlanItem.status == "pending",
+        .where(PlanItem.status == PlanItemStatus.PENDING,
                PlanItem.due_date <= today + timedelta(days=PLAN_AHEAD_DAYS),
                PlanItem.due_date >= today - timedelta(days=PLAN_BEHIND_DAYS),
                Site.closed_at.is_(None),
@@ -170,11 +171,11 @@ def on_photo_rejected(photo: Photo) -> int:
     re-reminder and escalation come back (those not yet sent), so an ignored retake is still chased."""
     items = list(db.session.execute(
         select(PlanItem).join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
-        .where(FollowUpPlan.site_id == photo.site_id, PlanItem.kind == "photo", PlanItem.status == "done",
-               PlanItem.completed_at == photo.received_at)
+        .where(FollowUpPlan.site_id == photo.site_id, PlanItem.kind == PlanItemKind.PHOTO,
+               PlanItem.status == PlanItemStatus.DONE, PlanItem.completed_at == photo.received_at)
     ).scalars())
     for item in items:
-        item.status, item.completed_at = "pending", None
+        item.status, item.completed_at = PlanItemStatus.PENDING, None
     if not items:
         return 0
     return db.session.execute(
@@ -195,12 +196,13 @@ def on_photo_received(photo: Photo, *, commit: bool = True) -> int:
         received_day = photo.received_at.astimezone(tz).date()
         items = list(db.session.execute(
             select(PlanItem).join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
-            .where(FollowUpPlan.site_id == site.id, PlanItem.kind == "photo", PlanItem.status == "pending",
+            .where(FollowUpPlan.site_id == site.id, PlanItem.kind == PlanItemKind.PHOTO,
+                   PlanItem.status == PlanItemStatus.PENDING,
                    PlanItem.due_date <= received_day + timedelta(days=PHOTO_EARLY_DAYS),
                    PlanItem.due_date >= received_day - timedelta(days=PLAN_BEHIND_DAYS))
         ).scalars())
         for item in items:
-            item.status, item.completed_at = "done", photo.received_at
+            item.status, item.completed_at = PlanItemStatus.DONE, photo.received_at
         cancelled = cancel_reminders(Reminder.plan_item_id.in_([i.id for i in items]), "photo received") \
             if items else 0
         if commit:

@@ -15,6 +15,7 @@ from followup.db import db, utcnow
 from followup.errors import DomainError
 from followup.models import Alert, PlanItem, Site, User
 from followup.models.alerts import AlertKind, AlertPriority, AlertStatus
+from followup.models.plans import PlanItemKind
 from followup.outreach.texts import request_retake
 from followup.records.patients import site_plan
 from followup.triage.notify import notify_alert
@@ -215,7 +216,7 @@ def resolve(alert: Alert, user: User, *, outcome: str, note: Optional[str], reta
                                  user_id=user.id)
     elif outcome == "visit" and (plan := site_plan(site)) is not None:
         due = visit_date or utcnow().date() + timedelta(days=DEFAULT_VISIT_DAYS)
-        db.session.add(PlanItem(plan_id=plan.id, kind="visit", due_date=due))
+        db.session.add(PlanItem(plan_id=plan.id, kind=PlanItemKind.VISIT, due_date=due))
     audit.record("resolve_alert", "alert", alert.id, user=user, commit=False, outcome=outcome)
     db.session.commit()
     return alert

@@ -17,7 +17,7 @@ from followup.intake.cleaning import IntakeError
 from followup.intake.photos import baseline_of, receive_photo
 from followup.models import Clinic, InboundMessage, PlanItem, Site
 from followup.models.photos import MODALITIES, PhotoKind
-from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
+from followup.models.plans import ITEM_KINDS, ITEM_STATUSES, PlanItemStatus
 from followup.outreach import reminders
 from followup.queries import ACTIONABLE
 from followup.records import links
@@ -250,7 +250,7 @@ def edit_plan(site_id: int):
         status_set = status in ITEM_STATUSES and status != item.status
         if status_set:
             item.status = status
-            item.completed_at = utcnow() if status == "done" else None
+            item.completed_at = utcnow() if status == PlanItemStatus.DONE else None
             changed += 1
         if due and (new_due := _plan_date(due, site, errors)) and new_due != item.due_date:
             item.due_date = new_due
