@@ -32,7 +32,10 @@ from followup.analysis import jobs
 from followup.db import db, utcnow
 from followup.intake.photos import receive_photo
 from followup.models import Alert, Analysis, Clinic, OutboundMessage, Photo, PlanItem, Site, UploadLink, User
-from followup.models.alerts import AlertPriority
+from followup.models.alerts import AlertKind, AlertPriority, AlertStatus
+from followup.models.messages import OutboxStatus
+from followup.models.photos import PhotoKind, PhotoStatus
+from followup.models.plans import PlanItemKind, PlanItemStatus
 from followup.outreach import outbox
 from followup.outreach.texts import render_sms
 from followup.records import links
@@ -193,9 +196,9 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
         plan = site_plan(site)
         plan.created_at = patient.created_at
         image, lesion = _load(story.photo)
-        uploads.append((_at(excision, time(14, 30)), site.id, "baseline", partial(np.asarray, image), NONE, story,
-                        None))
-        photo_items = [i for i in plan.items if i.kind == "photo" and i.due_date <= today]
+        uploads.append((_at(excision, time(14, 30)), site.id, PhotoKind.BASELINE, partial(np.asarray, image), NONE,
+                        story, None))
+        photo_items = [i for i in plan.items if i.kind == PlanItemKind.PHOTO and i.due_date <= today]
         if story.skip_last and photo_items:
             photo_items = photo_items[:-1]
         for number, item in enumerate(photo_items, start=1):
@@ -204,14 +207,14 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
             draw = np.random.default_rng([seed, STORIES.index(story) if story in STORIES else 100 + index, number])
             clock = time(int(draw.integers(11, 20)), int(draw.integers(0, 60)))
             received = _at(item.due_date, clock)
-            uploads.append((received, site.id, "followup", partial(_followup_image, image, lesion, event, draw),
+            uploads.append((received, site.id, PhotoKind.FOLLOWUP, partial(_followup_image, image, lesion, event, draw),
                             event, story, item))
             if event.blurred:  # the retake the next day, of the unchanged scar
-                uploads.append((received + timedelta(days=1, hours=1), site.id, "followup",
+                uploads.append((received + timedelta(days=1, hours=1), site.id, PhotoKind.FOLLOWUP,
                                 partial(_followup_image, image, lesion, NONE, draw), NONE, story, None))
         for item in plan.items:  # past clinic visits took place
-            if item.kind == "visit" and item.due_date < today:
-                item.status, item.completed_at = "done", _at(item.due_date, time(10, 0))
+            if item.kind == PlanItemKind.VISIT and item.due_date < today:
+                item.status, item.completed_at = PlanItemStatus.DONE, _at(item.due_date, time(10, 0))
                 _message(clinic, patient, "visit_two_weeks", item.due_date - timedelta(days=14),
                          f"demo:visit:{item.id}", site=site, due_date=item.due_date)
     db.session.commit()
@@ -221,7 +224,7 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
     for received, site_id, kind, make_image, event, story, item in bar:  # follow-ups generated here, in the bar
         site = db.session.get(Site, site_id)
         link = None
-        if kind == "followup" and item is not None:
+        if kind == PhotoKind.FOLLOWUP and item is not None:
             _message(clinic, site.patient, "photo_heads_up", item.due_date - timedelta(days=2),
                      f"demo:heads_up:{item.id}", site=site, due_date=item.due_date)
             token, link = links.create_link(site)
@@ -230,7 +233,7 @@ def seed_demo(*, seed: int = 7, analyse_now: bool = True, stories: Optional[list
             _message(clinic, site.patient, "photo_due", item.due_date, f"demo:photo_due:{item.id}",
                      site=site, link=links.sealed_link(token))
             db.session.commit()
-        answers = {"grew": None, "itch": None, "bleed": None, **event.answers} if kind == "followup" else None
+        answers = {"grew": None, "itch": None, "bleed": None, **event.answers} if kind == PhotoKind.FOLLOWUP else None
         before = _last_message_id()
         photo = receive_photo(site, _jpeg(make_image()), kind=kind, answers=answers, link=link, enqueue=False,
                               received_at=received, captured_at=received - timedelta(minutes=2))
@@ -256,7 +259,7 @@ def _message(clinic: Clinic, patient, template: str, day: date, key: str, **cont
 
 
 def _delivered(message: OutboundMessage, when: datetime) -> None:
-    message.status, message.attempts = "delivered", 1
+    message.status, message.attempts = OutboxStatus.DELIVERED, 1
     message.created_at = message.attempted_at = message.sent_at = message.updated_at = when
     message.twilio_sid = f"SMdemo{message.id:026d}"
 
@@ -281,7 +284,7 @@ def _date_history(photo: Photo, received: datetime, before: int, event: Event, r
             continue
         hours = {AlertPriority.URGENT: (2, 20), AlertPriority.HIGH: (8, 60),
                  AlertPriority.ROUTINE: (20, 120)}[alert.priority]
-        alert.status, alert.resolved_by_id = "resolved", derm.id
+        alert.status, alert.resolved_by_id = AlertStatus.RESOLVED, derm.id
         alert.resolved_at = done + timedelta(hours=float(rng.uniform(*hours)))
         alert.outcome = _outcome(alert, event, float(rng.random()))
     db.session.commit()
@@ -290,7 +293,7 @@ def _date_history(photo: Photo, received: datetime, before: int, event: Event, r
 def _outcome(alert: Alert, event: Event, draw: float) -> str:
     """What the dermatologist decided: a change the recipe made that a clinician would act on needs a visit or
     a biopsy (a pink papule: seen, benign); anything else was no change, or a new photo for one unreadable."""
-    if alert.kind == "unreadable":
+    if alert.kind == AlertKind.UNREADABLE:
         return "rephoto"
     if event.scale is not None:
         return "visit"  # a slight growth: seen in clinic, and watched
@@ -315,12 +318,12 @@ def summary() -> dict:
     return {
         "patients": count(select(func.count()).select_from(Site)),
         "photos": count(select(func.count()).select_from(Photo)),
-        "photos_done": count(select(func.count()).select_from(Photo).where(Photo.status == "done")),
-        "photos_rejected": count(select(func.count()).select_from(Photo).where(Photo.status == "rejected")),
-        "open_alerts": count(select(func.count()).select_from(Alert).where(Alert.status != "resolved")),
-        "resolved_alerts": count(select(func.count()).select_from(Alert).where(Alert.status == "resolved")),
+        "photos_done": count(select(func.count()).select_from(Photo).where(Photo.status == PhotoStatus.DONE)),
+        "photos_rejected": count(select(func.count()).select_from(Photo).where(Photo.status == PhotoStatus.REJECTED)),
+        "open_alerts": count(select(func.count()).select_from(Alert).where(Alert.status != AlertStatus.RESOLVED)),
+        "resolved_alerts": count(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.RESOLVED)),
         "texts": count(select(func.count()).select_from(OutboundMessage)),
         "overdue_items": count(select(func.count()).select_from(PlanItem).where(
-            PlanItem.status == "pending", PlanItem.due_date < utcnow().date())),
+            PlanItem.status == PlanItemStatus.PENDING, PlanItem.due_date < utcnow().date())),
         "history_days": (utcnow() - first).days if first else 0,
     }

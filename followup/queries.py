@@ -1,15 +1,139 @@
-"""What staff pages read: worklists (overdue items, visits due, the inbox, failed texts) and the clinic's
-dermatologists. Reads only; the services change rows."""
+"""What staff pages (and the API's listings) read: the triage queue, patients, worklists (overdue items, visits
+due, the inbox, failed texts) and the clinic's dermatologists. Reads only; the services change rows."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any, Optional
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy.orm import aliased
 
-from followup.db import db
-from followup.models import Alert, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site, User
+from followup.db import db, utcnow
+from followup.models import (
+    Alert,
+    Analysis,
+    FollowUpPlan,
+    InboundMessage,
+    OutboundMessage,
+    Patient,
+    Photo,
+    PlanItem,
+    Site,
+    User,
+)
+from followup.models.alerts import RESPONSE_TARGET, AlertStatus
+from followup.models.messages import OutboxStatus
+from followup.models.plans import PlanItemKind, PlanItemStatus
 from followup.outreach.reminders import VISIT_EARLY_DAYS
+
+# Most urgent first: priority 1 before 3, then the higher score, then the older alert.
+QUEUE_ORDER = (Alert.priority.asc(), Alert.recurrence_score.desc(), Alert.created_at.asc(), Alert.id.asc())
+#: What ``status="active"`` lists: the alerts still to decide.
+ACTIVE = (AlertStatus.OPEN, AlertStatus.CLAIMED)
+
+
+def _alerts_in(clinic_id: int, status: str) -> list:
+    """Conditions for the clinic's alerts in ``status`` (``active``: open and claimed)."""
+    return [Alert.clinic_id == clinic_id, Alert.status.in_(ACTIVE if status == "active" else (status,))]
+
+
+def queue_query(clinic_id: int, status: str = AlertStatus.OPEN) -> Select:
+    """The clinic's alerts in ``status`` (``active``: open and claimed), most urgent first (the API's listing)."""
+    return select(Alert).where(*_alerts_in(clinic_id, status)).order_by(*QUEUE_ORDER)
+
+
+def overdue_condition(now: datetime):
+    """Alerts older than their priority's response target."""
+    return or_(*(and_(Alert.priority == p, Alert.created_at < now - target) for p, target in RESPONSE_TARGET.items()))
+
+
+def alert_queue(clinic_id: int, *, user_id: int, priority: Optional[int] = None, member: Optional[int] = None,
+                diagnosis: Optional[str] = None, claimed: str = "any", overdue: bool = False, offset: int = 0,
+                limit: int = 50) -> tuple[list, int]:
+    """One page of the active queue (open and claimed alerts), most urgent first, with what the triage page's
+    row shows (the site, the patient, the claimer), and how many alerts the filters match in all.
+
+    Filters: ``priority``; ``member``, the site's dermatologist; ``diagnosis``; ``claimed`` ``any``,
+    ``unclaimed`` or ``mine`` (claimed by ``user_id``); ``overdue``, past the priority's response target.
+    """
+    claimer = aliased(User)
+    conditions = _alerts_in(clinic_id, "active")
+    if priority:
+        conditions.append(Alert.priority == priority)
+    if member:
+        conditions.append(Site.dermatologist_id == member)
+    if diagnosis:
+        conditions.append(Site.diagnosis == diagnosis)
+    if claimed == "unclaimed":
+        conditions.append(Alert.status == AlertStatus.OPEN)
+    elif claimed == "mine":
+        conditions.append(Alert.claimed_by_id == user_id)
+    if overdue:
+        conditions.append(overdue_condition(utcnow()))
+    count_stmt = select(func.count(Alert.id)).where(*conditions)
+    page_stmt = select(Alert.id).where(*conditions)
+    if member or diagnosis:
+        count_stmt = count_stmt.join(Site, Site.id == Alert.site_id)
+        page_stmt = page_stmt.join(Site, Site.id == Alert.site_id)
+    total = db.session.execute(count_stmt).scalar_one()
+    # First the page's ids from the alert table alone (a narrow sort over the queue index), then the
+    # joins for those rows only: joining before the sort would touch every open alert's site and patient.
+    page_ids = page_stmt.order_by(*QUEUE_ORDER).offset(offset).limit(limit)
+    rows = db.session.execute(
+        select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id.label("patient_id"), Patient.name,
+               claimer.name, claimer.email)
+        .join(Site, Site.id == Alert.site_id)
+        .join(Patient, Patient.id == Site.patient_id)
+        .outerjoin(claimer, claimer.id == Alert.claimed_by_id)
+        .where(Alert.id.in_(page_ids.scalar_subquery()))
+        .order_by(*QUEUE_ORDER)
+    ).all()
+    return rows, total
+
+
+def site_photos(site_id: int, *, newest_first: bool = False, limit: Optional[int] = None) -> list[Photo]:
+    """The site's photos, oldest first (``newest_first``: the reverse); at most ``limit``."""
+    order = (Photo.received_at.desc(),) if newest_first else (Photo.received_at, Photo.id)
+    return list(db.session.execute(
+        select(Photo).where(Photo.site_id == site_id).order_by(*order).limit(limit)
+    ).scalars())
+
+
+def analyses_of(photo_ids: list[int]) -> list[Analysis]:
+    """The analyses of these photos, oldest first."""
+    if not photo_ids:
+        return []
+    return list(db.session.execute(
+        select(Analysis).where(Analysis.photo_id.in_(photo_ids)).order_by(Analysis.id)
+    ).scalars())
+
+
+def site_alerts(site_id: int, *, limit: int = 10) -> list[Alert]:
+    """The site's latest alerts, newest first."""
+    return list(db.session.execute(
+        select(Alert).where(Alert.site_id == site_id).order_by(Alert.created_at.desc()).limit(limit)
+    ).scalars())
+
+
+def patient_messages(patient_id: int, *, limit: int = 20) -> tuple[list[OutboundMessage], list[InboundMessage]]:
+    """The patient's latest texts, sent and received, newest first."""
+    outbound = db.session.execute(
+        select(OutboundMessage).where(OutboundMessage.patient_id == patient_id)
+        .order_by(OutboundMessage.created_at.desc()).limit(limit)
+    ).scalars().all()
+    inbound = db.session.execute(
+        select(InboundMessage).where(InboundMessage.patient_id == patient_id)
+        .order_by(InboundMessage.received_at.desc()).limit(limit)
+    ).scalars().all()
+    return list(outbound), list(inbound)
+
+
+def patients_page(clinic_id: int, search: str = "", *, offset: int, limit: int) -> list[Patient]:
+    """The clinic's patients by name; only those whose name contains ``search`` (any case) when given."""
+    stmt = select(Patient).where(Patient.clinic_id == clinic_id)
+    if search:
+        stmt = stmt.where(func.lower(Patient.name).contains(search.lower(), autoescape=True))
+    return list(db.session.execute(stmt.order_by(Patient.name, Patient.id).offset(offset).limit(limit)).scalars())
 
 
 def _pending_items(clinic_id: int):
@@ -18,14 +142,14 @@ def _pending_items(clinic_id: int):
             .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
             .join(Site, Site.id == FollowUpPlan.site_id)
             .join(Patient, Patient.id == Site.patient_id)
-            .where(Patient.clinic_id == clinic_id, PlanItem.status == "pending", Site.closed_at.is_(None)))
+            .where(Patient.clinic_id == clinic_id, PlanItem.status == PlanItemStatus.PENDING, Site.closed_at.is_(None)))
 
 
 def visits_due(clinic_id: int, today: date, *, within_days: int = VISIT_EARLY_DAYS, include_overdue: bool = True,
                limit: Optional[int] = None) -> list[dict[str, Any]]:
     """Clinic visits due within ``within_days`` (and, with ``include_overdue``, those overdue), oldest first;
     at most ``limit``."""
-    stmt = _pending_items(clinic_id).where(PlanItem.kind == "visit",
+    stmt = _pending_items(clinic_id).where(PlanItem.kind == PlanItemKind.VISIT,
                                            PlanItem.due_date <= today + timedelta(days=within_days))
     if not include_overdue:
         stmt = stmt.where(PlanItem.due_date >= today)
@@ -68,17 +192,18 @@ def failed_messages(clinic_id: int, *, limit: int = 50) -> list[OutboundMessage]
     """Messages that did not reach their recipient, newest first (the staff view shows them)."""
     return list(db.session.execute(
         select(OutboundMessage)
-        .where(OutboundMessage.clinic_id == clinic_id, OutboundMessage.status.in_(("failed", "unknown")))
+        .where(OutboundMessage.clinic_id == clinic_id,
+               OutboundMessage.status.in_((OutboxStatus.FAILED, OutboxStatus.UNKNOWN)))
         .order_by(OutboundMessage.updated_at.desc(), OutboundMessage.id.desc()).limit(limit)
     ).scalars())
 
 
-def dermatologists(clinic_id: int) -> list[User]:
-    """The clinic's active dermatologists, by name."""
-    return list(db.session.execute(
-        select(User).where(User.clinic_id == clinic_id, User.role == "dermatologist", User.active)
-        .order_by(User.name, User.email)
-    ).scalars())
+def dermatologists(clinic_id: int, *, active_only: bool = True) -> list[User]:
+    """The clinic's active dermatologists (``active_only=False``: all of them), by name."""
+    stmt = select(User).where(User.clinic_id == clinic_id, User.role == "dermatologist")
+    if active_only:
+        stmt = stmt.where(User.active)
+    return list(db.session.execute(stmt.order_by(User.name, User.email)).scalars())
 
 
 #: Outcomes that mean a flag pointed at something that needed action.
@@ -94,7 +219,7 @@ def alert_performance(clinic_id: int) -> dict[str, Any]:
     band = case(*[(Alert.recurrence_score < hi, i) for i, (_lo, hi) in enumerate(SCORE_BANDS)],
                 else_=len(SCORE_BANDS) - 1)
     actionable = func.sum(case((Alert.outcome.in_(ACTIONABLE), 1), else_=0))
-    resolved = Alert.status == "resolved"
+    resolved = Alert.status == AlertStatus.RESOLVED
     by_band = {b: (n, a, mean) for b, n, a, mean in db.session.execute(
         select(band, func.count(), actionable, func.avg(Alert.recurrence_score))
         .where(Alert.clinic_id == clinic_id, resolved).group_by(band)
@@ -120,11 +245,10 @@ def alert_performance(clinic_id: int) -> dict[str, Any]:
     return {"bands": bands, "priorities": priorities, "by_outcome": by_outcome, "hours": hours}
 
 
-def clinic_users(clinic_id: int) -> list[User]:
-    """The clinic's accounts, active first, by e-mail."""
-    return list(db.session.execute(
-        select(User).where(User.clinic_id == clinic_id).order_by(User.active.desc(), User.email)
-    ).scalars())
+def clinic_users(clinic_id: int, *, by_name: bool = False) -> list[User]:
+    """The clinic's accounts, active first, by e-mail (``by_name``: all by name, then e-mail)."""
+    order = (User.name, User.email) if by_name else (User.active.desc(), User.email)
+    return list(db.session.execute(select(User).where(User.clinic_id == clinic_id).order_by(*order)).scalars())
 
 
 def outbox_page(clinic_id: int, status: Optional[str], *, offset: int, limit: int

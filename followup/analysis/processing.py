@@ -27,7 +27,7 @@ from followup.intake import outlines
 from followup.intake.photos import baseline_of, load_image, previous_followup_of
 from followup.models import Analysis, Clinic, Photo, Site, UploadLink
 from followup.models.alerts import AlertKind, AlertPriority
-from followup.models.photos import PhotoStatus
+from followup.models.photos import PhotoKind, PhotoStatus
 from followup.outreach import reminders
 from followup.outreach.texts import request_retake
 from followup.storage import storage
@@ -45,7 +45,7 @@ WORRYING_ANSWERS = {"bleed": "bleeding", "grew": "growth"}
 
 def process_photo(photo: Photo) -> None:
     image = load_image(photo.storage_key)
-    if photo.kind == "baseline":
+    if photo.kind == PhotoKind.BASELINE:
         _check_baseline(photo, image)
         return
     site = db.session.get(Site, photo.site_id)
@@ -196,7 +196,7 @@ def _reject(photo: Photo, site: Site, analysis: Analysis) -> None:
                        "from the same distance, with the whole scar in view")
     _finish(photo, PhotoStatus.REJECTED, "; ".join(reasons))
     recent = list(db.session.execute(
-        select(Photo.status).where(Photo.site_id == site.id, Photo.kind == "followup")
+        select(Photo.status).where(Photo.site_id == site.id, Photo.kind == PhotoKind.FOLLOWUP)
         .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(UNREADABLE_IN_A_ROW_FOR_HUMAN)
     ).scalars())
     if len(recent) >= UNREADABLE_IN_A_ROW_FOR_HUMAN and all(s == PhotoStatus.REJECTED for s in recent):

@@ -5,7 +5,7 @@ from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from followup import audit
+from followup import audit, queries
 from followup.api.schemas import AlertPageSchema, AlertQuerySchema, AlertSchema, ResolveSchema
 from followup.auth import api_user, roles_required
 from followup.db import db
@@ -24,7 +24,7 @@ class Alerts(MethodView):
         user = api_user()
         offset = alerts.decode_cursor(query["cursor"])
         rows = list(db.session.execute(
-            alerts.queue_query(user.clinic_id, query["status"]).offset(offset).limit(query["limit"] + 1)
+            queries.queue_query(user.clinic_id, query["status"]).offset(offset).limit(query["limit"] + 1)
         ).scalars())
         more = len(rows) > query["limit"]
         page = AlertPageSchema().dump(

@@ -18,6 +18,7 @@ from followup.db import db
 from followup.errors import ErrorSchema
 from followup.intake import outlines
 from followup.models import Clinic, User
+from followup.models.plans import PlanItemKind
 from followup.records.patients import create_patient, create_site, patient_for, site_for, site_plan
 
 blp = Blueprint("api_patients", __name__, description="Patients and sites")
@@ -31,8 +32,8 @@ def site_body(site) -> dict:
         "stage": site.stage, "excision_date": site.excision_date,
         "plan": {
             "protocol": plan.protocol if plan else None, "source": plan.source if plan else None,
-            "visits": [i for i in items if i.kind == "visit"],
-            "photos": [i for i in items if i.kind == "photo"],
+            "visits": [i for i in items if i.kind == PlanItemKind.VISIT],
+            "photos": [i for i in items if i.kind == PlanItemKind.PHOTO],
         },
         "outline": outlines.outline_body(site),
     }

@@ -22,6 +22,7 @@ from followup.dicom.export import photo_dicom
 from followup.intake.cleaning import IntakeError
 from followup.intake.photos import receive_photo
 from followup.models import DicomPush
+from followup.models.photos import PhotoStatus
 from followup.records import links
 from followup.records.patients import overlay_for, photo_for, site_for
 from followup.storage import image_mimetype, storage
@@ -35,7 +36,8 @@ def photo_body(photo) -> dict:
     return {
         "id": photo.id, "site_id": photo.site_id, "kind": photo.kind, "status": photo.status,
         "status_detail": photo.status_detail, "received_at": photo.received_at, "modality": photo.modality,
-        "attempts": photo.attempts, "next_attempt_at": photo.next_attempt_at if photo.status == "queued" else None,
+        "attempts": photo.attempts,
+        "next_attempt_at": photo.next_attempt_at if photo.status == PhotoStatus.QUEUED else None,
         "analysis": analyses[-1] if analyses else None,
         "dicom_push": db.session.execute(select(DicomPush).where(DicomPush.photo_id == photo.id)).scalar_one_or_none(),
     }

@@ -31,9 +31,18 @@ class TokenSchema(ma.Schema):
 
 
 class PatientCreateSchema(Strict):
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    phone = ma.fields.String(required=True, metadata={"description": "E.164, e.g. +447700900123"})
-    date_of_birth = ma.fields.Date(load_default=None, allow_none=True)
+    """A patient to enrol: the API's body, and the fields of the clinic's enrolment page (whose messages these are:
+    the API names the field before each)."""
+
+    name = ma.fields.String(required=True, validate=[
+        ma.validate.Length(min=1, error="Enter the patient's name."),
+        ma.validate.Length(max=200, error="The name is too long: {max} characters at most.")],
+        error_messages={"required": "Enter the patient's name.", "null": "Enter the patient's name."})
+    phone = ma.fields.String(required=True, metadata={"description": "E.164, e.g. +447700900123"},
+                             error_messages={"required": "Enter the patient's mobile number.",
+                                             "invalid": "The phone number must be in E.164 form, e.g. +447700900123."})
+    date_of_birth = ma.fields.Date(load_default=None, allow_none=True,
+                                   error_messages={"invalid": "Enter a date as YYYY-MM-DD."})
     sms_consent = ma.fields.Boolean(required=True)
     timezone = ma.fields.String(load_default=None, allow_none=True, metadata={"description": "IANA zone"})
 
@@ -42,12 +51,12 @@ class PatientCreateSchema(Strict):
         try:
             normalise_e164(value)
         except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError(f"The phone number {exc}.") from None
 
     @validates("date_of_birth")
     def _dob(self, value, **kwargs):
         if value is not None and value > date.today():
-            raise ValidationError("date_of_birth cannot be in the future")
+            raise ValidationError("The date of birth cannot be in the future.")
 
     @validates("timezone")
     def _tz(self, value, **kwargs):
@@ -82,10 +91,21 @@ class PatientSchema(ma.Schema):
 
 
 class SiteCreateSchema(Strict):
-    body_site = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=120))
-    diagnosis = ma.fields.String(required=True, validate=ma.validate.OneOf(DIAGNOSES))
-    stage = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=20))
-    excision_date = ma.fields.Date(required=True)
+    """An excision site: the API's body, and the site fields of the clinic's enrolment and new-site forms."""
+
+    body_site = ma.fields.String(required=True, validate=[
+        ma.validate.Length(min=1, error="Say where the scar is, e.g. left shoulder."),
+        ma.validate.Length(max=120, error="Where the scar is: {max} characters at most.")],
+        error_messages={"required": "Say where the scar is, e.g. left shoulder.",
+                        "null": "Say where the scar is, e.g. left shoulder."})
+    diagnosis = ma.fields.String(required=True, validate=ma.validate.OneOf(
+        DIAGNOSES, error="Choose a diagnosis: one of {choices}."),
+        error_messages={"required": "Choose a diagnosis.", "null": "Choose a diagnosis."})
+    stage = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(
+        max=20, error="The stage is too long: {max} characters at most."))
+    excision_date = ma.fields.Date(required=True, error_messages={
+        "required": "Enter the excision date.", "null": "Enter the excision date.",
+        "invalid": "Enter the excision date as YYYY-MM-DD."})
     dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, MAX_ID))
 
     @validates("excision_date")
@@ -242,7 +262,7 @@ class UploadLinkSchema(ma.Schema):
 
 
 class AlertQuerySchema(ma.Schema):
-    status = ma.fields.String(load_default="open",
+    status = ma.fields.String(load_default=AlertStatus.OPEN,
                               validate=ma.validate.OneOf([*map(str, AlertStatus), "active"]))
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
     cursor = ma.fields.String(load_default=None, allow_none=True)

@@ -24,6 +24,8 @@ from followup.db import db, insert_ignoring_conflicts, utcnow
 from followup.dicom.builder import CONTENT_TYPE
 from followup.dicom.export import photo_dicom
 from followup.models import DicomPush, Photo
+from followup.models.dicom import DicomPushState
+from followup.models.photos import PhotoStatus
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def push_due(now: Optional[datetime] = None) -> dict[str, int]:
         return {}
     now = now or utcnow()
     counts = Counter(dicom_queued=_queue_accepted_photos(now))
-    due = select(DicomPush).where(DicomPush.state == "pending", DicomPush.next_try_at <= now) \
+    due = select(DicomPush).where(DicomPush.state == DicomPushState.PENDING, DicomPush.next_try_at <= now) \
         .order_by(DicomPush.next_try_at, DicomPush.id).limit(BATCH)
     for push in db.session.execute(due).scalars().all():
         push.attempts += 1
@@ -83,13 +85,13 @@ def push_due(now: Optional[datetime] = None) -> dict[str, int]:
             push.last_error = str(exc)[:1000] or type(exc).__name__
             unreachable = isinstance(exc, OSError)
             if push.attempts >= TRIES:
-                push.state = "failed"
+                push.state = DicomPushState.FAILED
                 counts["dicom_failed"] += 1
             else:
                 push.next_try_at = now + retry_delay(push.attempts)
                 counts["dicom_retrying"] += 1
         else:
-            push.state, push.sent_at, push.last_error = "sent", now, None
+            push.state, push.sent_at, push.last_error = DicomPushState.SENT, now, None
             counts["dicom_sent"] += 1
         db.session.commit()
         if unreachable:
@@ -99,12 +101,13 @@ def push_due(now: Optional[datetime] = None) -> dict[str, int]:
 
 def _queue_accepted_photos(now: datetime) -> int:
     photo_ids = list(db.session.execute(
-        select(Photo.id).where(Photo.status == "done", ~exists().where(DicomPush.photo_id == Photo.id))
+        select(Photo.id).where(Photo.status == PhotoStatus.DONE, ~exists().where(DicomPush.photo_id == Photo.id))
         .order_by(Photo.id).limit(BATCH)).scalars())
     if photo_ids:
         # Two sweeps at once queue a photo once (unique photo_id).
         db.session.execute(insert_ignoring_conflicts(DicomPush, ["photo_id"]).values([
-            {"photo_id": photo_id, "state": "pending", "attempts": 0, "next_try_at": now, "created_at": now}
+            {"photo_id": photo_id, "state": DicomPushState.PENDING, "attempts": 0, "next_try_at": now,
+             "created_at": now}
             for photo_id in photo_ids]))
         db.session.commit()
     return len(photo_ids)

@@ -1,10 +1,15 @@
 """The codes the FHIR API speaks: SNOMED CT for diagnoses, body sites (from the one table of
 ``followup.records.body_sites``, which DICOM reads too) and the excision, and our own CodeSystem for what only
-Scar Watch measures (documented in the README's FHIR section)."""
+Scar Watch measures (documented in the README's FHIR section); and our states (the models' StrEnums) as the
+status codes of FHIR's resources."""
 from __future__ import annotations
 
 from typing import Optional
 
+from followup.models.alerts import AlertPriority, AlertStatus
+from followup.models.messages import OutboxStatus
+from followup.models.photos import PhotoStatus
+from followup.models.plans import PlanItemStatus
 from followup.records.body_sites import read_body_site
 
 SNOMED = "http://snomed.info/sct"
@@ -62,3 +67,17 @@ def body_site(name: str) -> dict:
 
 def diagnosis(value: str) -> dict:
     return snomed(*DIAGNOSES[value])
+
+
+# Our states as FHIR's: a plan activity's, a photo's (Media), a text's (Communication), an alert's (Task).
+ACTIVITY_STATUS = {PlanItemStatus.PENDING: "scheduled", PlanItemStatus.DONE: "completed",
+                   PlanItemStatus.MISSED: "stopped", PlanItemStatus.CANCELLED: "cancelled"}
+MEDIA_STATUS = {PhotoStatus.QUEUED: "in-progress", PhotoStatus.PROCESSING: "in-progress",
+                PhotoStatus.DONE: "completed", PhotoStatus.REJECTED: "not-done", PhotoStatus.FAILED: "not-done"}
+COMMUNICATION_STATUS = {OutboxStatus.PENDING: "preparation", OutboxStatus.SENDING: "in-progress",
+                        OutboxStatus.SENT: "completed", OutboxStatus.DELIVERED: "completed",
+                        OutboxStatus.FAILED: "not-done", OutboxStatus.NOT_SENT: "not-done",
+                        OutboxStatus.UNKNOWN: "unknown", OutboxStatus.CANCELLED: "stopped",
+                        "received": "completed"}  # an inbound text
+TASK_STATUS = {AlertStatus.OPEN: "requested", AlertStatus.CLAIMED: "in-progress", AlertStatus.RESOLVED: "completed"}
+TASK_PRIORITY = {AlertPriority.URGENT: "stat", AlertPriority.HIGH: "urgent", AlertPriority.ROUTINE: "routine"}

@@ -16,7 +16,7 @@ from followup.db import MAX_ID, db
 from followup.fhir import codes
 from followup.fhir.common import attachment, last_updated, meta, overlay_url, reference
 from followup.models import Alert, Analysis, FollowUpPlan, InboundMessage, OutboundMessage, Patient, Photo, Site, User
-from followup.models.alerts import AlertPriority
+from followup.models.photos import PhotoKind, PhotoStatus
 from followup.records.links import hide_links
 from followup.records.patients import OVERLAYS
 from followup.storage import image_mimetype
@@ -68,7 +68,8 @@ def _procedure(row) -> list[dict]:
 
 def _baseline(site_id: int) -> Optional[Photo]:
     return db.session.execute(
-        select(Photo).where(Photo.site_id == site_id, Photo.kind == "baseline", Photo.status == "done")
+        select(Photo)
+        .where(Photo.site_id == site_id, Photo.kind == PhotoKind.BASELINE, Photo.status == PhotoStatus.DONE)
         .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(1)
     ).scalar_one_or_none()
 
@@ -86,7 +87,6 @@ def _body_structure(row) -> list[dict]:
     return [resource]
 
 
-_ACTIVITY_STATUS = {"pending": "scheduled", "done": "completed", "missed": "stopped", "cancelled": "cancelled"}
 
 
 def _care_plan(row) -> list[dict]:
@@ -98,14 +98,12 @@ def _care_plan(row) -> list[dict]:
         "title": f"Follow-up after excision ({plan.protocol})", "description": plan.source,
         "subject": reference("Patient", site.patient_id), "addresses": [reference("Condition", site.id)],
         "period": {"start": site.excision_date.isoformat()},
-        "activity": [{"detail": {"code": codes.local(item.kind), "status": _ACTIVITY_STATUS[item.status],
+        "activity": [{"detail": {"code": codes.local(item.kind), "status": codes.ACTIVITY_STATUS[item.status],
                                  "scheduledPeriod": {"start": item.due_date.isoformat()}}}
                      for item in plan.items],
     }]
 
 
-_MEDIA_STATUS = {"queued": "in-progress", "processing": "in-progress", "done": "completed",
-                 "rejected": "not-done", "failed": "not-done"}
 
 
 # What each overlay shows (an analysis draws them all over the follow-up photo aligned onto its reference).
@@ -153,7 +151,7 @@ def _media(row) -> list[dict]:
     photo: Photo = row.Photo
     resource = {
         "resourceType": "Media", "id": str(photo.id), "meta": meta(row.updated),
-        "status": _MEDIA_STATUS[photo.status],
+        "status": codes.MEDIA_STATUS[photo.status],
         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/media-type", "code": "image",
                              "display": "Image"}]},
         "subject": reference("Patient", row.patient_id),
@@ -258,9 +256,6 @@ def _provenance(row) -> list[dict]:
 
 
 # Texts to and from patients, as one row source: an outbound text's key is 2 × its id, an inbound one's 2 × id + 1.
-_COMMUNICATION_STATUS = {"pending": "preparation", "sending": "in-progress", "sent": "completed",
-                         "delivered": "completed", "failed": "not-done", "not_sent": "not-done", "unknown": "unknown",
-                         "cancelled": "stopped", "received": "completed"}
 _TEXTS = union_all(
     select((cast(OutboundMessage.id, BigInteger) * 2).label("text_key"), literal("out").label("direction"),
            OutboundMessage.patient_id.label("text_patient_id"), OutboundMessage.body.label("body"),
@@ -281,7 +276,7 @@ def _communication(row) -> list[dict]:
     patient = reference("Patient", row.patient_id)
     resource = {
         "resourceType": "Communication", "id": str(row.key), "meta": meta(row.updated),
-        "status": _COMMUNICATION_STATUS[row.text_status], "category": [{"text": row.purpose}],
+        "status": codes.COMMUNICATION_STATUS[row.text_status], "category": [{"text": row.purpose}],
         "medium": [{"text": "SMS"}], "subject": patient,
         # Upload links carry a patient's credential: the text is shown as staff see it, without the token.
         "payload": [{"contentString": hide_links(row.body)}],
@@ -295,16 +290,14 @@ def _communication(row) -> list[dict]:
     return [resource]
 
 
-_TASK_STATUS = {"open": "requested", "claimed": "in-progress", "resolved": "completed"}
-_TASK_PRIORITY = {AlertPriority.URGENT: "stat", AlertPriority.HIGH: "urgent", AlertPriority.ROUTINE: "routine"}
 
 
 def _task(row) -> list[dict]:
     alert: Alert = row.Alert
     resource = {
         "resourceType": "Task", "id": str(alert.id), "meta": meta(row.updated),
-        "status": _TASK_STATUS[alert.status], "businessStatus": codes.local(f"alert-{alert.status}"),
-        "intent": "order", "priority": _TASK_PRIORITY.get(alert.priority, "routine"),
+        "status": codes.TASK_STATUS[alert.status], "businessStatus": codes.local(f"alert-{alert.status}"),
+        "intent": "order", "priority": codes.TASK_PRIORITY.get(alert.priority, "routine"),
         "code": {"text": f"Review a {alert.kind.replace('_', ' ')} alert"},
         "description": "; ".join(alert.reasons or []) or None,
         "for": reference("Patient", row.patient_id), "authoredOn": alert.created_at.isoformat(),
@@ -377,8 +370,8 @@ HANDLERS: dict[str, Handler] = {h.type: h for h in (
             statuses={"active": Site.closed_at.is_(None), "completed": Site.closed_at.is_not(None)},
             options=(selectinload(FollowUpPlan.items),)),
     Handler("Media", Photo.id, Site.patient_id, Photo.status_changed_at, (Photo, Site), _PHOTO_JOINS, _media,
-            statuses={fhir: Photo.status.in_([ours for ours, f in _MEDIA_STATUS.items() if f == fhir])
-                      for fhir in set(_MEDIA_STATUS.values())}, options=(selectinload(Photo.analyses),)),
+            statuses={fhir: Photo.status.in_([ours for ours, f in codes.MEDIA_STATUS.items() if f == fhir])
+                      for fhir in set(codes.MEDIA_STATUS.values())}, options=(selectinload(Photo.analyses),)),
     Handler("Observation", Analysis.id, Site.patient_id, Analysis.created_at, (Analysis, Photo, Site),
             _ANALYSIS_JOINS, _observations, statuses=_FINAL, where=_SCORED),
     Handler("DiagnosticReport", Analysis.id, Site.patient_id, Analysis.created_at, (Analysis, Photo, Site),
@@ -387,10 +380,11 @@ HANDLERS: dict[str, Handler] = {h.type: h for h in (
             _ANALYSIS_JOINS, _provenance, where=_SCORED),
     Handler("Communication", _TEXTS.c.text_key, _TEXTS.c.text_patient_id, _TEXTS.c.text_updated, (_TEXTS,),
             ((Patient, Patient.id == _TEXTS.c.text_patient_id),), _communication,
-            statuses={fhir: _TEXTS.c.text_status.in_([ours for ours, f in _COMMUNICATION_STATUS.items() if f == fhir])
-                      for fhir in set(_COMMUNICATION_STATUS.values())},
+            statuses={fhir: _TEXTS.c.text_status.in_([ours for ours, f in codes.COMMUNICATION_STATUS.items()
+                                                       if f == fhir])
+                      for fhir in set(codes.COMMUNICATION_STATUS.values())},
             max_key=2 * MAX_ID + 1),
     Handler("Task", Alert.id, Site.patient_id, last_updated(Alert.resolved_at, Alert.claimed_at, Alert.created_at),
             (Alert, Site), ((Site, Site.id == Alert.site_id),) + _SITE_JOINS, _task,
-            statuses={fhir: Alert.status == ours for ours, fhir in _TASK_STATUS.items()}),
+            statuses={fhir: Alert.status == ours for ours, fhir in codes.TASK_STATUS.items()}),
 )}

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from followup.db import db
 from followup.intake.photos import baseline_of, load_image
 from followup.models import Analysis, Clinic, Photo, Site
-from followup.models.photos import PhotoStatus
+from followup.models.photos import PhotoKind, PhotoStatus
 from followup.records.plans import protocol_name, resolve_protocol
 from registration import (
     detect_modality,
@@ -189,7 +189,7 @@ def outline_view(site: Site) -> dict[str, Any]:
     """What the staff pages draw: the current baseline, the outline on it (or None) and the margin in pixels."""
     baseline = baseline_of(site.id)
     pending = db.session.execute(
-        select(Photo.id).where(Photo.site_id == site.id, Photo.kind == "baseline",
+        select(Photo.id).where(Photo.site_id == site.id, Photo.kind == PhotoKind.BASELINE,
                                Photo.status.in_((PhotoStatus.QUEUED, PhotoStatus.PROCESSING))).limit(1)
     ).first() is not None
     view: dict[str, Any] = {"baseline": baseline, "pending": pending, "polygon": None, "source": None,

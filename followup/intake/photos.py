@@ -16,7 +16,7 @@ from followup.analysis import jobs
 from followup.db import db, utcnow
 from followup.intake.cleaning import clean_photo
 from followup.models import Photo, Site, UploadLink, User
-from followup.models.photos import MODALITIES, PhotoKind
+from followup.models.photos import MODALITIES, PhotoKind, PhotoStatus
 from followup.outreach.reminders import on_photo_received
 from followup.records import links
 from followup.storage import storage
@@ -52,7 +52,7 @@ def receive_photo(site: Site, data: bytes, *, kind: str, answers: Optional[Mappi
     photo = Photo(
         site_id=site.id, kind=kind, sha256=key.split(".")[0], storage_key=key, original_key=original_key,
         content_type="image/jpeg", size_bytes=len(clean.data), width=clean.width, height=clean.height,
-        received_at=received_at or utcnow(), captured_at=captured_at or clean.captured_at, status="queued",
+        received_at=received_at or utcnow(), captured_at=captured_at or clean.captured_at, status=PhotoStatus.QUEUED,
         status_changed_at=received_at or utcnow(),
         enqueued_at=utcnow() if enqueue else None,
         upload_link_id=link.id if link else None, uploaded_by_id=user.id if user else None, modality=modality,
@@ -86,7 +86,8 @@ def _forget_blob(key: str) -> None:
 def baseline_of(site_id: int) -> Optional[Photo]:
     """The site's newest accepted baseline photo."""
     return db.session.execute(
-        select(Photo).where(Photo.site_id == site_id, Photo.kind == "baseline", Photo.status == "done")
+        select(Photo)
+        .where(Photo.site_id == site_id, Photo.kind == PhotoKind.BASELINE, Photo.status == PhotoStatus.DONE)
         .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(1)
     ).scalar_one_or_none()
 
@@ -94,8 +95,9 @@ def baseline_of(site_id: int) -> Optional[Photo]:
 def previous_followup_of(photo: Photo) -> Optional[Photo]:
     """The last accepted follow-up before ``photo``."""
     return db.session.execute(
-        select(Photo).where(Photo.site_id == photo.site_id, Photo.kind == "followup", Photo.status == "done",
-                            Photo.id != photo.id, Photo.received_at <= photo.received_at)
+        select(Photo).where(Photo.site_id == photo.site_id, Photo.kind == PhotoKind.FOLLOWUP,
+                            Photo.status == PhotoStatus.DONE, Photo.id != photo.id,
+                            Photo.received_at <= photo.received_at)
         .order_by(Photo.received_at.desc(), Photo.id.desc()).limit(1)
     ).scalar_one_or_none()
 

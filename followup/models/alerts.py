@@ -1,7 +1,7 @@
 """Alerts in the dermatologists' triage queue."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Optional
 
@@ -33,6 +33,11 @@ class AlertPriority(IntEnum):
     URGENT = 1
     HIGH = 2
     ROUTINE = 3
+
+
+#: How long an alert may wait before it counts as overdue, by priority.
+RESPONSE_TARGET = {AlertPriority.URGENT: timedelta(days=2), AlertPriority.HIGH: timedelta(days=7),
+                   AlertPriority.ROUTINE: timedelta(days=14)}
 
 # One unresolved alert per site, kind and photo (a job run twice, two sweeps escalating at once: one alert).
 # A site's photo-less alerts (``no_photo``: the missed photo request) are one per site and kind. Two partial

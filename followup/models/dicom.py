@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Optional
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
@@ -9,8 +10,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from followup.db import UTCDateTime, db, utcnow
 
-# pending (waiting for its next try) → sent | failed (gave up after the last try)
-DICOM_PUSH_STATES = ("pending", "sent", "failed")
+
+class DicomPushState(StrEnum):
+    """pending (waiting for its next try) → sent | failed (gave up after the last try)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+DICOM_PUSH_STATES = tuple(DicomPushState)
 
 
 class DicomPush(db.Model):
@@ -18,7 +27,7 @@ class DicomPush(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     photo_id: Mapped[int] = mapped_column(ForeignKey("photo.id"), unique=True, index=True)
-    state: Mapped[str] = mapped_column(String(10), default="pending")
+    state: Mapped[str] = mapped_column(String(10), default=DicomPushState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_try_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[Optional[str]] = mapped_column(Text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Optional
 
 from sqlalchemy import Date, ForeignKey, Index, String
@@ -9,8 +10,24 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
 
-ITEM_KINDS = ("visit", "photo")
-ITEM_STATUSES = ("pending", "done", "missed", "cancelled")
+
+class PlanItemKind(StrEnum):
+    VISIT = "visit"  # a clinic visit
+    PHOTO = "photo"  # a photo the patient is asked for
+
+
+class PlanItemStatus(StrEnum):
+    """pending → done (a photo came, a visit took place) | missed (the photo request went unanswered) |
+    cancelled."""
+
+    PENDING = "pending"
+    DONE = "done"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+ITEM_KINDS = tuple(PlanItemKind)
+ITEM_STATUSES = tuple(PlanItemStatus)
 
 
 class FollowUpPlan(db.Model):
@@ -33,7 +50,7 @@ class PlanItem(db.Model):
     plan_id: Mapped[int] = mapped_column(ForeignKey("follow_up_plan.id"), index=True)
     kind: Mapped[str] = mapped_column(String(10))
     due_date: Mapped[date] = mapped_column(Date, index=True)
-    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(12), default=PlanItemStatus.PENDING, index=True)
     completed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     plan: Mapped[FollowUpPlan] = relationship(back_populates="items")

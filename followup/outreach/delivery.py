@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from followup.db import db, utcnow
 from followup.models import OutboundMessage
+from followup.models.messages import OutboxStatus
 from followup.outreach.outbox import apply_result, outgoing, sender
 from notifications import SendResult
 
@@ -23,16 +24,16 @@ STALE_SENDING = timedelta(minutes=10)
 def reconcile(now: Optional[datetime] = None, *, limit: int = 100) -> Counter:
     """Settle ``unknown`` rows (and ``sending`` rows left by a dead process) by looking them up at Twilio."""
     now = now or utcnow()
-    stale = (OutboundMessage.status == "sending", OutboundMessage.attempted_at < utcnow() - STALE_SENDING)
+    stale = (OutboundMessage.status == OutboxStatus.SENDING, OutboundMessage.attempted_at < utcnow() - STALE_SENDING)
     if db.session.execute(select(OutboundMessage.id).where(*stale).limit(1)).first() is not None:
         db.session.execute(
             update(OutboundMessage).where(*stale)
-            .values(status="unknown", error_message="the sending process stopped mid-call")
+            .values(status=OutboxStatus.UNKNOWN, error_message="the sending process stopped mid-call")
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
     rows = list(db.session.execute(
-        select(OutboundMessage).where(OutboundMessage.status == "unknown")
+        select(OutboundMessage).where(OutboundMessage.status == OutboxStatus.UNKNOWN)
         .order_by(OutboundMessage.attempted_at, OutboundMessage.id).limit(limit)
     ).scalars())
     counts: Counter = Counter()
@@ -63,13 +64,13 @@ def _reconcile_one(row_id: int, now: datetime) -> Counter:
         return counts
     # Another sweep may have settled it meanwhile: write only over 'unknown'.
     fresh = db.session.execute(
-        select(OutboundMessage).where(OutboundMessage.id == row.id, OutboundMessage.status == "unknown")
+        select(OutboundMessage).where(OutboundMessage.id == row.id, OutboundMessage.status == OutboxStatus.UNKNOWN)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if fresh is None:
         return counts
     if result.status == "not_sent":
-        fresh.status, fresh.next_attempt_at = "pending", None  # provably nothing at Twilio: send again
+        fresh.status, fresh.next_attempt_at = OutboxStatus.PENDING, None  # provably nothing at Twilio: send again
         fresh.error_message = result.error_message
         counts["resend"] += 1
     else:
@@ -78,8 +79,8 @@ def _reconcile_one(row_id: int, now: datetime) -> Counter:
     return counts
 
 
-_RANK = {"pending": 0, "sending": 0, "unknown": 0, "not_sent": 0, "sent": 1, "delivered": 2, "failed": 2,
-         "cancelled": 0}
+_RANK = {OutboxStatus.PENDING: 0, OutboxStatus.SENDING: 0, OutboxStatus.UNKNOWN: 0, OutboxStatus.NOT_SENT: 0,
+         OutboxStatus.SENT: 1, OutboxStatus.DELIVERED: 2, OutboxStatus.FAILED: 2, OutboxStatus.CANCELLED: 0}
 
 
 def record_delivery(sid: str, twilio_status: str, result: SendResult) -> Optional[OutboundMessage]:
@@ -89,17 +90,17 @@ def record_delivery(sid: str, twilio_status: str, result: SendResult) -> Optiona
     if row is None:
         return None
     if result.status == "failed":
-        new = "failed"
+        new = OutboxStatus.FAILED
     elif twilio_status in ("delivered", "read"):
-        new = "delivered"
+        new = OutboxStatus.DELIVERED
     elif result.status in ("queued", "sent"):
-        new = "sent"
+        new = OutboxStatus.SENT
     else:
         return row
     if _RANK.get(new, 0) >= _RANK.get(row.status, 0) and row.status != new:
         row.status = new
         row.sent_at = row.sent_at or utcnow()
-        if new == "failed":
+        if new == OutboxStatus.FAILED:
             row.error_code = str(result.error_code) if result.error_code is not None else row.error_code
             row.error_message = result.error_message or f"Twilio reports {twilio_status}"
     return row

@@ -16,7 +16,10 @@ from sqlalchemy import bindparam, func, insert, select, update
 from followup.db import by_id, claim_ids, db, utcnow
 from followup.models import Clinic, OutboundMessage, Patient, Photo, PlanItem, Reminder, Site
 from followup.models.alerts import AlertKind, AlertPriority
-from followup.models.reminders import ReminderKind
+from followup.models.messages import OutboxStatus
+from followup.models.photos import PhotoKind, PhotoStatus
+from followup.models.plans import PlanItemStatus
+from followup.models.reminders import ReminderKind, ReminderStatus
 from followup.outreach.hours import at_local, is_quiet, quiet_ends, zone
 from followup.outreach.reminders import PHOTO_EARLY_DAYS, PHOTO_KINDS, outbox_key
 from followup.outreach.rules import take_days
@@ -33,7 +36,7 @@ BATCH = 500
 def _claim_due(now: datetime) -> Optional[list[int]]:
     """Due pending reminders, claimed for this transaction; None when none is due ([]: another sweep was faster)."""
     candidates = (
-        select(Reminder.id).where(Reminder.status == "pending", Reminder.due_at <= now)
+        select(Reminder.id).where(Reminder.status == ReminderStatus.PENDING, Reminder.due_at <= now)
         .order_by(Reminder.due_at, Reminder.id).limit(BATCH)
     )
     ids = claim_ids(Reminder, candidates)
@@ -41,8 +44,8 @@ def _claim_due(now: datetime) -> Optional[list[int]]:
         return None
     # Conditional: on SQLite a concurrent sweep may have taken some of these meanwhile.
     return list(db.session.execute(
-        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == "pending")
-        .values(status="claimed").returning(Reminder.id).execution_options(synchronize_session=False)
+        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == ReminderStatus.PENDING)
+        .values(status=ReminderStatus.CLAIMED).returning(Reminder.id).execution_options(synchronize_session=False)
     ).scalars())
 
 
@@ -83,8 +86,8 @@ def _decide_one_by_one(ids: list[int], now: datetime) -> Counter:
     db.session.commit()
     for reminder_id, *_ in sorted(rows, key=lambda r: (r.patient_id, _PRIORITY.get(r.kind, 99), r.due_at, r.id)):
         claimed = db.session.execute(
-            update(Reminder).where(Reminder.id == reminder_id, Reminder.status == "pending")
-            .values(status="claimed").returning(Reminder.id).execution_options(synchronize_session=False)
+            update(Reminder).where(Reminder.id == reminder_id, Reminder.status == ReminderStatus.PENDING)
+            .values(status=ReminderStatus.CLAIMED).returning(Reminder.id).execution_options(synchronize_session=False)
         ).scalars().all()
         if not claimed:  # another sweep took it meanwhile
             db.session.commit()
@@ -97,7 +100,7 @@ def _decide_one_by_one(ids: list[int], now: datetime) -> Counter:
             log.exception("reminders: reminder %s could not be decided; trying again in %s", reminder_id,
                           ERROR_RETRY)
             db.session.execute(  # the traceback is in the log; the row says only what kind of error it was
-                update(Reminder).where(Reminder.id == reminder_id, Reminder.status == "pending")
+                update(Reminder).where(Reminder.id == reminder_id, Reminder.status == ReminderStatus.PENDING)
                 .values(due_at=now + ERROR_RETRY, detail=f"error ({type(exc).__name__}); tried again later")
                 .execution_options(synchronize_session=False)
             )
@@ -117,7 +120,7 @@ def _decide(ids: list[int], now: datetime) -> Counter:
     last_photo = dict(db.session.execute(
         # A rejected photo answers nothing: the patient still owes a usable one.
         select(Photo.site_id, func.max(Photo.received_at))
-        .where(Photo.site_id.in_(list(sites)), Photo.kind == "followup", Photo.status != "rejected")
+        .where(Photo.site_id.in_(list(sites)), Photo.kind == PhotoKind.FOLLOWUP, Photo.status != PhotoStatus.REJECTED)
         .group_by(Photo.site_id)).all())
     outgoing: list[tuple[Reminder, dict[str, Any]]] = []
     candidates: list[tuple[Reminder, ZoneInfo, dict[str, Any]]] = []
@@ -127,7 +130,7 @@ def _decide(ids: list[int], now: datetime) -> Counter:
         tz = zone(patient.timezone)
         outcome = _cancel_reason(reminder, item, site, patient, last_photo.get(site.id), tz)
         if outcome is not None:
-            _finish(reminder, "cancelled", outcome)
+            _finish(reminder, ReminderStatus.CANCELLED, outcome)
             counts["cancelled"] += 1
             continue
         if reminder.kind == "photo_escalation":
@@ -135,11 +138,12 @@ def _decide(ids: list[int], now: datetime) -> Counter:
             counts["escalated"] += 1
             continue
         if reminder.expires_at is not None and now >= reminder.expires_at:
-            _finish(reminder, "expired", "its moment passed before it could be sent")
+            _finish(reminder, ReminderStatus.EXPIRED, "its moment passed before it could be sent")
             counts["expired"] += 1
             continue
         if is_quiet(now, tz):
-            reminder.status, reminder.due_at, reminder.detail = "pending", quiet_ends(now, tz), "quiet hours"
+            reminder.status, reminder.due_at = ReminderStatus.PENDING, quiet_ends(now, tz)
+            reminder.detail = "quiet hours"
             counts["deferred"] += 1
             continue
         candidates.append((reminder, tz, dict(clinic=clinics[patient.clinic_id], site=site, patient=patient,
@@ -150,7 +154,7 @@ def _decide(ids: list[int], now: datetime) -> Counter:
         if ("reminder", reminder.id) in granted:
             outgoing.append((reminder, context))
         else:
-            reminder.status, reminder.detail = "pending", "one reminder a day"
+            reminder.status, reminder.detail = ReminderStatus.PENDING, "one reminder a day"
             reminder.due_at = at_local(now.astimezone(tz).date() + timedelta(days=1), tz)
             counts["deferred"] += 1
     _queue_messages(outgoing, now)
@@ -160,13 +164,13 @@ def _decide(ids: list[int], now: datetime) -> Counter:
 
 def _cancel_reason(reminder: Reminder, item: PlanItem, site: Site, patient: Patient,
                    last_photo: Optional[datetime], tz: ZoneInfo) -> Optional[str]:
-    if item.status != "pending":
+    if item.status != PlanItemStatus.PENDING:
         return f"plan item is {item.status}"
     if site.closed_at is not None:
         return "site closed"
     if reminder.kind in PHOTO_KINDS and last_photo is not None:
         if last_photo >= at_local(item.due_date - timedelta(days=PHOTO_EARLY_DAYS), tz, time(0)):
-            item.status, item.completed_at = "done", last_photo
+            item.status, item.completed_at = PlanItemStatus.DONE, last_photo
             return "photo received"
     if reminder.kind != "photo_escalation" and not patient.can_receive_sms:
         return "patient opted out" if patient.opted_out_at else "no SMS consent"
@@ -180,7 +184,8 @@ def _finish(reminder: Reminder, status: str, detail: str) -> None:
 def _escalate(reminder: Reminder, item: PlanItem, site: Site, patient: Patient, now: datetime) -> None:
     sent = db.session.execute(
         select(Reminder.kind).join(OutboundMessage, OutboundMessage.id == Reminder.outbound_message_id)
-        .where(Reminder.plan_item_id == item.id, OutboundMessage.status.in_(("sent", "delivered")))
+        .where(Reminder.plan_item_id == item.id,
+               OutboundMessage.status.in_((OutboxStatus.SENT, OutboxStatus.DELIVERED)))
     ).scalars().all()
     reasons = [f"No photo received for the photo due on {item.due_date.isoformat()}."]
     reasons.append(f"Reminded by SMS {len(sent)} time(s)." if sent else "No reminder SMS reached the patient.")
@@ -189,9 +194,9 @@ def _escalate(reminder: Reminder, item: PlanItem, site: Site, patient: Patient, 
     alert = raise_alert(clinic_id=patient.clinic_id, site_id=site.id, photo_id=None, kind=AlertKind.NO_PHOTO,
                         priority=AlertPriority.HIGH if site.diagnosis == "melanoma" else AlertPriority.ROUTINE,
                         score=0.0, reasons=reasons)
-    item.status = "missed"
+    item.status = PlanItemStatus.MISSED
     reminder.alert_id = alert.id
-    _finish(reminder, "escalated", "on the clinic's worklist")
+    _finish(reminder, ReminderStatus.ESCALATED, "on the clinic's worklist")
 
 
 def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: datetime) -> None:
@@ -211,13 +216,13 @@ def _queue_messages(outgoing: list[tuple[Reminder, dict[str, Any]]], now: dateti
         insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
         [dict(idempotency_key=outbox_key(reminder), clinic_id=ctx["patient"].clinic_id,
               patient_id=ctx["patient"].id, to=ctx["patient"].phone, body=render_sms(reminder.kind, **ctx),
-              purpose=reminder.kind, status="pending", attempts=0, created_at=created, updated_at=created)
+              purpose=reminder.kind, status=OutboxStatus.PENDING, attempts=0, created_at=created, updated_at=created)
          for reminder, ctx in outgoing],
     ).scalars().all()
     table = Reminder.__table__
     db.session.execute(
         update(table).where(table.c.id == bindparam("reminder_id"))
-        .values(outbound_message_id=bindparam("message_id"), status="queued", detail="in the outbox",
+        .values(outbound_message_id=bindparam("message_id"), status=ReminderStatus.QUEUED, detail="in the outbox",
                 finished_at=created),
         [dict(reminder_id=reminder.id, message_id=message_id)
          for (reminder, _), message_id in zip(outgoing, message_ids)],

@@ -19,11 +19,12 @@ from sqlalchemy import func, select
 
 from followup.db import db
 from followup.models import OutboundMessage, Patient
+from followup.models.messages import OutboxStatus
 
 #: How long after our text a reply is taken to answer it (an upload link lives 14 days by default).
 REPLY_WINDOW = timedelta(days=14)
 #: Outbox states in which Twilio took the text: the patient may be answering it.
-_REACHED = ("sent", "delivered")
+_REACHED = (OutboxStatus.SENT, OutboxStatus.DELIVERED)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from sqlalchemy import or_, select, update
 
 from followup.db import claim_ids, db, utcnow
 from followup.models import OutboundMessage, Patient
+from followup.models.messages import OutboxStatus
 from followup.records import links
 from notifications import OutgoingSms, SendResult, SmsSender, sender_from_config
 
@@ -67,7 +68,7 @@ def sender() -> SmsSender:
 
 
 def enqueue(*, key: str, clinic_id: int, to: str, body: str, purpose: str, patient_id: Optional[int] = None,
-            user_id: Optional[int] = None, status: str = "pending", error_message: Optional[str] = None
+            user_id: Optional[int] = None, status: str = OutboxStatus.PENDING, error_message: Optional[str] = None
             ) -> Optional[OutboundMessage]:
     """Add a pending message unless one with ``key`` exists (then None). Part of the caller's transaction.
 
@@ -153,8 +154,8 @@ def _release(messages: list[OutgoingSms]) -> None:
     db.session.execute(
         update(OutboundMessage)
         .where(OutboundMessage.idempotency_key.in_([m.idempotency_key for m in messages]),
-               OutboundMessage.status == "sending")
-        .values(status="pending", attempts=OutboundMessage.attempts - 1)
+               OutboundMessage.status == OutboxStatus.SENDING)
+        .values(status=OutboxStatus.PENDING, attempts=OutboundMessage.attempts - 1)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -164,7 +165,7 @@ def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -
     """Claim up to ``size`` due rows and commit them as ``sending``; None when nothing is due."""
     candidates = (
         select(OutboundMessage.id)
-        .where(OutboundMessage.status == "pending",
+        .where(OutboundMessage.status == OutboxStatus.PENDING,
                or_(OutboundMessage.next_attempt_at.is_(None), OutboundMessage.next_attempt_at <= now))
         .order_by(OutboundMessage.id)
         .limit(size)
@@ -175,8 +176,8 @@ def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -
     if found:
         ids = list(db.session.execute(
             update(OutboundMessage)
-            .where(OutboundMessage.id.in_(found), OutboundMessage.status == "pending")
-            .values(status="sending", attempted_at=attempted_at, attempts=OutboundMessage.attempts + 1,
+            .where(OutboundMessage.id.in_(found), OutboundMessage.status == OutboxStatus.PENDING)
+            .values(status=OutboxStatus.SENDING, attempted_at=attempted_at, attempts=OutboundMessage.attempts + 1,
                     updated_at=attempted_at)
             .returning(OutboundMessage.id)
             .execution_options(synchronize_session=False)
@@ -205,15 +206,15 @@ def _claim(now: datetime, size: int, guard: Optional[Guard], summary: Counter) -
                 to_send.append(outgoing(row))
                 continue
             except ValueError as exc:
-                row.status, row.error_message = "failed", str(exc)
+                row.status, row.error_message = OutboxStatus.FAILED, str(exc)
                 summary["failed"] += 1
                 continue
         row.attempts -= 1  # nothing was attempted
         if hold.action == "cancel":
-            row.status, row.error_message = "cancelled", hold.detail
+            row.status, row.error_message = OutboxStatus.CANCELLED, hold.detail
             summary["cancelled"] += 1
         else:
-            row.status, row.next_attempt_at, row.error_message = "pending", hold.until, hold.detail
+            row.status, row.next_attempt_at, row.error_message = OutboxStatus.PENDING, hold.until, hold.detail
             summary["deferred"] += 1
     db.session.commit()  # 'sending' is durable before any request leaves
     return to_send
@@ -289,19 +290,19 @@ def apply_result(row: OutboundMessage, result: SendResult, now: datetime) -> str
     if result.sid:
         row.twilio_sid = result.sid
     if result.status in ("queued", "sent"):
-        row.status, row.sent_at, row.next_attempt_at = "sent", utcnow(), None
+        row.status, row.sent_at, row.next_attempt_at = OutboxStatus.SENT, utcnow(), None
         return "sent"
     if result.status == "unknown":
-        row.status = "unknown"
+        row.status = OutboxStatus.UNKNOWN
         return "unknown"
     if result.retryable and row.attempts < MAX_ATTEMPTS:
-        row.status = "pending"
+        row.status = OutboxStatus.PENDING
         row.next_attempt_at = now + min(RETRY_BACKOFF_CAP, timedelta(minutes=2 ** max(0, row.attempts - 1)))
         return "retrying"
     if result.status == "not_sent" and not result.retryable:
-        row.status = "not_sent"  # no credentials: logged, deliberately not sent
+        row.status = OutboxStatus.NOT_SENT  # no credentials: logged, deliberately not sent
         return "not_sent"
-    row.status = "failed"
+    row.status = OutboxStatus.FAILED
     log.warning("outbox: %s failed: %s %s", row.idempotency_key, result.error_code, result.error_message)
     return "failed"
 
@@ -309,8 +310,8 @@ def apply_result(row: OutboundMessage, result: SendResult, now: datetime) -> str
 def cancel_pending(where, detail: str) -> int:
     """Withdraw pending messages matching ``where`` (a SQL condition); answers how many."""
     result = db.session.execute(
-        update(OutboundMessage).where(OutboundMessage.status == "pending", where)
-        .values(status="cancelled", error_message=detail, updated_at=utcnow())
+        update(OutboundMessage).where(OutboundMessage.status == OutboxStatus.PENDING, where)
+        .values(status=OutboxStatus.CANCELLED, error_message=detail, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return result.rowcount or 0

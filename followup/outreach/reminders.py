@@ -37,7 +37,9 @@ from sqlalchemy import exists, select, update
 
 from followup.db import db, insert_ignoring_conflicts, utcnow
 from followup.models import FollowUpPlan, OutboundMessage, Patient, Photo, PlanItem, Reminder, Site
-from followup.models.reminders import ReminderKind
+from followup.models.messages import OutboxStatus
+from followup.models.plans import PlanItemKind, PlanItemStatus
+from followup.models.reminders import ReminderKind, ReminderStatus
 from followup.outreach import outbox
 from followup.outreach.hours import at_local, zone
 
@@ -62,7 +64,7 @@ PHOTO_KINDS = (ReminderKind.PHOTO_HEADS_UP, ReminderKind.PHOTO_DUE, ReminderKind
 
 def schedule_for(kind: str, due: date, tz: ZoneInfo) -> list[tuple[str, datetime, Optional[datetime]]]:
     """``(reminder kind, due_at, expires_at)`` for a plan item of ``kind`` due on ``due``."""
-    if kind == "photo":
+    if kind == PlanItemKind.PHOTO:
         heads_up, on_day = at_local(due - timedelta(days=HEADS_UP_DAYS), tz), at_local(due, tz)
         again, escalate = at_local(due + timedelta(days=AGAIN_AFTER_DAYS), tz), at_local(
             due + timedelta(days=ESCALATE_AFTER_DAYS), tz)
@@ -82,20 +84,20 @@ def reschedule_item(item: PlanItem, *, reopen: bool = True) -> None:
     withdrawn (it names the old date). A ``missed`` item becomes pending again (``reopen``; False when
     staff set its state in the same edit). Part of the caller's transaction.
     """
-    if reopen and item.status == "missed":
-        item.status, item.completed_at = "pending", None
+    if reopen and item.status == PlanItemStatus.MISSED:
+        item.status, item.completed_at = PlanItemStatus.PENDING, None
     site = db.session.get(Site, item.plan.site_id)
     times = {kind: (due_at, expires_at)
              for kind, due_at, expires_at in schedule_for(item.kind, item.due_date, zone(site.patient.timezone))}
     for reminder in db.session.execute(select(Reminder).where(Reminder.plan_item_id == item.id)).scalars():
         if reminder.kind not in times:
             continue
-        if reminder.status != "pending":
-            if item.status != "pending":
+        if reminder.status != ReminderStatus.PENDING:
+            if item.status != PlanItemStatus.PENDING:
                 continue  # a done or cancelled item's finished reminders stay as they were
-            if reminder.status == "queued" and reminder.outbound_message_id is not None:
+            if reminder.status == ReminderStatus.QUEUED and reminder.outbound_message_id is not None:
                 outbox.cancel_pending(OutboundMessage.id == reminder.outbound_message_id, "re-dated")
-            reminder.status, reminder.detail, reminder.finished_at = "pending", "re-dated", None
+            reminder.status, reminder.detail, reminder.finished_at = ReminderStatus.PENDING, "re-dated", None
             reminder.outbound_message_id, reminder.alert_id = None, None
             reminder.cycle = (reminder.cycle or 0) + 1
         reminder.due_at, reminder.expires_at = times[reminder.kind]
@@ -109,7 +111,7 @@ def plan_reminders(now: datetime) -> int:
         .join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
         .join(Site, Site.id == FollowUpPlan.site_id)
         .join(Patient, Patient.id == Site.patient_id)
-        .where(PlanItem.status == "pending",
+        .where(PlanItem.status == PlanItemStatus.PENDING,
                PlanItem.due_date <= today + timedelta(days=PLAN_AHEAD_DAYS),
                PlanItem.due_date >= today - timedelta(days=PLAN_BEHIND_DAYS),
                Site.closed_at.is_(None),
@@ -121,7 +123,8 @@ def plan_reminders(now: datetime) -> int:
         for reminder_kind, due_at, expires_at in schedule_for(kind, due, zone(tz_name)):
             stale = expires_at is not None and expires_at <= now
             rows.append(dict(plan_item_id=item_id, site_id=site_id, patient_id=patient_id, kind=reminder_kind,
-                             due_at=due_at, expires_at=expires_at, status="expired" if stale else "pending",
+                             due_at=due_at, expires_at=expires_at,
+                             status=ReminderStatus.EXPIRED if stale else ReminderStatus.PENDING,
                              detail="planned too late to send" if stale else None, created_at=created,
                              finished_at=created if stale else None))
     for start in range(0, len(rows), 2000):
@@ -141,21 +144,24 @@ def outbox_key(reminder: Reminder) -> str:
 
 def cancel_reminders(where, detail: str) -> int:
     """Cancel pending reminders matching ``where`` and withdraw their messages not yet sent."""
-    ids = list(db.session.execute(select(Reminder.id).where(Reminder.status.in_(("pending", "queued")), where))
-               .scalars())
+    ids = list(db.session.execute(
+        select(Reminder.id).where(Reminder.status.in_((ReminderStatus.PENDING, ReminderStatus.QUEUED)), where)
+    ).scalars())
     if not ids:
         return 0
     db.session.execute(
-        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == "pending")
-        .values(status="cancelled", detail=detail, finished_at=utcnow()).execution_options(synchronize_session=False)
+        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == ReminderStatus.PENDING)
+        .values(status=ReminderStatus.CANCELLED, detail=detail, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
-    queued = select(Reminder.outbound_message_id).where(Reminder.id.in_(ids), Reminder.status == "queued")
+    queued = select(Reminder.outbound_message_id).where(Reminder.id.in_(ids), Reminder.status == ReminderStatus.QUEUED)
     outbox.cancel_pending(OutboundMessage.id.in_(queued), detail)
     db.session.execute(
-        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == "queued",
+        update(Reminder).where(Reminder.id.in_(ids), Reminder.status == ReminderStatus.QUEUED,
                                Reminder.outbound_message_id.in_(
-                                   select(OutboundMessage.id).where(OutboundMessage.status == "cancelled")))
-        .values(status="cancelled", detail=detail, finished_at=utcnow()).execution_options(synchronize_session=False)
+                                   select(OutboundMessage.id).where(OutboundMessage.status == OutboxStatus.CANCELLED)))
+        .values(status=ReminderStatus.CANCELLED, detail=detail, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
     return len(ids)
 
@@ -165,18 +171,19 @@ def on_photo_rejected(photo: Photo) -> int:
     re-reminder and escalation come back (those not yet sent), so an ignored retake is still chased."""
     items = list(db.session.execute(
         select(PlanItem).join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
-        .where(FollowUpPlan.site_id == photo.site_id, PlanItem.kind == "photo", PlanItem.status == "done",
-               PlanItem.completed_at == photo.received_at)
+        .where(FollowUpPlan.site_id == photo.site_id, PlanItem.kind == PlanItemKind.PHOTO,
+               PlanItem.status == PlanItemStatus.DONE, PlanItem.completed_at == photo.received_at)
     ).scalars())
     for item in items:
-        item.status, item.completed_at = "pending", None
+        item.status, item.completed_at = PlanItemStatus.PENDING, None
     if not items:
         return 0
     return db.session.execute(
         update(Reminder)
-        .where(Reminder.plan_item_id.in_([i.id for i in items]), Reminder.status == "cancelled",
+        .where(Reminder.plan_item_id.in_([i.id for i in items]), Reminder.status == ReminderStatus.CANCELLED,
                Reminder.detail == "photo received", Reminder.outbound_message_id.is_(None))
-        .values(status="pending", detail=None, finished_at=None).execution_options(synchronize_session=False)
+        .values(status=ReminderStatus.PENDING, detail=None, finished_at=None)
+        .execution_options(synchronize_session=False)
     ).rowcount
 
 
@@ -189,12 +196,13 @@ def on_photo_received(photo: Photo, *, commit: bool = True) -> int:
         received_day = photo.received_at.astimezone(tz).date()
         items = list(db.session.execute(
             select(PlanItem).join(FollowUpPlan, FollowUpPlan.id == PlanItem.plan_id)
-            .where(FollowUpPlan.site_id == site.id, PlanItem.kind == "photo", PlanItem.status == "pending",
+            .where(FollowUpPlan.site_id == site.id, PlanItem.kind == PlanItemKind.PHOTO,
+                   PlanItem.status == PlanItemStatus.PENDING,
                    PlanItem.due_date <= received_day + timedelta(days=PHOTO_EARLY_DAYS),
                    PlanItem.due_date >= received_day - timedelta(days=PLAN_BEHIND_DAYS))
         ).scalars())
         for item in items:
-            item.status, item.completed_at = "done", photo.received_at
+            item.status, item.completed_at = PlanItemStatus.DONE, photo.received_at
         cancelled = cancel_reminders(Reminder.plan_item_id.in_([i.id for i in items]), "photo received") \
             if items else 0
         if commit:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from followup.db import by_id, db, insert_ignoring_conflicts, utcnow
 from followup.models import OutboundMessage, Patient, PatientSmsDay, Reminder
+from followup.models.reminders import ReminderStatus
 from followup.outreach.hours import at_local, is_quiet, quiet_ends, zone
 from followup.outreach.outbox import Hold
 
@@ -71,11 +72,11 @@ def reminder_guard(rows: list[OutboundMessage], now: datetime) -> dict[int, Hold
         reminder = reminders.get(row.id)
         if reminder is not None:
             patient_id, owner = reminder.patient_id, ("reminder", reminder.id)
-            if reminder.status == "cancelled":
+            if reminder.status == ReminderStatus.CANCELLED:
                 holds[row.id] = Hold("cancel", reminder.detail or "reminder cancelled")
                 continue
             if reminder.expires_at is not None and now >= reminder.expires_at:
-                reminder.status, reminder.detail = "expired", "Twilio could not take it in time"
+                reminder.status, reminder.detail = ReminderStatus.EXPIRED, "Twilio could not take it in time"
                 holds[row.id] = Hold("cancel", "too late to be useful")
                 continue
         elif row.patient_id is not None and row.purpose in RULED_PURPOSES:

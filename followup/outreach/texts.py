@@ -7,6 +7,7 @@ from flask import Flask, render_template
 
 from followup.db import db
 from followup.models import Clinic, OutboundMessage, Site
+from followup.models.messages import OutboxStatus
 from followup.outreach import outbox
 from followup.outreach.hours import sms_date
 from followup.records import links
@@ -38,7 +39,7 @@ def request_retake(site: Site, reasons: list[str], *, key: str, user_id: Optiona
                                     patient_id=patient.id, user_id=user_id)
     else:
         message = outbox.enqueue(key=key, clinic_id=clinic.id, to=patient.phone, body="", purpose="retake",
-                                    patient_id=patient.id, user_id=user_id, status="not_sent",
+                                    patient_id=patient.id, user_id=user_id, status=OutboxStatus.NOT_SENT,
                                     error_message="The patient cannot receive texts: please call them.")
     if message is None:
         return None  # asked before (or by another process meanwhile): the link already sent stays the live one

@@ -28,6 +28,8 @@ from typing import Any, Mapping, Optional
 
 from dateutil.relativedelta import relativedelta
 
+from followup.models.plans import PlanItemKind
+
 NICE_NG14 = "NICE NG14 Melanoma (2015, updated 2022), 1.8 Follow-up after treatment"
 NCCN_BCC = "NCCN Guidelines Basal Cell Skin Cancer v1.2024, Follow-up"
 NCCN_SCC = "NCCN Guidelines Squamous Cell Skin Cancer v1.2024, Follow-up"
@@ -130,5 +132,5 @@ def plan_items(protocol: Protocol, excision_date: date, *, today: date) -> list[
         d for d in schedule_dates(excision_date, photo_schedule)
         if d >= today and all(abs((d - v).days) > PHOTO_GAP_AROUND_VISIT_DAYS for v in visits)
     ]
-    items = [("visit", d) for d in visits] + [("photo", d) for d in photos]
+    items = [(PlanItemKind.VISIT, d) for d in visits] + [(PlanItemKind.PHOTO, d) for d in photos]
     return sorted(items, key=lambda item: (item[1], item[0]))

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Optional
 
 from flask import abort, current_app
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from followup import audit
@@ -15,6 +15,7 @@ from followup.db import db, utcnow
 from followup.errors import DomainError
 from followup.models import Alert, PlanItem, Site, User
 from followup.models.alerts import AlertKind, AlertPriority, AlertStatus
+from followup.models.plans import PlanItemKind
 from followup.outreach.texts import request_retake
 from followup.records.patients import site_plan
 from followup.triage.notify import notify_alert
@@ -31,15 +32,6 @@ class AlertConflict(DomainError):
 
 class InvalidAssignee(DomainError):
     """An alert can be given only to an active dermatologist of its clinic (422)."""
-
-# Most urgent first: priority 1 before 3, then the higher score, then the older alert.
-QUEUE_ORDER = (Alert.priority.asc(), Alert.recurrence_score.desc(), Alert.created_at.asc(), Alert.id.asc())
-
-
-def queue_query(clinic_id: int, status: str = "open") -> Select:
-    statuses = (AlertStatus.OPEN, AlertStatus.CLAIMED) if status == "active" else (status,)
-    return select(Alert).where(Alert.clinic_id == clinic_id, Alert.status.in_(statuses)).order_by(*QUEUE_ORDER)
-
 
 def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
@@ -224,7 +216,7 @@ def resolve(alert: Alert, user: User, *, outcome: str, note: Optional[str], reta
                                  user_id=user.id)
     elif outcome == "visit" and (plan := site_plan(site)) is not None:
         due = visit_date or utcnow().date() + timedelta(days=DEFAULT_VISIT_DAYS)
-        db.session.add(PlanItem(plan_id=plan.id, kind="visit", due_date=due))
+        db.session.add(PlanItem(plan_id=plan.id, kind=PlanItemKind.VISIT, due_date=due))
     audit.record("resolve_alert", "alert", alert.id, user=user, commit=False, outcome=outcome)
     db.session.commit()
     return alert

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from followup import audit
 from followup.db import db
 from followup.models import Alert, Analysis, Photo, Site
+from followup.models.alerts import AlertStatus
 from followup.storage import storage
 
 
@@ -20,7 +21,7 @@ def export_outcomes(out_dir: Path, *, clinic_id: int | None = None) -> dict:
     """Write ``outcomes.jsonl`` and ``images/`` under ``out_dir``; returns counts. Audited as an export."""
     images = out_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
-    query = select(Alert).where(Alert.status == "resolved", Alert.photo_id.is_not(None)).order_by(Alert.id)
+    query = select(Alert).where(Alert.status == AlertStatus.RESOLVED, Alert.photo_id.is_not(None)).order_by(Alert.id)
     if clinic_id is not None:
         query = query.where(Alert.clinic_id == clinic_id)
     alerts = regions = 0

@@ -4,12 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user
 from marshmallow import ValidationError
-from sqlalchemy import select
 
-from followup import audit
+from followup import audit, queries
 from followup.api.schemas import AuditPageQuerySchema
-from followup.db import db
-from followup.models import User
 from followup.web.common import staff_required
 
 bp = Blueprint("audit_trail", __name__)
@@ -35,9 +32,7 @@ def trail():
     if query is not None:
         stmt = audit.read_trail(current_user, "view_audit", **{k: query[k] for k in FILTERS})
         items, cursor = audit.page(stmt, cursor=query["cursor"], limit=PAGE_SIZE)
-    users = db.session.execute(
-        select(User).where(User.clinic_id == current_user.clinic_id).order_by(User.name, User.email)
-    ).scalars().all()
+    users = queries.clinic_users(current_user.clinic_id, by_name=True)
     filters = {k: v for k, v in asked.items() if k != "cursor"}
     html = render_template("clinic/audit.html", items=items, users=users, asked=asked, errors=errors,
                            next_url=url_for("audit_trail.trail", **filters, cursor=cursor) if cursor else None,

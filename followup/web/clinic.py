@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from typing import Optional
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 
 from followup import audit, queries
+from followup.api.schemas import PatientCreateSchema, SiteCreateSchema
 from followup.db import db, utcnow
 from followup.intake import outlines
 from followup.intake.cleaning import IntakeError
 from followup.intake.photos import baseline_of, receive_photo
-from followup.models import Alert, Clinic, InboundMessage, OutboundMessage, Patient, Photo, PlanItem, Site
+from followup.models import Clinic, InboundMessage, PlanItem, Site
 from followup.models.photos import MODALITIES, PhotoKind
-from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
+from followup.models.plans import ITEM_KINDS, ITEM_STATUSES, PlanItemStatus
 from followup.outreach import reminders
 from followup.queries import ACTIONABLE
 from followup.records import links
-from followup.records.patients import check_excision_date, create_patient, create_site, patient_for, site_for, site_plan
+from followup.records.patients import create_patient, create_site, patient_for, site_for, site_plan
 from followup.records.plans import check_plan_date
 from followup.web.charts import calibration_chart, decision_time_chart, outline_overlay, ppv_chart
-from followup.web.common import MAX_PAGE, staff_required
+from followup.web.common import MAX_PAGE, load_form, staff_required
 from recurrence.encoding import DIAGNOSES
 
 bp = Blueprint("clinic", __name__)
@@ -44,46 +45,32 @@ def _dermatologists():
     return queries.dermatologists(current_user.clinic_id)
 
 
+def _dermatologist(chosen: Optional[str]):
+    """The dermatologist chosen in a form: one of the clinic's active ones, else none."""
+    return next((d for d in _dermatologists() if str(d.id) == chosen), None) if chosen else None
+
+
+def _site_fields(form) -> tuple[dict, dict[str, str]]:
+    """A form's site fields loaded by `SiteCreateSchema`, and its messages by field (the dermatologist is chosen
+    from a list: see `_dermatologist`)."""
+    fields, errors = load_form(SiteCreateSchema, {name: form.get(name, "") for name in
+                                                  ("body_site", "diagnosis", "stage", "excision_date")})
+    fields.pop("dermatologist_id", None)
+    return fields, errors
+
+
 @bp.route("/patients", methods=["GET", "POST"])
 @staff_required()
 def patients():
     """The clinic's patients by name; the search is a POST so a name never lands in a URL or a log."""
     page = _page()
-    stmt = select(Patient).where(Patient.clinic_id == current_user.clinic_id)
     search = (request.form.get("q") or "").strip() if request.method == "POST" else ""
-    if search:
-        stmt = stmt.where(func.lower(Patient.name).contains(search.lower(), autoescape=True))
-    rows = db.session.execute(
-        stmt.order_by(Patient.name, Patient.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
-    ).scalars().all()
+    rows = queries.patients_page(current_user.clinic_id, search, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
     html = render_template("clinic/patients.html", patients=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE,
                            page=page, search=search)
     audit.record("list_patients", "clinic", current_user.clinic_id, searched=bool(search),
                  patients=[p.id for p in rows[:PAGE_SIZE]])
     return html
-
-
-def _parse_date(value: str, field: str, errors: dict, *, required: bool = True):
-    if not value:
-        if required:
-            errors[field] = "Enter a date."
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        errors[field] = "Enter a date as YYYY-MM-DD."
-        return None
-
-
-def _excision_date(value: str, errors: dict):
-    excision = _parse_date(value, "excision_date", errors)
-    if excision is not None:
-        try:
-            check_excision_date(excision)
-        except ValueError as exc:
-            errors["excision_date"] = str(exc)
-            return None
-    return excision
 
 
 def _plan_date(value: str, site: Site, errors: list[str]):
@@ -107,46 +94,31 @@ def enrol():
     """A new patient with their first site and its baseline photo."""
     form, errors = request.form, {}
     if request.method == "POST":
-        name = form.get("name", "").strip()
-        if not name:
-            errors["name"] = "Enter the patient's name."
-        dob = _parse_date(form.get("date_of_birth", ""), "date_of_birth", errors, required=False)
-        body_site = form.get("body_site", "").strip()
-        if not body_site:
-            errors["body_site"] = "Say where the scar is, e.g. left shoulder."
-        diagnosis = form.get("diagnosis", "")
-        if diagnosis not in DIAGNOSES:
-            errors["diagnosis"] = "Choose a diagnosis."
-        excision = _excision_date(form.get("excision_date", ""), errors)
-        derm = None
-        if form.get("dermatologist"):
-            derm = next((d for d in _dermatologists() if str(d.id) == form["dermatologist"]), None)
+        patient_fields, errors = load_form(PatientCreateSchema, {
+            **{name: form.get(name, "") for name in ("name", "phone", "date_of_birth")},
+            "sms_consent": form.get("sms_consent") == "on"})
+        site_fields, site_errors = _site_fields(form)
+        errors.update(site_errors)
+        derm = _dermatologist(form.get("dermatologist"))
         upload = request.files.get("baseline")
         data = upload.read() if upload else b""
         if not data:
             errors["baseline"] = "Add the baseline photo of the scar."
         if not errors:
             clinic = db.session.get(Clinic, current_user.clinic_id)
+            patient = create_patient(clinic, **patient_fields)
+            site = create_site(patient, dermatologist=derm, **site_fields)
+            db.session.commit()
             try:
-                patient = create_patient(clinic, name=name, phone=form.get("phone", "").strip(), date_of_birth=dob,
-                                         sms_consent=form.get("sms_consent") == "on")
-            except ValueError as exc:
-                errors["phone"] = f"The phone number {exc}."
+                photo = receive_photo(site, data, kind=PhotoKind.BASELINE, user=current_user)
+            except IntakeError as exc:
+                flash(f"Patient enrolled, but the baseline photo was not accepted: {exc.message} "
+                      "Upload it again from the patient's page.", "error")
             else:
-                site = create_site(patient, body_site=body_site, diagnosis=diagnosis, excision_date=excision,
-                                   stage=form.get("stage", "").strip() or None, dermatologist=derm)
-                db.session.commit()
-                try:
-                    photo = receive_photo(site, data, kind="baseline", user=current_user)
-                except IntakeError as exc:
-                    flash(f"Patient enrolled, but the baseline photo was not accepted: {exc.message} "
-                          "Upload it again from the patient's page.", "error")
-                else:
-                    audit.record("upload_photo", "photo", photo.id, commit=False)
-                    flash("Patient enrolled. Check the scar's outline on the baseline photo below.", "info")
-                audit.record("enrol_patient", "patient", patient.id)
-                return redirect(url_for("clinic.patient_page", patient_id=patient.id, _anchor=f"outline-{site.id}"),
-                                303)
+                audit.record("upload_photo", "photo", photo.id, commit=False)
+                flash("Patient enrolled. Check the scar's outline on the baseline photo below.", "info")
+            audit.record("enrol_patient", "patient", patient.id)
+            return redirect(url_for("clinic.patient_page", patient_id=patient.id, _anchor=f"outline-{site.id}"), 303)
         db.session.rollback()
     return render_template("clinic/enrol.html", form=form, errors=errors, diagnoses=DIAGNOSES,
                            dermatologists=_dermatologists()), 400 if errors else 200
@@ -158,22 +130,10 @@ def patient_page(patient_id: int):
     patient = patient_for(current_user, patient_id)
     sites = []
     for site in patient.sites:
-        photos = db.session.execute(
-            select(Photo).where(Photo.site_id == site.id).order_by(Photo.received_at.desc()).limit(12)
-        ).scalars().all()
-        site_alerts = db.session.execute(
-            select(Alert).where(Alert.site_id == site.id).order_by(Alert.created_at.desc()).limit(10)
-        ).scalars().all()
-        sites.append({"site": site, "plan": site_plan(site), "photos": photos, "alerts": site_alerts,
-                      "outline": _outline_view(site)})
-    outbound = db.session.execute(
-        select(OutboundMessage).where(OutboundMessage.patient_id == patient.id)
-        .order_by(OutboundMessage.created_at.desc()).limit(20)
-    ).scalars().all()
-    inbound = db.session.execute(
-        select(InboundMessage).where(InboundMessage.patient_id == patient.id)
-        .order_by(InboundMessage.received_at.desc()).limit(20)
-    ).scalars().all()
+        sites.append({"site": site, "plan": site_plan(site), "photos": queries.site_photos(site.id, newest_first=True,
+                                                                                          limit=12),
+                      "alerts": queries.site_alerts(site.id, limit=10), "outline": _outline_view(site)})
+    outbound, inbound = queries.patient_messages(patient.id, limit=20)
     page = render_template("clinic/patient.html", patient=patient, sites=sites, outbound=outbound,
                            inbound=inbound, hide_links=links.hide_links, diagnoses=DIAGNOSES,
                            dermatologists=_dermatologists(), today=date.today())
@@ -236,24 +196,18 @@ def save_outline(site_id: int):
 @staff_required()
 def add_site(patient_id: int):
     patient = patient_for(current_user, patient_id)
-    errors: dict = {}
-    excision = _excision_date(request.form.get("excision_date", ""), errors)
-    diagnosis = request.form.get("diagnosis", "")
-    body_site = request.form.get("body_site", "").strip()
-    if errors or diagnosis not in DIAGNOSES or not body_site:
-        flash(errors.get("excision_date") if "excision_date" in errors and request.form.get("excision_date")
-              else "A new site needs where it is, the diagnosis and the excision date.", "error")
+    fields, errors = _site_fields(request.form)
+    if errors:
+        flash(f"The site was not added: {' '.join(errors.values())}", "error")
         return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
-    derm = next((d for d in _dermatologists() if str(d.id) == request.form.get("dermatologist")), None)
-    site = create_site(patient, body_site=body_site, diagnosis=diagnosis, excision_date=excision,
-                       stage=request.form.get("stage", "").strip() or None, dermatologist=derm)
+    site = create_site(patient, dermatologist=_dermatologist(request.form.get("dermatologist")), **fields)
     audit.record("create_site", "site", site.id, commit=False)
     db.session.commit()
     upload = request.files.get("baseline")
     data = upload.read() if upload else b""
     if data:
         try:
-            photo = receive_photo(site, data, kind="baseline", user=current_user)
+            photo = receive_photo(site, data, kind=PhotoKind.BASELINE, user=current_user)
             audit.record("upload_photo", "photo", photo.id)
         except IntakeError as exc:
             flash(f"Site added, but the baseline photo was not accepted: {exc.message}", "error")
@@ -296,7 +250,7 @@ def edit_plan(site_id: int):
         status_set = status in ITEM_STATUSES and status != item.status
         if status_set:
             item.status = status
-            item.completed_at = utcnow() if status == "done" else None
+            item.completed_at = utcnow() if status == PlanItemStatus.DONE else None
             changed += 1
         if due and (new_due := _plan_date(due, site, errors)) and new_due != item.due_date:
             item.due_date = new_due

@@ -4,11 +4,12 @@ from __future__ import annotations
 import io
 from datetime import date, datetime
 from functools import lru_cache, wraps
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from flask import Flask, Response, abort, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, login_required
+from marshmallow import Schema, ValidationError
 from PIL import Image
 
 from followup.db import utcnow
@@ -54,6 +55,20 @@ class IdleSessionInterface(SecureCookieSessionInterface):
         if request.environ.get("scarwatch.passive"):
             return session.modified
         return super().should_set_cookie(app, session)
+
+
+def load_form(schema: type[Schema], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A form's ``values`` loaded by the API's ``schema`` (the same rules and messages as the API): what it loads,
+    and the messages by field (empty when all is well). A blank field counts as left out (its default, or the
+    schema's message for a required field)."""
+    values = {name: value.strip() if isinstance(value, str) else value for name, value in values.items()}
+    values = {name: value for name, value in values.items() if value not in ("", None)}
+    try:
+        return schema().load(values), {}
+    except ValidationError as exc:
+        messages = exc.normalized_messages()
+        return {}, {name: " ".join(map(str, text)) if isinstance(text, list) else str(text)
+                    for name, text in messages.items()}
 
 
 def private_image(data: bytes, mimetype: str = "image/jpeg") -> Response:

@@ -20,6 +20,7 @@ from followup.extensions import limiter
 from followup.intake.cleaning import IntakeError
 from followup.intake.photos import baseline_of, receive_photo
 from followup.models import Clinic, Photo, Site, UploadLink
+from followup.models.photos import PhotoKind, PhotoStatus
 from followup.records import links
 from followup.storage import storage
 from followup.web.common import thumbnail
@@ -34,8 +35,8 @@ QUESTIONS = {
 }
 GUIDE_SIDE = 1024
 # What the patient is told while the photo is checked, and after.
-STATE_OF = {"queued": "checking", "processing": "checking", "done": "received", "failed": "received",
-            "rejected": "retake"}
+STATE_OF = {PhotoStatus.QUEUED: "checking", PhotoStatus.PROCESSING: "checking", PhotoStatus.DONE: "received",
+            PhotoStatus.FAILED: "received", PhotoStatus.REJECTED: "retake"}
 
 
 class UploadForm(FlaskForm):
@@ -85,7 +86,7 @@ def upload(token: str):
     if form.validate_on_submit():
         answers = {f: ANSWER_VALUES.get(request.form.get(f, ""), None) for f in ANSWER_KEYS}
         try:
-            photo = receive_photo(db.session.get(Site, link.site_id), form.photo.data.read(), kind="followup",
+            photo = receive_photo(db.session.get(Site, link.site_id), form.photo.data.read(), kind=PhotoKind.FOLLOWUP,
                                   answers=answers, link=link)
         except IntakeError as exc:
             form.photo.errors = [exc.message]

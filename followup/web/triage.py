@@ -11,15 +11,13 @@ from typing import Any, Optional
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import aliased
 
 from followup import audit, queries
 from followup.db import MAX_ID, db, utcnow
 from followup.intake import outlines
 from followup.intake.photos import baseline_of
-from followup.models import Alert, Analysis, Clinic, Patient, Photo, Site, User
-from followup.models.alerts import OUTCOMES, AlertPriority, AlertStatus
+from followup.models import Alert, Analysis, Clinic, Photo, Site, User
+from followup.models.alerts import OUTCOMES, RESPONSE_TARGET, AlertPriority
 from followup.records.patients import OVERLAYS, overlay_for, photo_for, site_plan
 from followup.records.plans import check_plan_date
 from followup.storage import image_mimetype, storage
@@ -31,9 +29,6 @@ from recurrence.encoding import DIAGNOSES
 bp = Blueprint("triage", __name__)
 
 PAGE_SIZE = 50
-# How long an alert may wait before it counts as overdue, by priority.
-RESPONSE_TARGET = {AlertPriority.URGENT: timedelta(days=2), AlertPriority.HIGH: timedelta(days=7),
-                   AlertPriority.ROUTINE: timedelta(days=14)}
 OUTCOME_LABELS = {
     "no_change": "No change", "benign_change": "Benign change", "rephoto": "Request retake",
     "visit": "Book a visit", "biopsy": "Biopsy",
@@ -86,55 +81,16 @@ class QueueFilters:
         return {k: v for k, v in values.items() if v is not None}
 
 
-def _overdue_condition(now):
-    return or_(*(and_(Alert.priority == p, Alert.created_at < now - target) for p, target in RESPONSE_TARGET.items()))
-
-
-def queue_rows(clinic_id: int, filters: QueueFilters, user_id: int):
-    """One page of the active queue (open and claimed alerts), most urgent first, with what the row shows."""
-    claimer = aliased(User)
-    conditions = [Alert.clinic_id == clinic_id, Alert.status.in_((AlertStatus.OPEN, AlertStatus.CLAIMED))]
-    if filters.priority:
-        conditions.append(Alert.priority == filters.priority)
-    if filters.member:
-        conditions.append(Site.dermatologist_id == filters.member)
-    if filters.diagnosis:
-        conditions.append(Site.diagnosis == filters.diagnosis)
-    if filters.claimed == "unclaimed":
-        conditions.append(Alert.status == AlertStatus.OPEN)
-    elif filters.claimed == "mine":
-        conditions.append(Alert.claimed_by_id == user_id)
-    if filters.overdue:
-        conditions.append(_overdue_condition(utcnow()))
-    needs_site = bool(filters.member or filters.diagnosis)
-    count_stmt = select(func.count(Alert.id)).where(*conditions)
-    page_stmt = select(Alert.id).where(*conditions)
-    if needs_site:
-        count_stmt = count_stmt.join(Site, Site.id == Alert.site_id)
-        page_stmt = page_stmt.join(Site, Site.id == Alert.site_id)
-    total = db.session.execute(count_stmt).scalar_one()
-    # First the page's ids from the alert table alone (a narrow sort over the queue index), then the
-    # joins for those rows only: joining before the sort would touch every open alert's site and patient.
-    page_ids = page_stmt.order_by(*alerts.QUEUE_ORDER).offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    rows = db.session.execute(
-        select(Alert, Site.body_site, Site.diagnosis, Site.excision_date, Patient.id.label("patient_id"), Patient.name,
-               claimer.name, claimer.email)
-        .join(Site, Site.id == Alert.site_id)
-        .join(Patient, Patient.id == Site.patient_id)
-        .outerjoin(claimer, claimer.id == Alert.claimed_by_id)
-        .where(Alert.id.in_(page_ids.scalar_subquery()))
-        .order_by(*alerts.QUEUE_ORDER)
-    ).all()
-    return rows, total
-
-
 def is_overdue(alert: Alert) -> bool:
     return alert.created_at < utcnow() - RESPONSE_TARGET.get(alert.priority, timedelta(days=14))
 
 
 def _queue_context():
     filters = QueueFilters.from_args(request.args)
-    rows, total = queue_rows(current_user.clinic_id, filters, current_user.id)
+    rows, total = queries.alert_queue(
+        current_user.clinic_id, user_id=current_user.id, priority=filters.priority, member=filters.member,
+        diagnosis=filters.diagnosis, claimed=filters.claimed, overdue=filters.overdue,
+        offset=(filters.page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     return {"filters": filters, "rows": rows, "total": total, "page_size": PAGE_SIZE, "is_overdue": is_overdue}
 
 
@@ -148,10 +104,7 @@ def _audit_queue(context, **detail) -> None:
 @staff_required()
 def queue():
     context = _queue_context()
-    members = db.session.execute(
-        select(User).where(User.clinic_id == current_user.clinic_id, User.role == "dermatologist")
-        .order_by(User.name, User.email)
-    ).scalars().all()
+    members = queries.dermatologists(current_user.clinic_id, active_only=False)
     page = render_template("triage/queue.html", members=members, diagnoses=DIAGNOSES, **context)
     _audit_queue(context)
     return page
@@ -175,16 +128,11 @@ def _analysis_for(photo: Photo, comparison: str) -> Optional[Analysis]:
 
 def _timeline(site: Site) -> list[dict[str, Any]]:
     """Every photo of the site, oldest first, with its baseline analysis' figures."""
-    photos = db.session.execute(
-        select(Photo).where(Photo.site_id == site.id).order_by(Photo.received_at, Photo.id)
-    ).scalars().all()
+    photos = queries.site_photos(site.id)
     analyses = {}
-    if photos:
-        for analysis in db.session.execute(
-            select(Analysis).where(Analysis.photo_id.in_([p.id for p in photos])).order_by(Analysis.id)
-        ).scalars():
-            if analysis.comparison == "baseline" or analysis.photo_id not in analyses:
-                analyses[analysis.photo_id] = analysis
+    for analysis in queries.analyses_of([p.id for p in photos]):
+        if analysis.comparison == "baseline" or analysis.photo_id not in analyses:
+            analyses[analysis.photo_id] = analysis
     timeline = []
     for photo in photos:
         analysis = analyses.get(photo.id)

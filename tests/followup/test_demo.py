@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app import create_app
+from followup import queries
 from followup.db import db, utcnow
 from followup.demo import STORIES
 from followup.models import Alert, Analysis, Clinic, FollowUpPlan, OutboundMessage, Patient, Photo, PlanItem, Site
-from followup.triage import alerts as alert_queue
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_follow_ups_are_on_their_plan_dates_and_analysed(demo):
 
 def test_the_queue_is_full_and_the_first_alert_has_months_of_photos(demo):
     clinic = db.session.execute(select(Clinic)).scalar_one()
-    queue = list(db.session.execute(alert_queue.queue_query(clinic.id)).scalars())
+    queue = list(db.session.execute(queries.queue_query(clinic.id)).scalars())
     assert 4 <= len(queue) <= 8, [(a.priority, a.recurrence_score) for a in queue]
     assert len({a.priority for a in queue}) >= 2, "alerts of different priorities"
     first = queue[0]

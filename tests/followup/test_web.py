@@ -1,6 +1,7 @@
 """The staff pages: triage queue, alert page and its actions, images, clinic pages; their security."""
 from __future__ import annotations
 
+import html
 import io
 import re
 from datetime import date, timedelta
@@ -276,6 +277,36 @@ def test_enrolment_refuses_an_impossible_excision_date_and_enrols_no_one(client,
     })
     assert response.status_code == 400 and words in response.get_data(as_text=True)
     assert db.session.execute(select(Patient).where(Patient.name == "Ada Lovelace")).scalar_one_or_none() is None
+
+
+def test_enrolment_checks_with_the_apis_schemas_shows_each_message_by_its_field_and_enrols_no_one(client, world):
+    """The page and POST /api/v1/patients share one set of rules and words (followup/api/schemas.py)."""
+    login(client)
+    patients_before = db.session.execute(select(func.count()).select_from(Patient)).scalar_one()
+    response = client.post("/patients/new", content_type="multipart/form-data", data={
+        "name": "  ", "phone": "07700 900123", "date_of_birth": "2999-01-01", "body_site": "", "diagnosis": "wart",
+        "stage": "x" * 21, "excision_date": "yesterday"})
+    page = html.unescape(response.get_data(as_text=True))
+    assert response.status_code == 400
+    for field, words in [("name", "Enter the patient's name."),
+                         ("phone", "The phone number must be in E.164 form, e.g. +447700900123."),
+                         ("date_of_birth", "The date of birth cannot be in the future."),
+                         ("body_site", "Say where the scar is, e.g. left shoulder."),
+                         ("diagnosis", "Choose a diagnosis"), ("stage", "20 characters at most"),
+                         ("excision_date", "Enter the excision date as YYYY-MM-DD."),
+                         ("baseline", "Add the baseline photo of the scar.")]:
+        assert re.search(f'id="{field}-error">[^<]*{re.escape(words)}', page), field
+    assert db.session.execute(select(func.count()).select_from(Patient)).scalar_one() == patients_before
+    api = client.post("/api/v1/patients", headers=world.headers(client, "derm@north.test"),
+                      json={"name": "A", "phone": "07700 900123", "sms_consent": True})
+    assert "phone: The phone number must be in E.164 form, e.g. +447700900123." in api.get_json()["error"]["message"]
+
+
+def test_a_new_site_missing_its_fields_is_refused_with_the_schemas_words(client, case):
+    login(client)
+    response = client.post(f"/patients/{case['site'].patient_id}/sites", data={"diagnosis": ""}, follow_redirects=True)
+    page = html.unescape(response.get_data(as_text=True))
+    assert "Say where the scar is" in page and "Choose a diagnosis." in page and "Enter the excision date." in page
 
 
 def test_a_new_site_with_a_future_excision_date_is_refused_with_the_reason(client, case):
