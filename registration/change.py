@@ -81,7 +81,9 @@ class ChangeResult:
         One per region, largest evidence first, analysis-pixel measurements.
     features : ndarray, shape (2,), float64
         Inputs of the calibrated score: log(1 + evidence mass of the strongest
-        region) and the peak of the smoothed evidence.
+        region) and the peak of the smoothed evidence; on a phone photo with the
+        learned region classifier, the logit of its highest region probability
+        and the number of candidate regions.
     score : float
         Calibrated probability of a clinically relevant change.
     """
@@ -308,9 +310,9 @@ def change_evidence(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, 
     return evidence.astype(np.float32), components, (extent * inner).astype(np.float32)
 
 
-def _hysteresis(evidence, min_area):
-    strong = (evidence >= _HIGH).astype(np.uint8)
-    weak = (evidence >= _LOW).astype(np.uint8)
+def _hysteresis(evidence, min_area, high=_HIGH, low=_LOW):
+    strong = (evidence >= high).astype(np.uint8)
+    weak = (evidence >= low).astype(np.uint8)
     n, labels = cv2.connectedComponents(weak, connectivity=8)
     if n <= 1:
         return np.zeros(evidence.shape, bool)
@@ -386,39 +388,17 @@ def score_features(features):
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
-def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, site_mask=None, saturated=None,
-                  clinical=False):
-    """Find clinically relevant change between baseline and aligned follow-up.
+def find_regions(reference_lab, moving_lab, evidence, components, extent_evidence, *, lesion_mask, site_mask,
+                  clinical, high=_HIGH, low=_LOW):
+    """Changed regions from the evidence of :func:`change_evidence` (hysteresis from `low` to `high`).
 
-    Parameters
-    ----------
-    reference_lab, moving_lab : ndarray, shape (M, N, 3), float32
-        CIELAB images in the baseline frame, follow-up normalised
-        (see :func:`registration.normalisation.normalise_colour`).
-    valid_mask : ndarray, shape (M, N), bool
-        Pixels both photos show.
-    lesion_mask : ndarray, shape (M, N), bool, optional
-        The baseline lesion or scar; used to name and measure regions.
-    site_mask : ndarray, shape (M, N), bool, optional
-        The watched site region; a region touching it is ``in_site`` (all are without one).
-    saturated : tuple of two ndarray, shape (M, N), bool, optional
-        Clipped pixels of the baseline and of the follow-up (see
-        :func:`change_evidence`).
-    clinical : bool, optional
-        A phone photo of skin rather than dermoscopy (see :func:`change_evidence`).
-
-    Returns
-    -------
-    result : ChangeResult
+    Returns ``(mask, labels, regions, smooth)``: the changed pixels (bool (M, N)); their regions' numbers
+    (int32 (M, N), 0 elsewhere); one dict per region, unsorted, with ``label`` its number; the smoothed
+    evidence whose peak grades the score when no region passes.
     """
-    if reference_lab.shape != moving_lab.shape or valid_mask.shape != reference_lab.shape[:2]:
-        raise ValueError("reference_lab, moving_lab and valid_mask must share one (M, N) frame.")
-    h, w = valid_mask.shape
+    h, w = evidence.shape
     unit = (_UNIT_SIDE / max(h, w)) ** 2
-    lesion_mask = np.zeros((h, w), bool) if lesion_mask is None else lesion_mask.astype(bool)
-    evidence, components, extent_evidence = change_evidence(
-        reference_lab, moving_lab, valid_mask, lesion_mask=lesion_mask, saturated=saturated, clinical=clinical)
-    seeds = _hysteresis(evidence, max(8, _MIN_AREA / unit))
+    seeds = _hysteresis(evidence, max(8, _MIN_AREA / unit), high, low)
     if not lesion_mask.any():
         outside_dist = np.full((h, w), np.inf, np.float32)
     else:
@@ -470,7 +450,54 @@ def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, si
             "mean_evidence": float(values.mean()),
             "peak": float(smooth[core].max()),
             "in_site": bool(site_mask is None or site_mask[sel].any()),
+            "label": i,
         })
+    labels[~mask] = 0
+    return mask, labels, regions, smooth
+
+
+def detect_change(reference_lab, moving_lab, valid_mask, *, lesion_mask=None, site_mask=None, saturated=None,
+                  clinical=False, classify=None):
+    """Find clinically relevant change between baseline and aligned follow-up.
+
+    Parameters
+    ----------
+    reference_lab, moving_lab : ndarray, shape (M, N, 3), float32
+        CIELAB images in the baseline frame, follow-up normalised
+        (see :func:`registration.normalisation.normalise_colour`).
+    valid_mask : ndarray, shape (M, N), bool
+        Pixels both photos show.
+    lesion_mask : ndarray, shape (M, N), bool, optional
+        The baseline lesion or scar; used to name and measure regions.
+    site_mask : ndarray, shape (M, N), bool, optional
+        The watched site region; a region touching it is ``in_site`` (all are without one).
+    saturated : tuple of two ndarray, shape (M, N), bool, optional
+        Clipped pixels of the baseline and of the follow-up (see
+        :func:`change_evidence`).
+    clinical : bool, optional
+        A phone photo of skin rather than dermoscopy (see :func:`change_evidence`).
+    classify : callable, optional
+        For a phone photo, a function with the signature of
+        :func:`registration.region_classifier.classify_change` whose regions and score replace the rules'
+        (the rules still name each region); None: the rules decide.
+
+    Returns
+    -------
+    result : ChangeResult
+    """
+    if reference_lab.shape != moving_lab.shape or valid_mask.shape != reference_lab.shape[:2]:
+        raise ValueError("reference_lab, moving_lab and valid_mask must share one (M, N) frame.")
+    h, w = valid_mask.shape
+    lesion_mask = np.zeros((h, w), bool) if lesion_mask is None else lesion_mask.astype(bool)
+    evidence, components, extent_evidence = change_evidence(
+        reference_lab, moving_lab, valid_mask, lesion_mask=lesion_mask, saturated=saturated, clinical=clinical)
+    if clinical and classify is not None:
+        mask, regions, features, score = classify(
+            reference_lab, moving_lab, valid_mask, evidence, components, extent_evidence,
+            lesion_mask=lesion_mask, site_mask=site_mask)
+        return ChangeResult(evidence, mask, regions, features, score)
+    mask, _, regions, smooth = find_regions(reference_lab, moving_lab, evidence, components, extent_evidence,
+                                          lesion_mask=lesion_mask, site_mask=site_mask, clinical=clinical)
     regions.sort(key=lambda r: -r["mass"])
     for r in regions:
         r["score"] = score_features(_features(r))

@@ -14,6 +14,8 @@ from .lesion import segment_clinical_lesion, segment_lesion
 from .modality import CLINICAL, DERMOSCOPY, detect_modality
 from .normalisation import match_blur, normalise_colour
 from .quality import Quality, assess_quality
+from .region_classifier import classify_change
+from .region_classifier import enabled as learned_regions_enabled
 from .site import pixels_per_mm, site_region
 from .skin import segment_skin
 
@@ -267,7 +269,8 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
     start = time.perf_counter()
     result = detect_change(ref_lab, mov_lab, valid_small, lesion_mask=outline_small, site_mask=site_small,
                            saturated=(_saturated(ref_matched), _saturated(mov_matched)),
-                           clinical=modality == CLINICAL)
+                           clinical=modality == CLINICAL,
+                           classify=classify_change if learned_regions_enabled() else None)
     timings["change"] = time.perf_counter() - start
 
     start = time.perf_counter()
