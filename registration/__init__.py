@@ -6,6 +6,7 @@ Pure functions on RGB uint8 arrays; no web framework, no database.
 from .alignment import Alignment, align
 from .change import ChangeResult, detect_change
 from .lesion import segment_clinical_lesion, segment_lesion
+from .measure import reasons_in_mm, region_mm
 from .modality import CLINICAL, DERMOSCOPY, MODALITIES, detect_modality
 from .normalisation import normalise_colour
 from .overlays import render_overlays
@@ -44,6 +45,8 @@ __all__ = [
     "pixels_per_mm",
     "polygon_to_mask",
     "propose_site",
+    "reasons_in_mm",
+    "region_mm",
     "render_overlays",
     "segment_clinical_lesion",
     "segment_lesion",

@@ -32,7 +32,16 @@ from followup.outreach import reminders
 from followup.outreach.texts import request_retake
 from followup.storage import storage
 from followup.triage import alerts
-from registration import PairAnalysis, assess_quality, detect_modality, render_overlays
+from registration import (
+    PairAnalysis,
+    StickerDetection,
+    assess_quality,
+    detect_modality,
+    detect_sticker,
+    render_overlays,
+)
+from registration.measure import reasons_in_mm, region_mm
+from registration.sticker_detect import pair_scale
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +66,11 @@ def process_photo(photo: Photo) -> None:
         db.session.commit()
         return
 
-    analyses = [_compare(photo, image, site, "baseline", baseline, baseline)]
+    sticker = _detect_sticker(image, photo)
+    analyses = [_compare(photo, image, site, "baseline", baseline, baseline, sticker)]
     previous = previous_followup_of(photo)
     if previous is not None and analyses[0].registered:
-        analyses.append(_compare(photo, image, site, "previous", previous, baseline))
+        analyses.append(_compare(photo, image, site, "previous", previous, baseline, sticker))
     main = analyses[0]
     if not main.quality.get("usable", False) or not main.registered:
         _reject(photo, site, main)
@@ -90,9 +100,25 @@ def _check_baseline(photo: Photo, image: np.ndarray) -> None:
     db.session.commit()
 
 
+def _detect_sticker(image: np.ndarray, photo: Photo) -> StickerDetection:
+    """The reference sticker in a photo; a photo whose sticker cannot be read is measured without one."""
+    try:
+        return detect_sticker(image)
+    except Exception:  # noqa: BLE001 - the scale is an aid: without it, sizes stay in pixels
+        log.exception("photo %s: the reference sticker could not be read", photo.id)
+        return StickerDetection(found=False)
+
+
 def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, reference: Photo,
-             baseline: Photo) -> Analysis:
+             baseline: Photo, sticker: StickerDetection) -> Analysis:
     reference_image = load_image(reference.storage_key)
+    reference_sticker = _detect_sticker(reference_image, reference)
+    scales = {}
+
+    def scale(result: PairAnalysis) -> Optional[float]:
+        scales["pair"] = pair_scale(reference_sticker, sticker, result.homography)
+        return scales["pair"]["reference_mm_per_px"]
+
     clinic = db.session.get(Clinic, site.patient.clinic_id)
     declared = photo.modality or baseline.modality  # None: the pipeline tells from the pixels
     margin = outlines.margin_px(reference_image.shape, margin_mm=outlines.site_margin_mm(site),
@@ -101,15 +127,21 @@ def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, refer
     result, recurrence = get_analyser().analyse(
         reference_image, image, reference_mask=outline, modality=declared, site_margin_px=margin,
         diagnosis=site.diagnosis, years_since_surgery=max(site.years_since_surgery(photo.received_at.date()), 0.0),
-        answers=photo.answers(), operating_point=clinic.operating_point)
+        answers=photo.answers(), operating_point=clinic.operating_point, scale=scale)
+    if "pair" not in scales:  # an analyser that did not ask (it measures nothing in mm)
+        scale(result)
+    measured = scales["pair"]
+    mm_per_px = measured["reference_mm_per_px"]
     row = Analysis(
         photo_id=photo.id, reference_photo_id=reference.id, comparison=comparison,
         registered=bool(result.registered),
         homography=None if result.homography is None else result.homography.tolist(),
         alignment_confidence=float(result.alignment_confidence), quality=_quality_dict(result.quality),
-        regions=_regions(result, recurrence), change_score=float(result.change_score),
+        regions=_regions(result, recurrence, mm_per_px), change_score=float(result.change_score),
         recurrence_score=recurrence.score, flag=bool(result.flag), site_flag=bool(result.site_flag),
-        modality=result.modality, reasons=_reasons(result, recurrence),
+        modality=result.modality, reasons=_reasons(result, recurrence, mm_per_px),
+        scale_mm_per_px=_rounded(measured["moving_mm_per_px"]), reference_mm_per_px=_rounded(mm_per_px),
+        scale_source=measured["source"], scale_reasons=list(measured["reasons"]),
         model_version=recurrence.model_version, timings={k: round(float(v), 4) for k, v in result.timings.items()},
         overlays=_store_overlays(reference_image, result, recurrence),
     )
@@ -123,10 +155,16 @@ def _quality_dict(quality) -> dict:
             "metrics": {k: float(v) for k, v in quality.metrics.items() if isinstance(v, (int, float, np.floating))}}
 
 
-def _regions(result: PairAnalysis, recurrence: Recurrence) -> list[dict]:
+def _rounded(mm_per_px: Optional[float]) -> Optional[float]:
+    return None if mm_per_px is None else round(float(mm_per_px), 6)
+
+
+def _regions(result: PairAnalysis, recurrence: Recurrence, mm_per_px: Optional[float]) -> list[dict]:
+    """The pipeline's regions (reference pixels) with their figures in mm (None without a scale)."""
     regions = []
     for i, region in enumerate(result.regions):
         entry = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in region.items()}
+        entry.update(region_mm(region, mm_per_px))
         if i < len(recurrence.regions):
             entry["recurrence_score"] = float(recurrence.regions[i]["score"])
             entry["model_reasons"] = list(recurrence.regions[i]["reasons"])
@@ -134,8 +172,8 @@ def _regions(result: PairAnalysis, recurrence: Recurrence) -> list[dict]:
     return regions
 
 
-def _reasons(result: PairAnalysis, recurrence: Recurrence) -> list[str]:
-    reasons = list(result.reasons)
+def _reasons(result: PairAnalysis, recurrence: Recurrence, mm_per_px: Optional[float]) -> list[str]:
+    reasons = reasons_in_mm(result.reasons, result.regions, mm_per_px)
     return reasons + [r for r in recurrence.reasons if r not in reasons]
 
 

@@ -183,6 +183,11 @@ class RegionSchema(ma.Schema):
     in_site = ma.fields.Boolean(metadata={"description": "Whether it touches the watched site (scar + margin)"})
     recurrence_score = ma.fields.Float(allow_none=True)
     model_reasons = ma.fields.List(ma.fields.String())
+    area_mm2 = ma.fields.Float(allow_none=True, metadata={"description": "area in mm²; null without a scale"})
+    diameter_mm = ma.fields.Float(allow_none=True, metadata={
+        "description": "diameter of the circle of the region's area, mm; null without a scale"})
+    distance_to_scar_mm = ma.fields.Float(allow_none=True, metadata={
+        "description": "distance to the lesion or scar, mm; null without a scale (or unknown)"})
 
     @post_dump(pass_original=True)
     def _keep_other_figures(self, data, original, **kwargs):
@@ -208,6 +213,14 @@ class AnalysisSchema(ma.Schema):
     modality = ma.fields.String(allow_none=True, metadata={"description": "clinical or dermoscopy: the rules used"})
     reasons = ma.fields.List(ma.fields.String())
     model_version = ma.fields.String(allow_none=True)
+    scale_mm_per_px = ma.fields.Float(allow_none=True, metadata={
+        "description": "mm per follow-up pixel at the reference sticker (as analyze-batch gives it); null: no scale"})
+    reference_mm_per_px = ma.fields.Float(allow_none=True, metadata={
+        "description": "mm per reference pixel, the regions' own scale; null: no scale"})
+    scale_source = ma.fields.String(allow_none=True, metadata={
+        "description": "marker (the reference sticker) | clinic (a length measured at enrolment) | null"})
+    scale_reasons = ma.fields.List(ma.fields.String(), allow_none=True, metadata={
+        "description": "why there is no scale, or where it came from"})
     created_at = ma.fields.DateTime()
 
 

@@ -1,0 +1,97 @@
+"""Issue 15 in the product: a photo job measures changes in mm with the reference sticker (synthetic: the
+sticker rendered into a generated skin photo, as tests/registration/test_sticker_detect.py does)."""
+
+import numpy as np
+import pytest
+
+from followup.db import db
+from followup.intake.photos import receive_photo
+from followup.models import Alert, Analysis, Site
+from registration import make_pair, sticker
+from tests.followup.helpers import login
+from tests.helpers import jpeg, skin_photo
+
+STICKER = sticker.perspective_homography(width_px=170, centre=(130, 470), rotation_deg=10, tilt_deg=15)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """Baseline with the sticker, a follow-up with a new lesion and the sticker moved with the skin, and the
+    same pair without a sticker."""
+    image, lesion = skin_photo(5, (600, 800))
+    with_sticker, _ = sticker.place_sticker(image, STICKER)
+    marked = make_pair(with_sticker, lesion_mask=lesion, kind="new_lesion", rng=np.random.default_rng(3),
+                       rotation=10.0, scale_range=(0.95, 1.05))
+    plain = make_pair(image, lesion_mask=lesion, kind="new_lesion", rng=np.random.default_rng(3),
+                      rotation=10.0, scale_range=(0.95, 1.05))
+    return marked, plain
+
+
+@pytest.fixture
+def site(app, world, site_id):
+    return db.session.get(Site, site_id)
+
+
+def _analyse(site, baseline, followup) -> Analysis:
+    assert receive_photo(site, jpeg(baseline), kind="baseline", answers={}).status == "done"
+    photo = receive_photo(site, jpeg(followup), kind="followup", answers={})
+    return db.session.execute(db.select(Analysis).where(Analysis.photo_id == photo.id,
+                                                        Analysis.comparison == "baseline")).scalar_one()
+
+
+def test_sticker_in_both_photos_gives_sizes_in_mm(client, world, site, scene):
+    marked, _ = scene
+    analysis = _analyse(site, marked.reference_image, marked.moving_image)
+    truth = sticker.local_scale(STICKER)  # mm per baseline pixel
+    assert analysis.scale_source == "marker"
+    assert analysis.reference_mm_per_px == pytest.approx(truth, rel=0.03)
+    assert analysis.scale_mm_per_px == pytest.approx(
+        sticker.local_scale(np.linalg.inv(marked.homography) @ STICKER), rel=0.03)
+    assert analysis.regions
+    for region in analysis.regions:
+        assert region["area_mm2"] == pytest.approx(region["area_px"] * truth**2, rel=0.07)
+        assert region["diameter_mm"] == pytest.approx(2 * np.sqrt(region["area_mm2"] / np.pi), rel=0.01)
+    assert not any(" px " in r for r in analysis.reasons)
+    assert any("mm across" in r for r in analysis.reasons)
+
+    body = client.get(f"/api/v1/photos/{analysis.photo_id}",
+                      headers=world.headers(client, "derm@north.test")).get_json()
+    api = body["analysis"]
+    assert api["scale_source"] == "marker" and api["scale_mm_per_px"] == pytest.approx(analysis.scale_mm_per_px)
+    assert api["reference_mm_per_px"] == pytest.approx(analysis.reference_mm_per_px)
+    assert isinstance(api["scale_reasons"], list)
+    assert api["regions"][0]["diameter_mm"] == pytest.approx(analysis.regions[0]["diameter_mm"])
+
+    alert = db.session.execute(db.select(Alert).where(Alert.photo_id == analysis.photo_id)).scalar_one()
+    login(client)
+    page = client.get(f"/alerts/{alert.id}").get_data(as_text=True)
+    assert "mm per pixel, from the reference sticker" in page
+    assert f"{analysis.regions[0]['diameter_mm']:.1f} mm across" in page
+    assert "mm²" in page and "no scale in this photo" not in page
+
+
+def test_without_a_sticker_there_is_no_scale_and_the_page_says_so(client, world, site, scene):
+    _, plain = scene
+    analysis = _analyse(site, plain.reference_image, plain.moving_image)
+    assert analysis.scale_source is None and analysis.scale_mm_per_px is None
+    assert "no scale in this photo" in analysis.scale_reasons
+    assert all(r["area_mm2"] is None and r["diameter_mm"] is None and r["distance_to_scar_mm"] is None
+               for r in analysis.regions)
+    body = client.get(f"/api/v1/photos/{analysis.photo_id}",
+                      headers=world.headers(client, "derm@north.test")).get_json()
+    assert body["analysis"]["scale_source"] is None and body["analysis"]["scale_mm_per_px"] is None
+    alert = db.session.execute(db.select(Alert).where(Alert.photo_id == analysis.photo_id)).scalar_one()
+    login(client)
+    page = client.get(f"/alerts/{alert.id}").get_data(as_text=True)
+    assert "no scale in this photo" in page and "mm across" not in page
+
+
+def test_follow_up_without_its_sticker_is_measured_through_the_baseline_and_asked_for_it(site, scene):
+    marked, plain = scene
+    baseline_only, _ = sticker.place_sticker(plain.reference_image, STICKER)
+    analysis = _analyse(site, baseline_only, plain.moving_image)
+    assert analysis.scale_source == "marker"
+    assert analysis.reference_mm_per_px == pytest.approx(sticker.local_scale(STICKER), rel=0.03)
+    assert any("keep the sticker beside the scar next time" in r for r in analysis.scale_reasons)
+    photo = db.session.get(type(analysis.photo), analysis.photo_id)
+    assert photo.status == "done"  # a suggestion, not a refusal
