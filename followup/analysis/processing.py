@@ -40,7 +40,7 @@ from registration import (
     detect_sticker,
     render_overlays,
 )
-from registration.measure import reasons_in_mm, region_mm
+from registration.measure import carry_scale, reasons_in_mm, region_mm
 from registration.sticker_detect import pair_scale
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, refer
     scales = {}
 
     def scale(result: PairAnalysis) -> Optional[float]:
-        scales["pair"] = pair_scale(reference_sticker, sticker, result.homography)
+        scales["pair"] = _pair_scale(site, reference, reference_sticker, sticker, result.homography)
         return scales["pair"]["reference_mm_per_px"]
 
     clinic = db.session.get(Clinic, site.patient.clinic_id)
@@ -148,6 +148,24 @@ def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, refer
     db.session.add(row)
     db.session.flush()
     return row
+
+
+NO_SCALE = "no scale in this photo"
+
+
+def _pair_scale(site: Site, reference: Photo, reference_sticker: StickerDetection, sticker: StickerDetection,
+                homography) -> dict:
+    """The pair's scale (``registration.sticker_detect.pair_scale``): the stickers' first; without one, the scar
+    length the clinic measured, on the photo the scar was outlined on (scale_source "clinic")."""
+    scale = pair_scale(reference_sticker, sticker, homography)
+    clinic_mm = outlines.clinic_mm_per_px(site, reference) if scale["source"] is None else None
+    if clinic_mm is not None:
+        centre = np.asarray(site.outline_polygon, float).mean(axis=0)
+        scale.update(source="clinic", reference_mm_per_px=clinic_mm,
+                     moving_mm_per_px=None if homography is None else carry_scale(clinic_mm, homography, centre),
+                     reasons=[r for r in scale["reasons"] if r != NO_SCALE]
+                     + [f"scale from the scar's length measured in clinic ({site.scar_length_mm:g} mm)"])
+    return scale
 
 
 def _quality_dict(quality) -> dict:

@@ -17,7 +17,7 @@ from followup.auth import api_user, roles_required
 from followup.db import db
 from followup.errors import ErrorSchema
 from followup.intake import outlines
-from followup.models import Clinic, User
+from followup.models import Clinic, Photo, User
 from followup.records.patients import create_patient, create_site, patient_for, site_for, site_plan
 
 blp = Blueprint("api_patients", __name__, description="Patients and sites")
@@ -35,7 +35,15 @@ def site_body(site) -> dict:
             "photos": [i for i in items if i.kind == "photo"],
         },
         "outline": outlines.outline_body(site),
+        "scar_length_mm": site.scar_length_mm,
+        "clinic_mm_per_px": _clinic_scale(site),
     }
+
+
+def _clinic_scale(site) -> float | None:
+    baseline = db.session.get(Photo, site.outline_photo_id) if site.outline_photo_id else None
+    scale = outlines.clinic_mm_per_px(site, baseline) if baseline is not None else None
+    return None if scale is None else round(scale, 6)
 
 
 @blp.route("/patients")

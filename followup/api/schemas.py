@@ -11,7 +11,7 @@ from followup.models.alerts import OUTCOMES, AlertStatus
 from followup.models.patients import OUTLINE_SOURCES
 from followup.models.photos import MODALITIES, PhotoKind
 from followup.records.accounts import MAX_EMAIL, MAX_NAME
-from followup.records.patients import check_excision_date, normalise_e164
+from followup.records.patients import SCAR_LENGTH_MM, check_excision_date, normalise_e164
 from recurrence.encoding import DIAGNOSES
 
 
@@ -67,6 +67,8 @@ class SiteSummarySchema(ma.Schema):
     diagnosis = ma.fields.String()
     stage = ma.fields.String(allow_none=True)
     excision_date = ma.fields.Date()
+    scar_length_mm = ma.fields.Float(allow_none=True, metadata={
+        "description": "the scar's length measured in clinic at enrolment, mm; null when not given"})
 
 
 class PatientSchema(ma.Schema):
@@ -87,6 +89,10 @@ class SiteCreateSchema(Strict):
     stage = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=20))
     excision_date = ma.fields.Date(required=True)
     dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, MAX_ID))
+    scar_length_mm = ma.fields.Float(
+        load_default=None, allow_none=True, validate=ma.validate.Range(SCAR_LENGTH_MM[0], SCAR_LENGTH_MM[1]),
+        metadata={"description": "the scar's length measured in clinic, mm: with the scar's outline on the baseline, "
+                                 "the scale of photos without a reference sticker (scale_source clinic)"})
 
     @validates("excision_date")
     def _excision(self, value, **kwargs):
@@ -125,6 +131,9 @@ class SiteSchema(SiteSummarySchema):
     plan = ma.fields.Nested(PlanSchema)
     outline = ma.fields.Nested(OutlineSchema, allow_none=True, metadata={
         "description": "The scar outlined on the baseline photo; null until there is one"})
+    clinic_mm_per_px = ma.fields.Float(allow_none=True, metadata={
+        "description": "mm per baseline pixel from scar_length_mm over the outline's longest extent; null without "
+                       "both"})
 
 
 class OutlineRequestSchema(Strict):

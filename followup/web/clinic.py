@@ -20,7 +20,15 @@ from followup.models.plans import ITEM_KINDS, ITEM_STATUSES
 from followup.outreach import reminders
 from followup.queries import ACTIONABLE
 from followup.records import links
-from followup.records.patients import check_excision_date, create_patient, create_site, patient_for, site_for, site_plan
+from followup.records.patients import (
+    check_excision_date,
+    check_scar_length,
+    create_patient,
+    create_site,
+    patient_for,
+    site_for,
+    site_plan,
+)
 from followup.records.plans import check_plan_date
 from followup.web.charts import calibration_chart, decision_time_chart, outline_overlay, ppv_chart
 from followup.web.common import MAX_PAGE, staff_required
@@ -86,6 +94,20 @@ def _excision_date(value: str, errors: dict):
     return excision
 
 
+def _scar_length(value: str, errors: dict) -> float | None:
+    """The scar's length typed in mm (optional; a comma as the decimal mark is fine)."""
+    value = value.strip().replace(",", ".")
+    if not value:
+        return None
+    try:
+        length = float(value)
+        check_scar_length(length)
+    except ValueError as exc:
+        errors["scar_length_mm"] = (str(exc) if "scar" in str(exc) else "Enter the scar's length in mm, e.g. 24.")
+        return None
+    return length
+
+
 def _plan_date(value: str, site: Site, errors: list[str]):
     """A due date typed in the plan editor, or None with the reason added to ``errors``."""
     try:
@@ -118,6 +140,7 @@ def enrol():
         if diagnosis not in DIAGNOSES:
             errors["diagnosis"] = "Choose a diagnosis."
         excision = _excision_date(form.get("excision_date", ""), errors)
+        scar_length = _scar_length(form.get("scar_length_mm", ""), errors)
         derm = None
         if form.get("dermatologist"):
             derm = next((d for d in _dermatologists() if str(d.id) == form["dermatologist"]), None)
@@ -134,7 +157,8 @@ def enrol():
                 errors["phone"] = f"The phone number {exc}."
             else:
                 site = create_site(patient, body_site=body_site, diagnosis=diagnosis, excision_date=excision,
-                                   stage=form.get("stage", "").strip() or None, dermatologist=derm)
+                                   stage=form.get("stage", "").strip() or None, dermatologist=derm,
+                                   scar_length_mm=scar_length)
                 db.session.commit()
                 try:
                     photo = receive_photo(site, data, kind="baseline", user=current_user)
@@ -238,15 +262,18 @@ def add_site(patient_id: int):
     patient = patient_for(current_user, patient_id)
     errors: dict = {}
     excision = _excision_date(request.form.get("excision_date", ""), errors)
+    scar_length = _scar_length(request.form.get("scar_length_mm", ""), errors)
     diagnosis = request.form.get("diagnosis", "")
     body_site = request.form.get("body_site", "").strip()
     if errors or diagnosis not in DIAGNOSES or not body_site:
-        flash(errors.get("excision_date") if "excision_date" in errors and request.form.get("excision_date")
-              else "A new site needs where it is, the diagnosis and the excision date.", "error")
+        flash(errors.get("scar_length_mm") or (
+              errors.get("excision_date") if "excision_date" in errors and request.form.get("excision_date")
+              else "A new site needs where it is, the diagnosis and the excision date."), "error")
         return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
     derm = next((d for d in _dermatologists() if str(d.id) == request.form.get("dermatologist")), None)
     site = create_site(patient, body_site=body_site, diagnosis=diagnosis, excision_date=excision,
-                       stage=request.form.get("stage", "").strip() or None, dermatologist=derm)
+                       stage=request.form.get("stage", "").strip() or None, dermatologist=derm,
+                       scar_length_mm=scar_length)
     audit.record("create_site", "site", site.id, commit=False)
     db.session.commit()
     upload = request.files.get("baseline")

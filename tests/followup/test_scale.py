@@ -95,3 +95,47 @@ def test_follow_up_without_its_sticker_is_measured_through_the_baseline_and_aske
     assert any("keep the sticker beside the scar next time" in r for r in analysis.scale_reasons)
     photo = db.session.get(type(analysis.photo), analysis.photo_id)
     assert photo.status == "done"  # a suggestion, not a refusal
+
+
+def test_the_clinic_scale_measures_photos_without_a_sticker(client, world, site, scene, square_proposal):
+    """The scar's length measured at enrolment over the outline's longest extent (SQUARE: 100 x 80 px)."""
+    from tests.followup.outline_cases import SQUARE
+
+    _, plain = scene
+    site.scar_length_mm = 32.0
+    db.session.commit()
+    analysis = _analyse(site, plain.reference_image, plain.moving_image)
+    truth = 32.0 / np.hypot(SQUARE[2][0] - SQUARE[0][0], SQUARE[2][1] - SQUARE[0][1])
+    assert analysis.scale_source == "clinic"
+    assert analysis.reference_mm_per_px == pytest.approx(truth, rel=1e-4)
+    assert analysis.scale_mm_per_px == pytest.approx(truth, rel=0.1)  # the follow-up is within 5 % in zoom
+    assert "no scale in this photo" not in analysis.scale_reasons
+    assert any("measured in clinic (32 mm)" in r for r in analysis.scale_reasons)
+    assert all(r["area_mm2"] == pytest.approx(r["area_px"] * truth**2, rel=0.01) for r in analysis.regions)
+    body = client.get(f"/api/v1/sites/{site.id}", headers=world.headers(client, "derm@north.test")).get_json()
+    assert body["scar_length_mm"] == 32.0 and body["clinic_mm_per_px"] == pytest.approx(truth, rel=1e-4)
+
+
+def test_the_scar_length_is_entered_with_the_site_on_the_api_and_the_page(client, world, patient_id):
+    headers = world.headers(client, "derm@north.test")
+    body = {"body_site": "back", "diagnosis": "bcc", "excision_date": "2025-01-01"}
+    created = client.post(f"/api/v1/patients/{patient_id}/sites", headers=headers,
+                          json={**body, "scar_length_mm": 24.5})
+    assert created.status_code == 201
+    assert created.get_json()["scar_length_mm"] == 24.5 and created.get_json()["clinic_mm_per_px"] is None
+    plain = client.post(f"/api/v1/patients/{patient_id}/sites", headers=headers, json=body).get_json()
+    assert plain["scar_length_mm"] is None
+    for bad in (0, -3, 9999, "long"):
+        response = client.post(f"/api/v1/patients/{patient_id}/sites", headers=headers,
+                               json={**body, "scar_length_mm": bad})
+        assert response.status_code == 422 and "scar_length_mm" in response.get_json()["error"]["message"]
+    assert "scar_length_mm" in client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["SiteCreate"][
+        "properties"]
+
+    login(client)
+    page = client.post(f"/patients/{patient_id}/sites", data={**body, "body_site": "scalp", "scar_length_mm": "18,5"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "scar 18.5 mm" in page
+    refused = client.post(f"/patients/{patient_id}/sites", data={**body, "scar_length_mm": "0.1"},
+                          follow_redirects=True).get_data(as_text=True)
+    assert "scar&#39;s length must be between" in refused or "scar's length must be between" in refused

@@ -29,3 +29,21 @@ def test_sentences_say_size_and_distance_in_mm():
         "a new dark spot 3.4 mm across, at the edge of the lesion or scar (outside the watched site)",
         "the photo is slightly blurred"]
     assert reasons_in_mm(reasons, [REGION, edge], None) == reasons
+
+
+def test_scale_from_the_scar_length_over_the_outline():
+    from registration import scale_from_length
+
+    assert scale_from_length([[0, 0], [30, 0], [30, 40], [0, 40]], 25.0) == pytest.approx(0.5)  # 50 px diagonal
+    assert scale_from_length([[5, 5], [5, 5], [5, 5]], 25.0) is None
+    with pytest.raises(ValueError, match="positive"):
+        scale_from_length([[0, 0], [10, 0]], 0)
+
+
+def test_carry_scale_through_a_zoom():
+    import numpy as np
+
+    from registration import carry_scale
+
+    zoom = np.diag([0.5, 0.5, 1.0])  # the follow-up is twice as close: 2 follow-up px per baseline px
+    assert carry_scale(0.1, zoom, (40, 30)) == pytest.approx(0.05)
