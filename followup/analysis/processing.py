@@ -41,7 +41,7 @@ from registration import (
     render_overlays,
 )
 from registration.measure import carry_scale, reasons_in_mm, region_mm
-from registration.sticker_detect import pair_scale
+from registration.sticker_detect import apply_colour_correction, colour_correction, pair_scale, sticker_covers
 
 log = logging.getLogger(__name__)
 
@@ -124,26 +124,38 @@ def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, refer
     margin = outlines.margin_px(reference_image.shape, margin_mm=outlines.site_margin_mm(site),
                                 modality=declared or detect_modality(reference_image))
     outline = outlines.reference_mask(site, baseline, reference, reference_image.shape)
+    reference_compared, compared, corrected = _true_colour(reference_image, reference_sticker, image, sticker)
     result, recurrence = get_analyser().analyse(
-        reference_image, image, reference_mask=outline, modality=declared, site_margin_px=margin,
+        reference_compared, compared, reference_mask=outline, modality=declared, site_margin_px=margin,
         diagnosis=site.diagnosis, years_since_surgery=max(site.years_since_surgery(photo.received_at.date()), 0.0),
         answers=photo.answers(), operating_point=clinic.operating_point, scale=scale)
     if "pair" not in scales:  # an analyser that did not ask (it measures nothing in mm)
         scale(result)
     measured = scales["pair"]
     mm_per_px = measured["reference_mm_per_px"]
+    quality = _quality_dict(result.quality)
+    if corrected is not None:
+        quality["colour_corrected"], quality["colour_delta_e"] = True, corrected
+    covered = (sticker_covers(result.outline, sticker, result.homography)
+               if result.registered and result.outline is not None else 0.0)
+    if covered >= STICKER_ON_SCAR_SHARE:
+        quality["usable"] = False
+        quality["reasons"].append(STICKER_ON_SCAR)
+    reasons = _reasons(result, recurrence, mm_per_px)
+    if reference_sticker.usable and not sticker.found:
+        reasons.append(STICKER_MISSING)
     row = Analysis(
         photo_id=photo.id, reference_photo_id=reference.id, comparison=comparison,
         registered=bool(result.registered),
         homography=None if result.homography is None else result.homography.tolist(),
-        alignment_confidence=float(result.alignment_confidence), quality=_quality_dict(result.quality),
+        alignment_confidence=float(result.alignment_confidence), quality=quality,
         regions=_regions(result, recurrence, mm_per_px), change_score=float(result.change_score),
         recurrence_score=recurrence.score, flag=bool(result.flag), site_flag=bool(result.site_flag),
-        modality=result.modality, reasons=_reasons(result, recurrence, mm_per_px),
+        modality=result.modality, reasons=reasons,
         scale_mm_per_px=_rounded(measured["moving_mm_per_px"]), reference_mm_per_px=_rounded(mm_per_px),
         scale_source=measured["source"], scale_reasons=list(measured["reasons"]),
         model_version=recurrence.model_version, timings={k: round(float(v), 4) for k, v in result.timings.items()},
-        overlays=_store_overlays(reference_image, result, recurrence),
+        overlays=_store_overlays(reference_compared, result, recurrence),
     )
     db.session.add(row)
     db.session.flush()
@@ -151,6 +163,29 @@ def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, refer
 
 
 NO_SCALE = "no scale in this photo"
+#: The share of the scar's outline a sticker may hide before the photo is retaken.
+STICKER_ON_SCAR_SHARE = 0.2
+STICKER_ON_SCAR = ("the reference sticker covers the scar — place it beside the scar (about a finger's width "
+                   "away), not on it, and take the photo again")
+STICKER_MISSING = ("no reference sticker in this photo, though the first photo had one: sizes are measured from "
+                   "the first photo — next time, please put the sticker beside the scar")
+
+
+def _true_colour(reference_image: np.ndarray, reference_sticker: StickerDetection, image: np.ndarray,
+                 sticker: StickerDetection) -> tuple[np.ndarray, np.ndarray, Optional[float]]:
+    """Both photos in true colour from their stickers' patches when both stickers are usable (else as they are);
+    and the worse median CIEDE2000 left on the patches, None when not corrected."""
+    if not (reference_sticker.usable and sticker.usable):
+        return reference_image, image, None
+    try:
+        corrections = [colour_correction(reference_sticker), colour_correction(sticker)]
+    except ValueError:
+        return reference_image, image, None
+    if not all(c.usable for c in corrections):
+        return reference_image, image, None
+    return (apply_colour_correction(reference_image, corrections[0]), apply_colour_correction(image, corrections[1]),
+            round(max(c.median_delta_e for c in corrections), 2))
+
 
 
 def _pair_scale(site: Site, reference: Photo, reference_sticker: StickerDetection, sticker: StickerDetection,

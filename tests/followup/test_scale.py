@@ -139,3 +139,40 @@ def test_the_scar_length_is_entered_with_the_site_on_the_api_and_the_page(client
     refused = client.post(f"/patients/{patient_id}/sites", data={**body, "scar_length_mm": "0.1"},
                           follow_redirects=True).get_data(as_text=True)
     assert "scar&#39;s length must be between" in refused or "scar's length must be between" in refused
+
+
+def test_a_follow_up_without_its_sticker_gets_a_gentle_suggestion_not_a_refusal(site, scene):
+    from followup.analysis.processing import STICKER_MISSING
+
+    marked, plain = scene
+    baseline_only, _ = sticker.place_sticker(plain.reference_image, STICKER)
+    analysis = _analyse(site, baseline_only, plain.moving_image)
+    assert STICKER_MISSING in analysis.reasons and analysis.quality["usable"]
+    assert db.session.get(type(analysis.photo), analysis.photo_id).status == "done"
+
+
+def test_a_sticker_over_the_scar_is_refused_with_what_to_do(site, scene, square_proposal):
+    """SQUARE (x 100-200, y 100-180) is the scar; the follow-up's sticker sits on it."""
+    from followup.analysis.processing import STICKER_ON_SCAR
+
+    image, lesion = skin_photo(5, (600, 800))
+    pair = make_pair(image, lesion_mask=lesion, kind="none", rng=np.random.default_rng(4), rotation=5.0,
+                     scale_range=(0.98, 1.02))
+    x, y, w = np.linalg.inv(pair.homography) @ [150.0, 140.0, 1.0]  # the scar's middle, in the follow-up
+    on_scar = sticker.perspective_homography(width_px=150, centre=(x / w, y / w), rotation_deg=0, tilt_deg=0)
+    covered, _ = sticker.place_sticker(pair.moving_image, on_scar)
+    analysis = _analyse(site, pair.reference_image, covered)
+    assert analysis.registered and not analysis.quality["usable"]
+    assert STICKER_ON_SCAR in analysis.quality["reasons"]
+    photo = db.session.get(type(analysis.photo), analysis.photo_id)
+    assert photo.status == "rejected" and "place it beside the scar" in photo.status_detail
+
+
+def test_both_stickers_put_both_photos_in_true_colour_before_the_comparison(site, scene):
+    marked, _ = scene
+    unchanged = make_pair(marked.reference_image, kind="none", rng=np.random.default_rng(8), rotation=5.0,
+                          scale_range=(0.98, 1.02))
+    warm = sticker.colour_cast(unchanged.moving_image, kelvin=4500, ev=-0.5)
+    analysis = _analyse(site, marked.reference_image, warm)
+    assert analysis.quality.get("colour_corrected") is True and analysis.quality["colour_delta_e"] < 5
+    assert not analysis.flag
