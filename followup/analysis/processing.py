@@ -121,8 +121,11 @@ def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, refer
 
     clinic = db.session.get(Clinic, site.patient.clinic_id)
     declared = photo.modality or baseline.modality  # None: the pipeline tells from the pixels
+    # The watched margin in true mm where the reference photo has its own scale (its sticker, or the clinic's).
+    known_mm = (reference_sticker.scale_mm_per_px if reference_sticker.usable
+                else outlines.clinic_mm_per_px(site, reference))
     margin = outlines.margin_px(reference_image.shape, margin_mm=outlines.site_margin_mm(site),
-                                modality=declared or detect_modality(reference_image))
+                                modality=declared or detect_modality(reference_image), mm_per_px=known_mm)
     outline = outlines.reference_mask(site, baseline, reference, reference_image.shape)
     reference_compared, compared, corrected = _true_colour(reference_image, reference_sticker, image, sticker)
     result, recurrence = get_analyser().analyse(
@@ -191,15 +194,30 @@ def _true_colour(reference_image: np.ndarray, reference_sticker: StickerDetectio
 def _pair_scale(site: Site, reference: Photo, reference_sticker: StickerDetection, sticker: StickerDetection,
                 homography) -> dict:
     """The pair's scale (``registration.sticker_detect.pair_scale``): the stickers' first; without one, the scar
-    length the clinic measured, on the photo the scar was outlined on (scale_source "clinic")."""
+    length the clinic measured, on the photo the scar was outlined on (scale_source "clinic"); for a previous
+    follow-up as the reference, the scale its own comparison with the baseline gave it."""
     scale = pair_scale(reference_sticker, sticker, homography)
-    clinic_mm = outlines.clinic_mm_per_px(site, reference) if scale["source"] is None else None
+    if scale["source"] is not None:
+        return scale
+    clinic_mm = outlines.clinic_mm_per_px(site, reference)
     if clinic_mm is not None:
         centre = np.asarray(site.outline_polygon, float).mean(axis=0)
-        scale.update(source="clinic", reference_mm_per_px=clinic_mm,
-                     moving_mm_per_px=None if homography is None else carry_scale(clinic_mm, homography, centre),
-                     reasons=[r for r in scale["reasons"] if r != NO_SCALE]
-                     + [f"scale from the scar's length measured in clinic ({site.scar_length_mm:g} mm)"])
+        source, reference_mm, note = "clinic", clinic_mm, (f"scale from the scar's length measured in clinic "
+                                                             f"({site.scar_length_mm:g} mm)")
+    else:
+        # A previous follow-up as the reference: the scale it was given against the baseline, in its own pixels.
+        earlier = db.session.execute(
+            select(Analysis).where(Analysis.photo_id == reference.id, Analysis.comparison == "baseline",
+                                   Analysis.scale_mm_per_px.is_not(None)).order_by(Analysis.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        if earlier is None:
+            return scale
+        centre = np.array([reference.width / 2, reference.height / 2])
+        source, reference_mm = earlier.scale_source, earlier.scale_mm_per_px
+        note = "scale from the previous photo's, as measured against the first photo"
+    scale.update(source=source, reference_mm_per_px=reference_mm,
+                 moving_mm_per_px=None if homography is None else carry_scale(reference_mm, homography, centre),
+                 reasons=[r for r in scale["reasons"] if r != NO_SCALE] + [note])
     return scale
 
 

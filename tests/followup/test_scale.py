@@ -176,3 +176,36 @@ def test_both_stickers_put_both_photos_in_true_colour_before_the_comparison(site
     analysis = _analyse(site, marked.reference_image, warm)
     assert analysis.quality.get("colour_corrected") is True and analysis.quality["colour_delta_e"] < 5
     assert not analysis.flag
+
+
+def test_the_comparison_with_the_previous_photo_takes_that_photo_s_scale(site, scene):
+    """The sticker only on the baseline: the first follow-up is measured through it, the second follow-up's
+    comparison with the first takes the scale the first was given."""
+    marked, plain = scene
+    image, lesion = skin_photo(5, (600, 800))
+    baseline_only, _ = sticker.place_sticker(plain.reference_image, STICKER)
+    first = _analyse(site, baseline_only, plain.moving_image)
+    again = make_pair(plain.reference_image, lesion_mask=lesion, kind="none", rng=np.random.default_rng(12),
+                      rotation=5.0, scale_range=(0.98, 1.02))
+    photo = receive_photo(site, jpeg(again.moving_image), kind="followup", answers={})
+    previous = db.session.execute(db.select(Analysis).where(Analysis.photo_id == photo.id,
+                                                            Analysis.comparison == "previous")).scalar_one()
+    assert previous.reference_photo_id == first.photo_id
+    assert previous.scale_source == "marker"
+    assert previous.reference_mm_per_px == pytest.approx(first.scale_mm_per_px)
+    assert previous.scale_mm_per_px == pytest.approx(first.scale_mm_per_px, rel=0.15)
+    assert any("previous photo" in r for r in previous.scale_reasons)
+
+
+def test_the_watched_margin_is_in_true_mm_with_a_scale(app, site, scene, square_proposal):
+    from followup.intake import outlines
+    from tests.followup.test_outline import FakeAnalyser
+
+    _, plain = scene
+    site.scar_length_mm = 32.0
+    db.session.commit()
+    assert receive_photo(site, jpeg(plain.reference_image), kind="baseline", answers={}).status == "done"
+    app.extensions["analyser"] = analyser = FakeAnalyser(in_site=True)
+    receive_photo(site, jpeg(plain.moving_image), kind="followup", answers={})
+    mm_per_px = 32.0 / np.hypot(100, 80)  # SQUARE's diagonal
+    assert analyser.calls[0]["site_margin_px"] == pytest.approx(outlines.site_margin_mm(site) / mm_per_px)
