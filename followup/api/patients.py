@@ -12,6 +12,7 @@ from followup.api.schemas import (
     PatientSchema,
     SiteCreateSchema,
     SiteSchema,
+    SiteUpdateSchema,
 )
 from followup.auth import api_user, roles_required
 from followup.db import db
@@ -101,6 +102,18 @@ class SiteResource(MethodView):
         user = api_user()
         site = site_for(user, site_id)
         audit.record("read_site", "site", site.id, user=user)
+        return site_body(site)
+
+    @roles_required()
+    @blp.arguments(SiteUpdateSchema)
+    @blp.response(200, SiteSchema)
+    def patch(self, body, site_id):
+        """Set or clear the scar's length measured in clinic (the scale of photos without a reference sticker)."""
+        user = api_user()
+        site = site_for(user, site_id)
+        site.scar_length_mm = body["scar_length_mm"]
+        audit.record("edit_site", "site", site.id, user=user, commit=False, scar_length_mm=site.scar_length_mm)
+        db.session.commit()
         return site_body(site)
 
 

@@ -102,6 +102,12 @@ class SiteCreateSchema(Strict):
             raise ValidationError(str(exc)) from None
 
 
+class SiteUpdateSchema(Strict):
+    scar_length_mm = ma.fields.Float(
+        required=True, allow_none=True, validate=ma.validate.Range(SCAR_LENGTH_MM[0], SCAR_LENGTH_MM[1]),
+        metadata={"description": "the scar's length measured in clinic, mm; null clears it"})
+
+
 class PlanItemSchema(ma.Schema):
     due_date = ma.fields.Date()
     status = ma.fields.String()

@@ -289,6 +289,24 @@ def add_site(patient_id: int):
     return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
 
 
+@bp.post("/sites/<int:site_id>/scar-length")
+@staff_required()
+def save_scar_length(site_id: int):
+    """The scar's length measured in clinic (mm; empty clears it): the scale of photos without a sticker."""
+    site = site_for(current_user, site_id)
+    back = redirect(url_for("clinic.patient_page", patient_id=site.patient_id, _anchor=f"outline-{site.id}"), 303)
+    errors: dict = {}
+    length = _scar_length(request.form.get("scar_length_mm", ""), errors)
+    if errors:
+        flash(f"The scar's length was not saved: {errors['scar_length_mm']}", "error")
+        return back
+    site.scar_length_mm = length
+    audit.record("edit_site", "site", site.id, commit=False, scar_length_mm=length)
+    db.session.commit()
+    flash("Scar length saved." if length is not None else "Scar length cleared.", "info")
+    return back
+
+
 @bp.post("/sites/<int:site_id>/photos")
 @staff_required()
 def upload_photo(site_id: int):

@@ -209,3 +209,28 @@ def test_the_watched_margin_is_in_true_mm_with_a_scale(app, site, scene, square_
     receive_photo(site, jpeg(plain.moving_image), kind="followup", answers={})
     mm_per_px = 32.0 / np.hypot(100, 80)  # SQUARE's diagonal
     assert analyser.calls[0]["site_margin_px"] == pytest.approx(outlines.site_margin_mm(site) / mm_per_px)
+
+
+def test_the_scar_length_can_be_set_later_on_the_api_and_the_page(client, world, site):
+    headers = world.headers(client, "derm@north.test")
+    response = client.patch(f"/api/v1/sites/{site.id}", headers=headers, json={"scar_length_mm": 21.0})
+    assert response.status_code == 200 and response.get_json()["scar_length_mm"] == 21.0
+    for bad in ({"scar_length_mm": 0}, {"scar_length_mm": "x"}, {}, {"body_site": "x", "scar_length_mm": 5}):
+        assert client.patch(f"/api/v1/sites/{site.id}", headers=headers, json=bad).status_code == 422
+    other = client.patch(f"/api/v1/sites/{site.id}", headers=world.headers(client, "derm@south.test"),
+                         json={"scar_length_mm": 5})
+    assert other.status_code == 404
+    assert client.patch(f"/api/v1/sites/{site.id}", headers=headers, json={"scar_length_mm": None}).get_json()[
+        "scar_length_mm"] is None
+
+    login(client)
+    page = client.post(f"/sites/{site.id}/scar-length", data={"scar_length_mm": "27"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "Scar length saved." in page and "scar 27 mm" in page
+    db.session.refresh(site)
+    assert site.scar_length_mm == 27.0
+    page = client.post(f"/sites/{site.id}/scar-length", data={"scar_length_mm": "9000"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "was not saved" in page
+    db.session.refresh(site)
+    assert site.scar_length_mm == 27.0
