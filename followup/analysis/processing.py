@@ -90,8 +90,12 @@ def _check_baseline(photo: Photo, image: np.ndarray) -> None:
         _finish(photo, PhotoStatus.DONE, None)
     else:
         _finish(photo, PhotoStatus.REJECTED, "; ".join(quality.reasons))
+    sticker = _detect_sticker(image, photo)
+    own_mm = sticker.scale_mm_per_px if sticker.usable else None
     db.session.add(Analysis(photo_id=photo.id, comparison="quality", quality=_quality_dict(quality), flag=False,
-                            reasons=list(quality.reasons), modality=modality))
+                            reasons=list(quality.reasons), modality=modality, scale_mm_per_px=_rounded(own_mm),
+                            reference_mm_per_px=_rounded(own_mm), scale_source="marker" if own_mm else None,
+                            scale_reasons=list(sticker.reasons) + ([] if own_mm else [NO_SCALE])))
     if quality.usable:
         try:
             outlines.propose_for_baseline(db.session.get(Site, photo.site_id), photo, image, modality=modality)

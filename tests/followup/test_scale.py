@@ -45,6 +45,8 @@ def test_sticker_in_both_photos_gives_sizes_in_mm(client, world, site, scene):
     truth = sticker.local_scale(STICKER)  # mm per baseline pixel
     assert analysis.scale_source == "marker"
     assert analysis.reference_mm_per_px == pytest.approx(truth, rel=0.03)
+    own = db.session.execute(db.select(Analysis).where(Analysis.comparison == "quality")).scalar_one()
+    assert own.scale_source == "marker" and own.scale_mm_per_px == pytest.approx(truth, rel=0.03)
     assert analysis.scale_mm_per_px == pytest.approx(
         sticker.local_scale(np.linalg.inv(marked.homography) @ STICKER), rel=0.03)
     assert analysis.regions
@@ -74,6 +76,8 @@ def test_without_a_sticker_there_is_no_scale_and_the_page_says_so(client, world,
     _, plain = scene
     analysis = _analyse(site, plain.reference_image, plain.moving_image)
     assert analysis.scale_source is None and analysis.scale_mm_per_px is None
+    own = db.session.execute(db.select(Analysis).where(Analysis.comparison == "quality")).scalar_one()
+    assert own.scale_source is None and own.scale_reasons == ["no scale in this photo"]
     assert "no scale in this photo" in analysis.scale_reasons
     assert all(r["area_mm2"] is None and r["diameter_mm"] is None and r["distance_to_scar_mm"] is None
                for r in analysis.regions)
@@ -234,3 +238,17 @@ def test_the_scar_length_can_be_set_later_on_the_api_and_the_page(client, world,
     assert "was not saved" in page
     db.session.refresh(site)
     assert site.scar_length_mm == 27.0
+
+
+def test_fhir_region_observations_carry_mm_beside_pixels():
+    from followup.fhir.resources import observation_parts
+
+    region = {"kind": "redness", "area_px": 400, "distance_to_lesion_px": 60.0}
+    scaled = Analysis(change_score=0.9, regions=[dict(region, area_mm2=4.0, diameter_mm=2.26,
+                                                      distance_to_scar_mm=6.0)])
+    [(_, _), (_, observation)] = observation_parts(scaled)
+    units = [(c["code"]["coding"][0]["code"], c["valueQuantity"]["unit"]) for c in observation["component"]]
+    assert units == [("changed-area", "px"), ("distance-to-lesion", "px"), ("changed-area", "mm2"),
+                     ("distance-to-lesion", "mm")]
+    unscaled = Analysis(change_score=0.9, regions=[dict(region, area_mm2=None, distance_to_scar_mm=None)])
+    assert len(observation_parts(unscaled)[1][1]["component"]) == 2
