@@ -6,6 +6,11 @@
   shows against the baseline, sudden change against the last photo); both analyses are kept and the alert
   uses the worse. Both are made with the site's outline and its watched margin: a change located only
   outside the watched site is reported but never makes a priority-1 alert.
+- Sizes in mm (issue 15): the reference sticker in both photos gives the pair's scale
+  (registration.sticker_detect.pair_scale), else the scar length the clinic measured (on the outlined
+  baseline), else a previous follow-up's own; each analysis keeps it with its source and reasons, and its regions
+  and reasons in mm. Two usable stickers put both photos in true colour before the comparison; a sticker over
+  the scar is a retake; a missing one (the baseline had one) is a suggestion.
 - A photo the pipeline cannot read is never "no change": it is rejected with reasons (the patient is asked
   to retake), and after repeated failures it goes to a human.
 """
@@ -149,7 +154,7 @@ def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, refer
         quality["usable"] = False
         quality["reasons"].append(STICKER_ON_SCAR)
     reasons = _reasons(result, recurrence, mm_per_px)
-    if reference_sticker.usable and not sticker.found:
+    if comparison == "baseline" and reference_sticker.usable and not sticker.found:
         reasons.append(STICKER_MISSING)
     row = Analysis(
         photo_id=photo.id, reference_photo_id=reference.id, comparison=comparison,
