@@ -6,6 +6,7 @@ Pure functions on RGB uint8 arrays; no web framework, no database.
 from .alignment import Alignment, align
 from .change import ChangeResult, detect_change
 from .lesion import segment_clinical_lesion, segment_lesion
+from .measure import carry_scale, reasons_in_mm, region_mm, scale_from_length
 from .modality import CLINICAL, DERMOSCOPY, MODALITIES, detect_modality
 from .normalisation import normalise_colour
 from .overlays import render_overlays
@@ -33,6 +34,7 @@ __all__ = [
     "analyze_pair",
     "apply_colour_correction",
     "assess_quality",
+    "carry_scale",
     "colour_correction",
     "detect_change",
     "detect_modality",
@@ -44,6 +46,9 @@ __all__ = [
     "pixels_per_mm",
     "polygon_to_mask",
     "propose_site",
+    "reasons_in_mm",
+    "region_mm",
+    "scale_from_length",
     "render_overlays",
     "segment_clinical_lesion",
     "segment_lesion",

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from registration import analyze_pair
+from registration.measure import reasons_in_mm, region_mm
 from registration.sticker_detect import detect_sticker, pair_scale
 
 try:  # HEIC photos from iPhones, when the plugin is installed (requirements.txt).
@@ -67,20 +68,9 @@ def _finite(value):
     return float(value) if math.isfinite(value) else None
 
 
-def _mm(region, mm_per_px):
-    """A region's figures in mm (baseline pixels at `mm_per_px`); None without a scale. The diameter is
-    that of the circle of the region's area."""
-    if mm_per_px is None:
-        return {"area_mm2": None, "diameter_mm": None, "distance_to_scar_mm": None}
-    area = region["area_px"] * mm_per_px**2
-    distance = region["distance_to_lesion_px"]
-    return {"area_mm2": round(area, 2), "diameter_mm": round(2 * math.sqrt(area / math.pi), 2),
-            "distance_to_scar_mm": None if not math.isfinite(distance) else round(distance * mm_per_px, 2)}
-
-
 def _record(pair_id, analysis, recurrence, recurrence_note, mask_rel, seconds, scale=None):
     scale = scale or {"moving_mm_per_px": None, "reference_mm_per_px": None, "source": None, "reasons": []}
-    reasons = list(analysis.reasons)
+    reasons = reasons_in_mm(analysis.reasons, analysis.regions, scale["reference_mm_per_px"])
     if recurrence_note:
         reasons.append(recurrence_note)
     return {
@@ -96,7 +86,7 @@ def _record(pair_id, analysis, recurrence, recurrence_note, mask_rel, seconds, s
         "quality": {"usable": bool(analysis.quality.usable), "reasons": list(analysis.quality.reasons)},
         "reasons": reasons,
         "regions": [dict(r, distance_to_lesion_px=_finite(r["distance_to_lesion_px"]),
-                         **_mm(r, scale["reference_mm_per_px"]))
+                         **region_mm(r, scale["reference_mm_per_px"]))
                     for r in analysis.regions],
         "scale_mm_per_px": (None if scale["moving_mm_per_px"] is None
                             else round(float(scale["moving_mm_per_px"]), 6)),

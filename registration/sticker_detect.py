@@ -6,7 +6,8 @@ flags (too tilted, too small, curled, partly covered) and the reasons a scale ca
 stickers, another marker, a black-and-white copy). :func:`colour_correction` fits a 3x3 matrix in
 linear sRGB that takes the patches as photographed to their documented values and reports the
 residual CIEDE2000; :func:`apply_colour_correction` applies it to a photo. :func:`sticker_mask`
-gives the pixels the sticker covers, to leave out of a comparison.
+gives the pixels the sticker covers, to leave out of a comparison; :func:`sticker_covers` the share of
+the scar it hides.
 """
 
 from dataclasses import dataclass, field
@@ -427,6 +428,36 @@ def sticker_mask(shape, detection, *, margin_mm=1.0):
         poly = _project(detection.homography, [[-m, -m], [W + m, -m], [W + m, Hh + m], [-m, Hh + m]])
         cv2.fillConvexPoly(mask, np.round(poly * 16).astype(np.int32), 1, cv2.LINE_8, 4)
     return mask > 0
+
+
+def sticker_covers(outline, detection, homography=None):
+    """The share of a region (the scar's outline) that the sticker covers.
+
+    Parameters
+    ----------
+    outline : ndarray, shape (M, N), bool
+        The region, in the reference photo.
+    detection : StickerDetection
+        :func:`detect_sticker` of the moving photo (or of the reference itself, with `homography` None).
+    homography : array_like, shape (3, 3), optional
+        Moving pixel (x, y, 1) -> reference pixel, as :func:`registration.analyze_pair` gives it; None: the
+        detection is of the reference photo.
+
+    Returns
+    -------
+    share : float
+        0-1; 0 without a sticker or an empty outline.
+    """
+    outline = np.asarray(outline, bool)
+    if not detection.found or detection.homography is None or not outline.any():
+        return 0.0
+    W, Hh = design.STICKER_SIZE_MM
+    poly = _project(detection.homography, [[0, 0], [W, 0], [W, Hh], [0, Hh]])
+    if homography is not None:
+        poly = _project(np.asarray(homography, float), poly)
+    mask = np.zeros(outline.shape, np.uint8)
+    cv2.fillConvexPoly(mask, np.round(poly * 16).astype(np.int32), 1, cv2.LINE_8, 4)
+    return float((outline & (mask > 0)).sum() / outline.sum())
 
 
 def _area_factor(homography, point):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 from flask import current_app
@@ -41,17 +41,21 @@ class Analyser:
                 modality: Optional[str] = None, site_margin_px: Optional[float] = None,
                 diagnosis: Optional[str] = None, years_since_surgery: Optional[float] = None,
                 answers: Optional[Mapping[str, Optional[bool]]] = None,
-                operating_point: Optional[str] = None) -> tuple[PairAnalysis, Recurrence]:
+                operating_point: Optional[str] = None,
+                scale: Optional[Callable[[PairAnalysis], Optional[float]]] = None) -> tuple[PairAnalysis, Recurrence]:
         """``reference_mask`` (the scar on the reference, bool, its size), ``modality`` (None: detected) and
-        ``site_margin_px`` (the watched margin) go to ``registration.analyze_pair``."""
+        ``site_margin_px`` (the watched margin) go to ``registration.analyze_pair``. ``scale`` (the pair's
+        analysis → mm per reference pixel, or None) lets the model's reasons speak in mm."""
         analysis = analyze_pair(reference_image, moving_image, reference_mask=reference_mask, modality=modality,
                                 site_margin_px=site_margin_px)
         return analysis, self.recurrence(analysis, diagnosis=diagnosis, years_since_surgery=years_since_surgery,
                                          answers=answers, reference_image=reference_image,
-                                         operating_point=operating_point)
+                                         operating_point=operating_point,
+                                         mm_per_px=scale(analysis) if scale is not None else None)
 
     def recurrence(self, analysis: PairAnalysis, *, reference_image: np.ndarray, diagnosis=None,
-                   years_since_surgery=None, answers=None, operating_point: Optional[str] = None) -> Recurrence:
+                   years_since_surgery=None, answers=None, operating_point: Optional[str] = None,
+                   mm_per_px: Optional[float] = None) -> Recurrence:
         """The model's recurrence probability for the photo; the change score stands in without a model
         or without an aligned image (and says so). ``operating_point`` is a clinic's choice
         (sensitivity_first, the default, or specificity_first)."""
@@ -61,7 +65,7 @@ class Analyser:
         result = self.scorer.score_regions(
             analysis.aligned_image, reference_image, analysis.regions, diagnosis=diagnosis,
             years_since_surgery=years_since_surgery, answers=answers,
-            operating_point=operating_point or self.operating_point)
+            operating_point=operating_point or self.operating_point, mm_per_px=mm_per_px)
         return Recurrence(float(result["photo_score"]), list(result["reasons"]), list(result["regions"]),
                           result.get("version", self.model_version))
 

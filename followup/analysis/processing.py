@@ -6,6 +6,11 @@
   shows against the baseline, sudden change against the last photo); both analyses are kept and the alert
   uses the worse. Both are made with the site's outline and its watched margin: a change located only
   outside the watched site is reported but never makes a priority-1 alert.
+- Sizes in mm (issue 15): the reference sticker in both photos gives the pair's scale
+  (registration.sticker_detect.pair_scale), else the scar length the clinic measured (on the outlined
+  baseline), else a previous follow-up's own; each analysis keeps it with its source and reasons, and its regions
+  and reasons in mm. Two usable stickers put both photos in true colour before the comparison; a sticker over
+  the scar is a retake; a missing one (the baseline had one) is a suggestion.
 - A photo the pipeline cannot read is never "no change": it is rejected with reasons (the patient is asked
   to retake), and after repeated failures it goes to a human.
 """
@@ -32,7 +37,16 @@ from followup.outreach import reminders
 from followup.outreach.texts import request_retake
 from followup.storage import storage
 from followup.triage import alerts
-from registration import PairAnalysis, assess_quality, detect_modality, render_overlays
+from registration import (
+    PairAnalysis,
+    StickerDetection,
+    assess_quality,
+    detect_modality,
+    detect_sticker,
+    render_overlays,
+)
+from registration.measure import carry_scale, reasons_in_mm, region_mm
+from registration.sticker_detect import apply_colour_correction, colour_correction, pair_scale, sticker_covers
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +71,11 @@ def process_photo(photo: Photo) -> None:
         db.session.commit()
         return
 
-    analyses = [_compare(photo, image, site, "baseline", baseline, baseline)]
+    sticker = _detect_sticker(image, photo)
+    analyses = [_compare(photo, image, site, "baseline", baseline, baseline, sticker)]
     previous = previous_followup_of(photo)
     if previous is not None and analyses[0].registered:
-        analyses.append(_compare(photo, image, site, "previous", previous, baseline))
+        analyses.append(_compare(photo, image, site, "previous", previous, baseline, sticker))
     main = analyses[0]
     if not main.quality.get("usable", False) or not main.registered:
         _reject(photo, site, main)
@@ -80,8 +95,12 @@ def _check_baseline(photo: Photo, image: np.ndarray) -> None:
         _finish(photo, PhotoStatus.DONE, None)
     else:
         _finish(photo, PhotoStatus.REJECTED, "; ".join(quality.reasons))
+    sticker = _detect_sticker(image, photo)
+    own_mm = sticker.scale_mm_per_px if sticker.usable else None
     db.session.add(Analysis(photo_id=photo.id, comparison="quality", quality=_quality_dict(quality), flag=False,
-                            reasons=list(quality.reasons), modality=modality))
+                            reasons=list(quality.reasons), modality=modality, scale_mm_per_px=_rounded(own_mm),
+                            reference_mm_per_px=_rounded(own_mm), scale_source="marker" if own_mm else None,
+                            scale_reasons=list(sticker.reasons) + ([] if own_mm else [NO_SCALE])))
     if quality.usable:
         try:
             outlines.propose_for_baseline(db.session.get(Site, photo.site_id), photo, image, modality=modality)
@@ -90,32 +109,125 @@ def _check_baseline(photo: Photo, image: np.ndarray) -> None:
     db.session.commit()
 
 
+def _detect_sticker(image: np.ndarray, photo: Photo) -> StickerDetection:
+    """The reference sticker in a photo; a photo whose sticker cannot be read is measured without one."""
+    try:
+        return detect_sticker(image)
+    except Exception:  # noqa: BLE001 - the scale is an aid: without it, sizes stay in pixels
+        log.exception("photo %s: the reference sticker could not be read", photo.id)
+        return StickerDetection(found=False)
+
+
 def _compare(photo: Photo, image: np.ndarray, site: Site, comparison: str, reference: Photo,
-             baseline: Photo) -> Analysis:
+             baseline: Photo, sticker: StickerDetection) -> Analysis:
     reference_image = load_image(reference.storage_key)
+    reference_sticker = _detect_sticker(reference_image, reference)
+    scales = {}
+
+    def scale(result: PairAnalysis) -> Optional[float]:
+        scales["pair"] = _pair_scale(site, reference, reference_sticker, sticker, result.homography)
+        return scales["pair"]["reference_mm_per_px"]
+
     clinic = db.session.get(Clinic, site.patient.clinic_id)
     declared = photo.modality or baseline.modality  # None: the pipeline tells from the pixels
+    # The watched margin in true mm where the reference photo has its own scale (its sticker, or the clinic's).
+    known_mm = (reference_sticker.scale_mm_per_px if reference_sticker.usable
+                else outlines.clinic_mm_per_px(site, reference))
     margin = outlines.margin_px(reference_image.shape, margin_mm=outlines.site_margin_mm(site),
-                                modality=declared or detect_modality(reference_image))
+                                modality=declared or detect_modality(reference_image), mm_per_px=known_mm)
     outline = outlines.reference_mask(site, baseline, reference, reference_image.shape)
+    reference_compared, compared, corrected = _true_colour(reference_image, reference_sticker, image, sticker)
     result, recurrence = get_analyser().analyse(
-        reference_image, image, reference_mask=outline, modality=declared, site_margin_px=margin,
+        reference_compared, compared, reference_mask=outline, modality=declared, site_margin_px=margin,
         diagnosis=site.diagnosis, years_since_surgery=max(site.years_since_surgery(photo.received_at.date()), 0.0),
-        answers=photo.answers(), operating_point=clinic.operating_point)
+        answers=photo.answers(), operating_point=clinic.operating_point, scale=scale)
+    if "pair" not in scales:  # an analyser that did not ask (it measures nothing in mm)
+        scale(result)
+    measured = scales["pair"]
+    mm_per_px = measured["reference_mm_per_px"]
+    quality = _quality_dict(result.quality)
+    if corrected is not None:
+        quality["colour_corrected"], quality["colour_delta_e"] = True, corrected
+    covered = (sticker_covers(result.outline, sticker, result.homography)
+               if result.registered and result.outline is not None else 0.0)
+    if covered >= STICKER_ON_SCAR_SHARE:
+        quality["usable"] = False
+        quality["reasons"].append(STICKER_ON_SCAR)
+    reasons = _reasons(result, recurrence, mm_per_px)
+    if comparison == "baseline" and reference_sticker.usable and not sticker.found:
+        reasons.append(STICKER_MISSING)
     row = Analysis(
         photo_id=photo.id, reference_photo_id=reference.id, comparison=comparison,
         registered=bool(result.registered),
         homography=None if result.homography is None else result.homography.tolist(),
-        alignment_confidence=float(result.alignment_confidence), quality=_quality_dict(result.quality),
-        regions=_regions(result, recurrence), change_score=float(result.change_score),
+        alignment_confidence=float(result.alignment_confidence), quality=quality,
+        regions=_regions(result, recurrence, mm_per_px), change_score=float(result.change_score),
         recurrence_score=recurrence.score, flag=bool(result.flag), site_flag=bool(result.site_flag),
-        modality=result.modality, reasons=_reasons(result, recurrence),
+        modality=result.modality, reasons=reasons,
+        scale_mm_per_px=_rounded(measured["moving_mm_per_px"]), reference_mm_per_px=_rounded(mm_per_px),
+        scale_source=measured["source"], scale_reasons=list(measured["reasons"]),
         model_version=recurrence.model_version, timings={k: round(float(v), 4) for k, v in result.timings.items()},
-        overlays=_store_overlays(reference_image, result, recurrence),
+        overlays=_store_overlays(reference_compared, result, recurrence),
     )
     db.session.add(row)
     db.session.flush()
     return row
+
+
+NO_SCALE = "no scale in this photo"
+#: The share of the scar's outline a sticker may hide before the photo is retaken.
+STICKER_ON_SCAR_SHARE = 0.2
+STICKER_ON_SCAR = ("the reference sticker covers the scar — place it beside the scar (about a finger's width "
+                   "away), not on it, and take the photo again")
+STICKER_MISSING = ("no reference sticker in this photo, though the first photo had one: sizes are measured from "
+                   "the first photo — next time, please put the sticker beside the scar")
+
+
+def _true_colour(reference_image: np.ndarray, reference_sticker: StickerDetection, image: np.ndarray,
+                 sticker: StickerDetection) -> tuple[np.ndarray, np.ndarray, Optional[float]]:
+    """Both photos in true colour from their stickers' patches when both stickers are usable (else as they are);
+    and the worse median CIEDE2000 left on the patches, None when not corrected."""
+    if not (reference_sticker.usable and sticker.usable):
+        return reference_image, image, None
+    try:
+        corrections = [colour_correction(reference_sticker), colour_correction(sticker)]
+    except ValueError:
+        return reference_image, image, None
+    if not all(c.usable for c in corrections):
+        return reference_image, image, None
+    return (apply_colour_correction(reference_image, corrections[0]), apply_colour_correction(image, corrections[1]),
+            round(max(c.median_delta_e for c in corrections), 2))
+
+
+
+def _pair_scale(site: Site, reference: Photo, reference_sticker: StickerDetection, sticker: StickerDetection,
+                homography) -> dict:
+    """The pair's scale (``registration.sticker_detect.pair_scale``): the stickers' first; without one, the scar
+    length the clinic measured, on the photo the scar was outlined on (scale_source "clinic"); for a previous
+    follow-up as the reference, the scale its own comparison with the baseline gave it."""
+    scale = pair_scale(reference_sticker, sticker, homography)
+    if scale["source"] is not None:
+        return scale
+    clinic_mm = outlines.clinic_mm_per_px(site, reference)
+    if clinic_mm is not None:
+        centre = np.asarray(site.outline_polygon, float).mean(axis=0)
+        source, reference_mm, note = "clinic", clinic_mm, (f"scale from the scar's length measured in clinic "
+                                                             f"({site.scar_length_mm:g} mm)")
+    else:
+        # A previous follow-up as the reference: the scale it was given against the baseline, in its own pixels.
+        earlier = db.session.execute(
+            select(Analysis).where(Analysis.photo_id == reference.id, Analysis.comparison == "baseline",
+                                   Analysis.scale_mm_per_px.is_not(None)).order_by(Analysis.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        if earlier is None:
+            return scale
+        centre = np.array([reference.width / 2, reference.height / 2])
+        source, reference_mm = earlier.scale_source, earlier.scale_mm_per_px
+        note = "scale from the previous photo's, as measured against the first photo"
+    scale.update(source=source, reference_mm_per_px=reference_mm,
+                 moving_mm_per_px=None if homography is None else carry_scale(reference_mm, homography, centre),
+                 reasons=[r for r in scale["reasons"] if r != NO_SCALE] + [note])
+    return scale
 
 
 def _quality_dict(quality) -> dict:
@@ -123,10 +235,16 @@ def _quality_dict(quality) -> dict:
             "metrics": {k: float(v) for k, v in quality.metrics.items() if isinstance(v, (int, float, np.floating))}}
 
 
-def _regions(result: PairAnalysis, recurrence: Recurrence) -> list[dict]:
+def _rounded(mm_per_px: Optional[float]) -> Optional[float]:
+    return None if mm_per_px is None else round(float(mm_per_px), 6)
+
+
+def _regions(result: PairAnalysis, recurrence: Recurrence, mm_per_px: Optional[float]) -> list[dict]:
+    """The pipeline's regions (reference pixels) with their figures in mm (None without a scale)."""
     regions = []
     for i, region in enumerate(result.regions):
         entry = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in region.items()}
+        entry.update(region_mm(region, mm_per_px))
         if i < len(recurrence.regions):
             entry["recurrence_score"] = float(recurrence.regions[i]["score"])
             entry["model_reasons"] = list(recurrence.regions[i]["reasons"])
@@ -134,8 +252,8 @@ def _regions(result: PairAnalysis, recurrence: Recurrence) -> list[dict]:
     return regions
 
 
-def _reasons(result: PairAnalysis, recurrence: Recurrence) -> list[str]:
-    reasons = list(result.reasons)
+def _reasons(result: PairAnalysis, recurrence: Recurrence, mm_per_px: Optional[float]) -> list[str]:
+    reasons = reasons_in_mm(result.reasons, result.regions, mm_per_px)
     return reasons + [r for r in recurrence.reasons if r not in reasons]
 
 

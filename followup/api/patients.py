@@ -12,12 +12,13 @@ from followup.api.schemas import (
     PatientSchema,
     SiteCreateSchema,
     SiteSchema,
+    SiteUpdateSchema,
 )
 from followup.auth import api_user, roles_required
 from followup.db import db
 from followup.errors import ErrorSchema
 from followup.intake import outlines
-from followup.models import Clinic, User
+from followup.models import Clinic, Photo, User
 from followup.models.plans import PlanItemKind
 from followup.records.patients import create_patient, create_site, patient_for, site_for, site_plan
 
@@ -36,7 +37,15 @@ def site_body(site) -> dict:
             "photos": [i for i in items if i.kind == PlanItemKind.PHOTO],
         },
         "outline": outlines.outline_body(site),
+        "scar_length_mm": site.scar_length_mm,
+        "clinic_mm_per_px": _clinic_scale(site),
     }
+
+
+def _clinic_scale(site) -> float | None:
+    baseline = db.session.get(Photo, site.outline_photo_id) if site.outline_photo_id else None
+    scale = outlines.clinic_mm_per_px(site, baseline) if baseline is not None else None
+    return None if scale is None else round(scale, 6)
 
 
 @blp.route("/patients")
@@ -94,6 +103,18 @@ class SiteResource(MethodView):
         user = api_user()
         site = site_for(user, site_id)
         audit.record("read_site", "site", site.id, user=user)
+        return site_body(site)
+
+    @roles_required()
+    @blp.arguments(SiteUpdateSchema)
+    @blp.response(200, SiteSchema)
+    def patch(self, body, site_id):
+        """Set or clear the scar's length measured in clinic (the scale of photos without a reference sticker)."""
+        user = api_user()
+        site = site_for(user, site_id)
+        site.scar_length_mm = body["scar_length_mm"]
+        audit.record("edit_site", "site", site.id, user=user, commit=False, scar_length_mm=site.scar_length_mm)
+        db.session.commit()
         return site_body(site)
 
 

@@ -11,7 +11,7 @@ from followup.models.alerts import OUTCOMES, AlertStatus
 from followup.models.patients import OUTLINE_SOURCES
 from followup.models.photos import MODALITIES, PhotoKind
 from followup.records.accounts import MAX_EMAIL, MAX_NAME
-from followup.records.patients import check_excision_date, normalise_e164
+from followup.records.patients import SCAR_LENGTH_MESSAGE, SCAR_LENGTH_MM, check_excision_date, normalise_e164
 from recurrence.encoding import DIAGNOSES
 
 
@@ -76,6 +76,8 @@ class SiteSummarySchema(ma.Schema):
     diagnosis = ma.fields.String()
     stage = ma.fields.String(allow_none=True)
     excision_date = ma.fields.Date()
+    scar_length_mm = ma.fields.Float(allow_none=True, metadata={
+        "description": "the scar's length measured in clinic at enrolment, mm; null when not given"})
 
 
 class PatientSchema(ma.Schema):
@@ -107,6 +109,12 @@ class SiteCreateSchema(Strict):
         "required": "Enter the excision date.", "null": "Enter the excision date.",
         "invalid": "Enter the excision date as YYYY-MM-DD."})
     dermatologist_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(1, MAX_ID))
+    scar_length_mm = ma.fields.Float(
+        load_default=None, allow_none=True, validate=ma.validate.Range(
+            SCAR_LENGTH_MM[0], SCAR_LENGTH_MM[1], error=SCAR_LENGTH_MESSAGE),
+        error_messages={"invalid": "Enter the scar's length in mm, e.g. 24."},
+        metadata={"description": "the scar's length measured in clinic, mm: with the scar's outline on the baseline, "
+                                 "the scale of photos without a reference sticker (scale_source clinic)"})
 
     @validates("excision_date")
     def _excision(self, value, **kwargs):
@@ -114,6 +122,14 @@ class SiteCreateSchema(Strict):
             check_excision_date(value)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+
+
+class SiteUpdateSchema(Strict):
+    scar_length_mm = ma.fields.Float(
+        required=True, allow_none=True, validate=ma.validate.Range(
+            SCAR_LENGTH_MM[0], SCAR_LENGTH_MM[1], error=SCAR_LENGTH_MESSAGE),
+        error_messages={"invalid": "Enter the scar's length in mm, e.g. 24."},
+        metadata={"description": "the scar's length measured in clinic, mm; null clears it"})
 
 
 class PlanItemSchema(ma.Schema):
@@ -145,6 +161,9 @@ class SiteSchema(SiteSummarySchema):
     plan = ma.fields.Nested(PlanSchema)
     outline = ma.fields.Nested(OutlineSchema, allow_none=True, metadata={
         "description": "The scar outlined on the baseline photo; null until there is one"})
+    clinic_mm_per_px = ma.fields.Float(allow_none=True, metadata={
+        "description": "mm per baseline pixel from scar_length_mm over the outline's longest extent; null without "
+                       "both"})
 
 
 class OutlineRequestSchema(Strict):
@@ -203,6 +222,11 @@ class RegionSchema(ma.Schema):
     in_site = ma.fields.Boolean(metadata={"description": "Whether it touches the watched site (scar + margin)"})
     recurrence_score = ma.fields.Float(allow_none=True)
     model_reasons = ma.fields.List(ma.fields.String())
+    area_mm2 = ma.fields.Float(allow_none=True, metadata={"description": "area in mm²; null without a scale"})
+    diameter_mm = ma.fields.Float(allow_none=True, metadata={
+        "description": "diameter of the circle of the region's area, mm; null without a scale"})
+    distance_to_scar_mm = ma.fields.Float(allow_none=True, metadata={
+        "description": "distance to the lesion or scar, mm; null without a scale (or unknown)"})
 
     @post_dump(pass_original=True)
     def _keep_other_figures(self, data, original, **kwargs):
@@ -228,6 +252,14 @@ class AnalysisSchema(ma.Schema):
     modality = ma.fields.String(allow_none=True, metadata={"description": "clinical or dermoscopy: the rules used"})
     reasons = ma.fields.List(ma.fields.String())
     model_version = ma.fields.String(allow_none=True)
+    scale_mm_per_px = ma.fields.Float(allow_none=True, metadata={
+        "description": "mm per follow-up pixel at the reference sticker (as analyze-batch gives it); null: no scale"})
+    reference_mm_per_px = ma.fields.Float(allow_none=True, metadata={
+        "description": "mm per reference pixel, the regions' own scale; null: no scale"})
+    scale_source = ma.fields.String(allow_none=True, metadata={
+        "description": "marker (the reference sticker) | clinic (a length measured at enrolment) | null"})
+    scale_reasons = ma.fields.List(ma.fields.String(), allow_none=True, metadata={
+        "description": "why there is no scale, or where it came from"})
     created_at = ma.fields.DateTime()
 
 

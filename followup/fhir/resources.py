@@ -173,10 +173,17 @@ def _score(code: str, value: float) -> dict:
 
 
 def _px(code: str, value: Optional[float]) -> Optional[dict]:
-    # No photo carries a measured scale yet: measurements are in the photo's pixels.
+    # Measurements in the photo's pixels (always); in mm beside them where the photo had a scale (_mm).
     if value is None:
         return None
     return {"code": codes.local(code), "valueQuantity": {"value": round(float(value), 2), "unit": "px"}}
+
+
+def _mm(code: str, value: Optional[float], unit: str) -> Optional[dict]:
+    if value is None:
+        return None
+    return {"code": codes.local(code), "valueQuantity": {"value": round(float(value), 2), "unit": unit,
+                                                         "system": "http://unitsofmeasure.org", "code": unit}}
 
 
 def observation_parts(analysis: Analysis) -> list[tuple[str, dict]]:
@@ -187,7 +194,9 @@ def observation_parts(analysis: Analysis) -> list[tuple[str, dict]]:
         parts.append(("recurrence", _score("recurrence-score", analysis.recurrence_score)))
     for i, region in enumerate(analysis.regions or [], start=1):
         components = [c for c in (_px("changed-area", region.get("area_px")),
-                                  _px("distance-to-lesion", region.get("distance_to_lesion_px"))) if c]
+                                  _px("distance-to-lesion", region.get("distance_to_lesion_px")),
+                                  _mm("changed-area", region.get("area_mm2"), "mm2"),
+                                  _mm("distance-to-lesion", region.get("distance_to_scar_mm"), "mm")) if c]
         parts.append((f"region-{i}", {"code": codes.local("changed-region"), "component": components,
                                       "valueString": str(region.get("kind") or "change")}))
     return parts

@@ -29,6 +29,7 @@ from registration import (
     pixels_per_mm,
     polygon_to_mask,
     propose_site,
+    scale_from_length,
 )
 
 MAX_POINTS = 2000
@@ -55,6 +56,15 @@ def margin_px(shape: Sequence[int], *, margin_mm: float, modality: str, mm_per_p
     field size stands in (``registration.pixels_per_mm``).
     """
     return float(margin_mm) * pixels_per_mm(tuple(shape), modality=modality, mm_per_px=mm_per_px)
+
+
+def clinic_mm_per_px(site: Site, reference: Photo) -> Optional[float]:
+    """The scale the clinic gave at enrolment (the scar's length, mm) on ``reference``: mm per pixel of the photo
+    the outline was drawn on, over the outline's longest extent. None without a length, without an outline, or
+    for another photo."""
+    if not site.scar_length_mm or not site.outline_polygon or site.outline_photo_id != reference.id:
+        return None
+    return scale_from_length(site.outline_polygon, site.scar_length_mm)
 
 
 def baseline_modality(baseline: Photo) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import JSON, Date, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Date, Float, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from followup.db import UTCDateTime, db, utcnow
@@ -55,6 +55,9 @@ class Site(db.Model):
     outline_photo_id: Mapped[Optional[int]] = mapped_column(ForeignKey("photo.id", use_alter=True), index=True)
     # What staff should know about the outline (e.g. a new baseline replaced the one they outlined on).
     outline_note: Mapped[Optional[str]] = mapped_column(String(300))
+    # The scar's length measured in clinic at enrolment (mm): with the outline, the baseline's scale when a photo
+    # has no reference sticker (scale_source "clinic"; followup.intake.outlines.clinic_mm_per_px).
+    scar_length_mm: Mapped[Optional[float]] = mapped_column(Float)
 
     patient: Mapped[Patient] = relationship(back_populates="sites")
 

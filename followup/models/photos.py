@@ -111,6 +111,14 @@ class Analysis(db.Model):
     model_version: Mapped[Optional[str]] = mapped_column(String(80))
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     overlays: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # name -> storage key
+    # The pair's scale (registration.sticker_detect.pair_scale): mm per follow-up pixel at the sticker, as
+    # analyze-batch gives it, and mm per reference pixel (the regions' own, for their area_mm2, diameter_mm,
+    # distance_to_scar_mm); scale_source marker | clinic | None (no scale: sizes in pixels only); the reasons
+    # say why there is none or where it came from. All None on rows from before scales (issue 15).
+    scale_mm_per_px: Mapped[Optional[float]] = mapped_column(Float)
+    reference_mm_per_px: Mapped[Optional[float]] = mapped_column(Float)
+    scale_source: Mapped[Optional[str]] = mapped_column(String(8))
+    scale_reasons: Mapped[Optional[list[str]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     photo: Mapped[Photo] = relationship(back_populates="analyses", foreign_keys=[photo_id])

@@ -41,6 +41,17 @@ def create_patient(clinic: Clinic, *, name: str, phone: str, date_of_birth: Opti
 EARLIEST_EXCISION = date(1900, 1, 1)
 
 
+#: The scar lengths a clinic may enter (mm): a ruler's reading of a scar, not a typing slip.
+SCAR_LENGTH_MM = (1.0, 500.0)
+SCAR_LENGTH_MESSAGE = (f"The scar's length must be between {SCAR_LENGTH_MM[0]:g} and {SCAR_LENGTH_MM[1]:g} mm; "
+                       "measure it end to end with a ruler.")
+
+
+def check_scar_length(value: float) -> None:
+    if not SCAR_LENGTH_MM[0] <= value <= SCAR_LENGTH_MM[1] or value != value:
+        raise ValueError(SCAR_LENGTH_MESSAGE)
+
+
 def check_excision_date(value: date) -> None:
     """Raise ValueError, in words for the form, unless `value` is a plausible excision date.
 
@@ -54,11 +65,15 @@ def check_excision_date(value: date) -> None:
 
 def create_site(patient: Patient, *, body_site: str, diagnosis: str, excision_date: date,
                 stage: Optional[str] = None, dermatologist: Optional[User] = None,
-                today: Optional[date] = None) -> Site:
-    """A site and its follow-up plan from the clinic's protocol for that diagnosis and stage."""
+                today: Optional[date] = None, scar_length_mm: Optional[float] = None) -> Site:
+    """A site and its follow-up plan from the clinic's protocol for that diagnosis and stage. ``scar_length_mm``
+    (measured in clinic; checked with :func:`check_scar_length`) gives photos without a sticker a scale."""
     clinic = db.session.get(Clinic, patient.clinic_id)
+    if scar_length_mm is not None:
+        check_scar_length(scar_length_mm)
     site = Site(patient_id=patient.id, body_site=body_site.strip(), diagnosis=diagnosis, stage=stage,
-                excision_date=excision_date, dermatologist_id=dermatologist.id if dermatologist else None)
+                excision_date=excision_date, dermatologist_id=dermatologist.id if dermatologist else None,
+                scar_length_mm=scar_length_mm)
     db.session.add(site)
     db.session.flush()
     protocol = resolve_protocol(protocol_name(diagnosis, stage), clinic.protocol_overrides)

@@ -10,11 +10,12 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 48, 16, 36
 
 
 def timeline_chart(timeline: Sequence[dict[str, Any]]) -> Markup:
-    """Changed area (bars, left axis, px) and scores (lines, right axis, 0–1) per photo over time.
+    """Changed area (bars, left axis) and scores (lines, right axis, 0–1) per photo over time.
 
-    ``timeline`` items carry ``photo`` (with ``received_at``), ``changed_area``, ``change_score`` and
-    ``recurrence_score`` (None where the photo has no analysis). Returns an empty Markup with fewer than one
-    analysed photo.
+    ``timeline`` items carry ``photo`` (with ``received_at``), ``changed_area`` (px), ``changed_area_mm2``
+    (None without a scale), ``change_score`` and ``recurrence_score`` (None where the photo has no analysis).
+    The bars are in mm² when any photo has a scale (a photo without one then has no bar, and says so), else in
+    pixels. Returns an empty Markup with fewer than one analysed photo.
     """
     points = [t for t in timeline if t.get("analysis") is not None]
     if not points:
@@ -23,7 +24,9 @@ def timeline_chart(timeline: Sequence[dict[str, Any]]) -> Markup:
     t0, t1 = min(times), max(times)
     span = (t1 - t0) or 1.0
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    max_area = max([t["changed_area"] or 0 for t in points] + [1])
+    in_mm = area_unit(timeline) == "mm²"
+    key, unit = ("changed_area_mm2", "mm²") if in_mm else ("changed_area", "px")
+    max_area = max([t.get(key) or 0 for t in points] + [1])
 
     def x(t) -> float:
         if t1 == t0:
@@ -37,7 +40,8 @@ def timeline_chart(timeline: Sequence[dict[str, Any]]) -> Markup:
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-labelledby="chart-title chart-desc" xmlns="http://www.w3.org/2000/svg">',
         '<title id="chart-title">Change over time</title>',
-        f'<desc id="chart-desc">Changed area in pixels (bars) and change and recurrence scores (lines) for '
+        f'<desc id="chart-desc">Changed area in {"mm²" if in_mm else "pixels"} (bars) and change and recurrence '
+        f'scores (lines) for '
         f'{len(points)} analysed photos; the same figures are in the table below.</desc>',
         f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}" stroke="#555"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="#555"/>',
@@ -46,19 +50,24 @@ def timeline_chart(timeline: Sequence[dict[str, Any]]) -> Markup:
     for frac in (0, 0.5, 1):
         y = TOP + (1 - frac) * plot_h
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#333">'
-                     f'{int(max_area * frac):,}</text>')
+                     f'{_area_tick(max_area * frac, in_mm)}</text>')
         parts.append(f'<text x="{LEFT + plot_w + 6}" y="{y + 4:.1f}" font-size="11" fill="#333">{frac:.1f}</text>')
         if frac:
             parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" stroke="#ddd"/>')
-    parts.append(f'<text x="4" y="{TOP + 10}" font-size="11" fill="#333">px</text>')
+    parts.append(f'<text x="4" y="{TOP + 10}" font-size="11" fill="#333">{unit}</text>')
     parts.append(f'<text x="{WIDTH - 4}" y="{TOP + 10}" font-size="11" text-anchor="end" fill="#333">score</text>')
     bar_w = max(4.0, min(18.0, plot_w / max(1, len(timeline)) * 0.5))
     for t in points:
-        area = t["changed_area"] or 0
+        day = escape(t["photo"].received_at.date())
+        if t.get(key) is None:  # mm² chart, photo without a scale
+            parts.append(f'<text x="{x(t):.1f}" y="{TOP + plot_h - 4:.1f}" font-size="10" text-anchor="middle" '
+                         f'fill="#777"><title>{day}: no scale in this photo</title>?</text>')
+            continue
+        area = t[key]
         h = area / max_area * plot_h
         parts.append(f'<rect x="{x(t) - bar_w / 2:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar_w:.1f}" '
-                     f'height="{h:.1f}" fill="#9cc3e0"><title>{escape(t["photo"].received_at.date())}: '
-                     f'{area:,} px changed</title></rect>')
+                     f'height="{h:.1f}" fill="#9cc3e0"><title>{day}: '
+                     f'{_area_tick(area, in_mm)} {unit} changed</title></rect>')
     for key, colour, dash in (("change_score", "#b35c00", "6 3"), ("recurrence_score", "#8a1010", "")):
         series = [(x(t), y_score(t[key])) for t in points if t.get(key) is not None]
         if series:
@@ -73,6 +82,18 @@ def timeline_chart(timeline: Sequence[dict[str, Any]]) -> Markup:
                      f'fill="#333">{last:%d %b %Y}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def area_unit(timeline: Sequence[dict[str, Any]]) -> str:
+    """The unit of the timeline's changed area: mm² when a follow-up was measured with a scale, else px (a
+    baseline has no changed area in any unit)."""
+    measured = any(t.get("changed_area_mm2") is not None and getattr(t.get("analysis"), "comparison", None)
+                   != "quality" for t in timeline)
+    return "mm²" if measured else "px"
+
+
+def _area_tick(value: float, in_mm: bool) -> str:
+    return f"{value:,.1f}" if in_mm else f"{int(value):,}"
 
 
 SCAR_COLOUR, SITE_COLOUR, DRAFT_COLOUR = "#ffffff", "#00c8ff", "#ff3df2"  # as registration.render_overlays draws

@@ -10,7 +10,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from followup import audit, queries
-from followup.api.schemas import PatientCreateSchema, SiteCreateSchema
+from followup.api.schemas import PatientCreateSchema, SiteCreateSchema, SiteUpdateSchema
 from followup.db import db, utcnow
 from followup.intake import outlines
 from followup.intake.cleaning import IntakeError
@@ -53,8 +53,9 @@ def _dermatologist(chosen: Optional[str]):
 def _site_fields(form) -> tuple[dict, dict[str, str]]:
     """A form's site fields loaded by `SiteCreateSchema`, and its messages by field (the dermatologist is chosen
     from a list: see `_dermatologist`)."""
-    fields, errors = load_form(SiteCreateSchema, {name: form.get(name, "") for name in
-                                                  ("body_site", "diagnosis", "stage", "excision_date")})
+    values = {name: form.get(name, "") for name in ("body_site", "diagnosis", "stage", "excision_date")}
+    values["scar_length_mm"] = form.get("scar_length_mm", "").strip().replace(",", ".")  # a decimal comma is fine
+    fields, errors = load_form(SiteCreateSchema, values)
     fields.pop("dermatologist_id", None)
     return fields, errors
 
@@ -214,6 +215,25 @@ def add_site(patient_id: int):
             return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
     flash("Site added.", "info")
     return redirect(url_for("clinic.patient_page", patient_id=patient.id), 303)
+
+
+@bp.post("/sites/<int:site_id>/scar-length")
+@staff_required()
+def save_scar_length(site_id: int):
+    """The scar's length measured in clinic (mm; empty clears it): the scale of photos without a sticker."""
+    site = site_for(current_user, site_id)
+    back = redirect(url_for("clinic.patient_page", patient_id=site.patient_id, _anchor=f"outline-{site.id}"), 303)
+    typed = request.form.get("scar_length_mm", "").strip().replace(",", ".")  # a decimal comma is fine
+    fields, errors = load_form(SiteUpdateSchema, {"scar_length_mm": typed}) if typed else ({}, {})
+    if errors:
+        flash(f"The scar's length was not saved: {errors['scar_length_mm']}", "error")
+        return back
+    length = fields.get("scar_length_mm")
+    site.scar_length_mm = length
+    audit.record("edit_site", "site", site.id, commit=False, scar_length_mm=length)
+    db.session.commit()
+    flash("Scar length saved." if length is not None else "Scar length cleared.", "info")
+    return back
 
 
 @bp.post("/sites/<int:site_id>/photos")

@@ -22,7 +22,7 @@ from followup.records.patients import OVERLAYS, overlay_for, photo_for, site_pla
 from followup.records.plans import check_plan_date
 from followup.storage import image_mimetype, storage
 from followup.triage import alerts
-from followup.web.charts import timeline_chart
+from followup.web.charts import area_unit, timeline_chart
 from followup.web.common import MAX_PAGE, passive, private_image, staff_required, thumbnail
 from recurrence.encoding import DIAGNOSES
 
@@ -140,6 +140,11 @@ def _timeline(site: Site) -> list[dict[str, Any]]:
         timeline.append({
             "photo": photo, "analysis": analysis,
             "changed_area": sum(int(r.get("area_px") or 0) for r in regions) if analysis else None,
+            # mm² only with a scale (older analyses and photos without one stay in pixels); a baseline's quality
+            # row has no changed area in any unit
+            "changed_area_mm2": (0.0 if analysis is not None and analysis.comparison == "quality" else
+                                 round(sum(float(r.get("area_mm2") or 0.0) for r in regions), 2)
+                                 if analysis is not None and analysis.reference_mm_per_px is not None else None),
             "change_score": analysis.change_score if analysis else None,
             "recurrence_score": analysis.recurrence_score if analysis else None,
         })
@@ -149,12 +154,20 @@ def _timeline(site: Site) -> list[dict[str, Any]]:
 def describe_region(region: dict[str, Any]) -> str:
     """A changed region in words, for the clinician."""
     kind = str(region.get("kind") or "changed").replace("_", " ")
-    parts = [f"{kind} area of {int(region.get('area_px') or 0):,} px"]
+    in_mm = region.get("diameter_mm") is not None
+    if in_mm:  # a scale: sizes in mm (issue 15)
+        parts = [f"{kind} area {float(region['diameter_mm']):.1f} mm across "
+                 f"({float(region.get('area_mm2') or 0):.1f} mm²)"]
+    else:
+        parts = [f"{kind} area of {int(region.get('area_px') or 0):,} px"]
     if region.get("growth_pct") is not None:
         parts.append(f"{float(region['growth_pct']):+.0f} % in size")
     if region.get("delta_e") is not None:
         parts.append(f"colour difference ΔE {float(region['delta_e']):.1f}")
-    if region.get("distance_to_lesion_px") is not None:
+    if in_mm and region.get("distance_to_scar_mm") is not None:
+        distance = float(region["distance_to_scar_mm"])
+        parts.append("on the scar" if distance <= 0 else f"{distance:.0f} mm from the scar")
+    elif region.get("distance_to_lesion_px") is not None:
         distance = float(region["distance_to_lesion_px"])
         parts.append("on the scar" if distance <= 0 else f"{distance:.0f} px from the scar")
     if region.get("score") is not None:
@@ -188,7 +201,8 @@ def alert_page(alert_id: int):
     page = render_template(
         "triage/alert.html", alert=alert, site=site, patient=patient, photo=photo, analysis=analysis,
         comparison=comparison, has_previous=has_previous, reference=reference, overlays=overlays,
-        timeline=timeline, chart=timeline_chart(timeline), claimer=claimer, resolver=resolver,
+        timeline=timeline, chart=timeline_chart(timeline), area_unit=area_unit(timeline), claimer=claimer,
+        resolver=resolver,
         regions=[describe_region(r) for r in (analysis.regions if analysis else [])],
         margin_mm=outlines.site_margin_mm(site),
         outcome_labels=OUTCOME_LABELS, retake_reasons=RETAKE_REASONS, overdue=is_overdue(alert),

@@ -46,3 +46,26 @@ def test_decision_time_bins_count_every_alert():
     counts = [int(b.find(f"{SVG}title").text.split(": ")[1].split()[0]) for b in bars]
     assert counts == [2, 1, 1, 2, 1, 1] and sum(counts) == len(hours)
     assert decision_time_chart([]) == ""
+
+
+def _point(day: int, comparison: str, px: int | None, mm2: float | None) -> dict:
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    return {"photo": SimpleNamespace(received_at=datetime(2026, 1, day, tzinfo=timezone.utc)),
+            "analysis": SimpleNamespace(comparison=comparison), "changed_area": px, "changed_area_mm2": mm2,
+            "change_score": 0.5, "recurrence_score": 0.4}
+
+
+def test_timeline_shows_mm2_when_a_follow_up_has_a_scale_and_marks_one_without():
+    from followup.web.charts import area_unit, timeline_chart
+
+    timeline = [_point(1, "quality", 0, 0.0), _point(10, "baseline", 800, 12.5), _point(20, "baseline", 900, None)]
+    assert area_unit(timeline) == "mm²"
+    root = parse(timeline_chart(timeline))
+    titles = [t.text for t in root.iter(f"{SVG}title")]
+    assert "2026-01-10: 12.5 mm² changed" in titles and "2026-01-20: no scale in this photo" in titles
+    assert "mm²" in root.find(f"{SVG}desc").text
+    in_px = [_point(1, "quality", 0, 0.0), _point(10, "baseline", 800, None)]
+    assert area_unit(in_px) == "px"
+    assert "2026-01-10: 800 px changed" in [t.text for t in parse(timeline_chart(in_px)).iter(f"{SVG}title")]

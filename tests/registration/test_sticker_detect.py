@@ -256,3 +256,18 @@ def test_a_sticker_that_moves_between_photos_is_not_a_change(make_skin):
     assert analysis.registered and not analysis.flag
     on = base_mask | (cv2.warpPerspective(follow_mask.astype(np.uint8), analysis.homography, (640, 480)) > 0)
     assert not (analysis.change_mask & on).any()
+
+
+def test_sticker_covers_says_how_much_of_the_scar_it_hides(photo):
+    from registration.sticker_detect import sticker_covers
+
+    image, mask, _ = _placed(photo, width_px=160, rotation_deg=0, tilt_deg=0, tilt_axis_deg=0)
+    d = detect_sticker(image)
+    under, beside = np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
+    under[350:370, 470:490] = True  # the sticker's middle
+    beside[100:140, 100:140] = True
+    assert sticker_covers(under, d) == pytest.approx(1.0)
+    assert sticker_covers(beside, d) == 0.0
+    shift = np.array([[1.0, 0, 300], [0, 1, 0], [0, 0, 1]])  # the moving photo's sticker lands 300 px right
+    assert sticker_covers(under, d, shift) == 0.0
+    assert sticker_covers(under, detect_sticker(photo)) == 0.0
