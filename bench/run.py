@@ -101,8 +101,8 @@ def _score(results, truth):
     return {
         "registration success": float((errors <= 3).mean()),
         "median grid error px": float(np.median(errors)),
-        "wrong alignment reported": float(np.mean([results[i]["homography"] is not None and results[i]["grid_error"] > 10
-                                                   for i in all_ids])),
+        "wrong alignment reported": float(np.mean([
+            results[i]["homography"] is not None and results[i]["grid_error"] > 10 for i in all_ids])),
         "hidden change pairs": float(len(hidden)),
         "change ROC AUC": _auc(scores, change),
         "sensitivity @90% spec": _sens_at_spec(scores, change),

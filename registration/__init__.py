@@ -12,11 +12,16 @@ from .normalisation import normalise_colour
 from .overlays import render_overlays
 from .pipeline import FLAG_THRESHOLD, PairAnalysis, analyze_pair
 from .quality import Quality, assess_quality
-from .site import (mask_to_polygon, outline_from_point, pixels_per_mm, polygon_to_mask, propose_site,
-                   site_region)
+from .site import mask_to_polygon, outline_from_point, pixels_per_mm, polygon_to_mask, propose_site, site_region
 from .skin import segment_skin
-from .sticker_detect import (ColourCorrection, StickerDetection, apply_colour_correction, colour_correction,
-                             detect_sticker, sticker_mask)
+from .sticker_detect import (
+                   ColourCorrection,
+                   StickerDetection,
+                   apply_colour_correction,
+                   colour_correction,
+                   detect_sticker,
+                   sticker_mask,
+)
 from .synth import make_pair
 
 __all__ = [

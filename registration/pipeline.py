@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ._imageutil import (VIGNETTE, VIGNETTE_COMPARE, _analysis_scale, _check_rgb, _field_mask,
-                         _resize, _saturated)
+from ._imageutil import VIGNETTE, VIGNETTE_COMPARE, _analysis_scale, _check_rgb, _field_mask, _resize, _saturated
 from .alignment import _align_prepared, _prepare
 from .change import _HIGH, detect_change
 from .lesion import segment_clinical_lesion, segment_lesion
@@ -258,7 +257,8 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
         # Only skin both photos show: never the background, clothing or a card; and clear of
         # the skin's edge, which a coarse segmentation places only to a few pixels.
         edge = np.ones((_SKIN_EDGE, _SKIN_EDGE), np.uint8)
-        valid_small = (cv2.erode(mov_field.astype(np.uint8), edge) > 0) & (cv2.erode(ref_mask.astype(np.uint8), edge) > 0)
+        valid_small = ((cv2.erode(mov_field.astype(np.uint8), edge) > 0)
+                       & (cv2.erode(ref_mask.astype(np.uint8), edge) > 0))
     timings["warp"] = time.perf_counter() - start
 
     start = time.perf_counter()
