@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from .describe import describe_changes
+
 __all__ = ["carry_scale", "reasons_in_mm", "region_mm", "scale_from_length"]
 
 
@@ -36,27 +38,6 @@ def region_mm(region, mm_per_px):
             "distance_to_scar_mm": distance}
 
 
-_OUTSIDE = " (outside the watched site)"
-
-
-def _where_px(distance_px):
-    """How :func:`registration.analyze_pair` says where a kind of change is (its ``{where}``)."""
-    if distance_px == 0:
-        return "at the edge of the lesion or scar"
-    if math.isfinite(distance_px):
-        return f"about {distance_px:.0f} px from the lesion or scar"
-    return None
-
-
-def _where_mm(region, distance_px, mm_per_px):
-    across = f"{region_mm(region, mm_per_px)['diameter_mm']:.1f} mm across"
-    if distance_px == 0:
-        return f"{across}, at the edge of the lesion or scar"
-    if math.isfinite(distance_px):
-        return f"{across}, {distance_px * mm_per_px:.0f} mm from the scar"
-    return across
-
-
 def reasons_in_mm(reasons, regions, mm_per_px):
     """The pipeline's sentences about changed regions, said in millimetres.
 
@@ -72,30 +53,13 @@ def reasons_in_mm(reasons, regions, mm_per_px):
     Returns
     -------
     reasons : list of str
-        In each sentence about a kind of change, where it is ("about 40 px from the lesion or scar") is said in mm
-        with its size ("3.2 mm across, 6 mm from the scar"); the size is that of the largest region of that kind
-        (sentences of kinds at the same distance take the largest of them). The other sentences are unchanged.
+        The sentences :func:`registration.describe.describe_changes` made of `regions`, which lead `reasons`,
+        made again with the scale; the other sentences unchanged.
     """
-    if mm_per_px is None or not regions:
+    said = describe_changes(regions)
+    if mm_per_px is None or not regions or list(reasons[:len(said)]) != said:
         return list(reasons)
-    groups = {}  # (where in px, in the watched site) -> (largest region, its kind's distance)
-    for kind, in_site in dict.fromkeys((r["kind"], r["in_site"]) for r in regions):
-        group = [r for r in regions if r["kind"] == kind and r["in_site"] == in_site]
-        d = min(float(r["distance_to_lesion_px"]) for r in group)
-        where = _where_px(d)
-        largest = max(group, key=lambda r: r["area_px"])
-        known = groups.get((where, in_site))
-        if where is not None and (known is None or largest["area_px"] > known[0]["area_px"]):
-            groups[(where, in_site)] = (largest, d)
-    out = []
-    for reason in reasons:
-        in_site = not reason.endswith(_OUTSIDE)
-        for (where, site), (region, d) in groups.items():
-            if site == in_site and where in reason:
-                reason = reason.replace(where, _where_mm(region, d, mm_per_px), 1)
-                break
-        out.append(reason)
-    return out
+    return describe_changes(regions, mm_per_px=mm_per_px) + list(reasons[len(said):])
 
 
 def scale_from_length(polygon, length_mm):

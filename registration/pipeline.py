@@ -9,6 +9,7 @@ import numpy as np
 from ._imageutil import VIGNETTE, VIGNETTE_COMPARE, _analysis_scale, _check_rgb, _field_mask, _resize, _saturated
 from .alignment import _align_prepared, _prepare
 from .change import _HIGH, detect_change
+from .describe import describe_changes
 from .lesion import segment_clinical_lesion, segment_lesion
 from .modality import CLINICAL, DERMOSCOPY, detect_modality
 from .normalisation import match_blur, normalise_colour
@@ -29,15 +30,6 @@ FLAG_THRESHOLD = 0.35
 _SKIN_EDGE = 9
 #: Margin (mm) around the outlined scar or lesion that is watched when the caller gives none.
 DEFAULT_SITE_MARGIN_MM = 10.0
-
-_KIND_WORDS = {
-    "new_lesion": "a new dark spot {where}",
-    "growth": "the lesion or scar area grew by about {growth}",
-    "darkening": "a new darker or blue-grey area inside the lesion or scar",
-    "redness": "a new red area {where}",
-    "other": "a colour change {where}",
-}
-
 
 @dataclass
 class PairAnalysis:
@@ -123,25 +115,6 @@ def _region_to_full(region, scale):
         "score": round(region["score"], 4),
         "in_site": region["in_site"],
     }
-
-
-def _describe(regions):
-    """One short sentence per kind of change, strongest kinds first."""
-    sentences = []
-    for kind, in_site in dict.fromkeys((r["kind"], r["in_site"]) for r in regions):
-        group = [r for r in regions if r["kind"] == kind and r["in_site"] == in_site]
-        d = min(r["distance_to_lesion_px"] for r in group)
-        if d == 0:
-            where = "at the edge of the lesion or scar"
-        elif np.isfinite(d):
-            where = f"about {d:.0f} px from the lesion or scar"
-        else:
-            where = "in the photo"
-        growth = sum(r["growth_pct"] or 0.0 for r in group)
-        growth = f"{growth:.0f} %" if growth >= 1 else "less than 1 %"
-        sentence = _KIND_WORDS[kind].format(where=where, growth=growth)
-        sentences.append(sentence if in_site else sentence + " (outside the watched site)")
-    return sentences
 
 
 def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality=None, site_margin_px=None):
@@ -290,7 +263,7 @@ def analyze_pair(reference_image, moving_image, *, reference_mask=None, modality
     flag = result.score >= FLAG_THRESHOLD and bool(regions)
     site_flag = flag and any(r["in_site"] and r["score"] >= FLAG_THRESHOLD for r in regions)
     if regions:
-        reasons = _describe(regions)
+        reasons = describe_changes(regions)
     elif result.score >= FLAG_THRESHOLD:
         reasons = ["a faint, scattered colour change without a clear outline"]
     else:
