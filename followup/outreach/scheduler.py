@@ -94,65 +94,50 @@ class ReminderScheduler:
             self.scheduler.add_job(self.resend_photos, "interval", seconds=app.config["PHOTO_RESEND_SECONDS"],
                                    id="photos-resend", next_run_time=utcnow() + timedelta(seconds=1))
 
-    def heartbeat(self) -> bool:
+    def _guarded(self, what: str, run, failed=None):
+        """``run()`` in an app context; an error is logged and rolled back, and ``failed`` returned: a database
+        hiccup must not kill the scheduler's thread, and the next period tries again."""
         with self.app.app_context():
             try:
-                return acquire_lease(self.holder)
-            except Exception:  # noqa: BLE001 - a database hiccup must not kill the scheduler thread
-                log.exception("scheduler: lease heartbeat failed")
+                return run()
+            except Exception:  # noqa: BLE001 - see above
+                log.exception("%s failed", what)
                 db.session.rollback()
-                return False
+                return failed
             finally:
                 db.session.remove()
+
+    def heartbeat(self) -> bool:
+        return self._guarded("scheduler: lease heartbeat", lambda: acquire_lease(self.holder), failed=False)
 
     def sweep(self) -> Optional[dict[str, int]]:
         """One reminder sweep and DICOMweb push pass, if this process holds the lease."""
         if not self.heartbeat():
             log.debug("scheduler: another process holds the lease; standing by")
             return None
-        with self.app.app_context():
-            try:
-                on_workers = self.app.config["JOB_BACKEND"] == "celery"
-                summary = dispatch(send=not on_workers)
-                if on_workers:  # the sends run on the messages workers; the outbox rows keep exactly-once
-                    summary["outbox_handed_to_workers"] = int(jobs.send_task(DELIVER_OUTBOX))
-                summary.update(push_due())  # accepted photos to the image archive, when DICOMWEB_URL is set
-                if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown", "errors",
-                                                "dicom_sent", "dicom_retrying", "dicom_failed")):
-                    log.info("reminder sweep: %s", summary)
-                return summary
-            except Exception:  # noqa: BLE001 - the next minute tries again
-                log.exception("reminder sweep failed")
-                db.session.rollback()
-                return None
-            finally:
-                db.session.remove()
+        return self._guarded("reminder sweep", self._sweep_once)
+
+    def _sweep_once(self) -> dict[str, int]:
+        on_workers = self.app.config["JOB_BACKEND"] == "celery"
+        summary = dispatch(send=not on_workers)
+        if on_workers:  # the sends run on the messages workers; the outbox rows keep exactly-once
+            summary["outbox_handed_to_workers"] = int(jobs.send_task(DELIVER_OUTBOX))
+        summary.update(push_due())  # accepted photos to the image archive, when DICOMWEB_URL is set
+        if any(summary.get(k) for k in ("queued", "sent", "escalated", "failed", "unknown", "errors",
+                                        "dicom_sent", "dicom_retrying", "dicom_failed")):
+            log.info("reminder sweep: %s", summary)
+        return summary
 
     def resend_photos(self) -> Optional[dict[str, int]]:
         """Send queued and stale photos to Celery again (`followup.analysis.jobs.resend_due`), if this process holds
         the lease."""
         if not self.heartbeat():
             return None
-        with self.app.app_context():
-            try:
-                return jobs.resend_due()
-            except Exception:  # noqa: BLE001 - the next period tries again
-                log.exception("photo re-send failed")
-                db.session.rollback()
-                return None
-            finally:
-                db.session.remove()
+        return self._guarded("photo re-send", jobs.resend_due)
 
     def deliver_now(self) -> None:
         """Send the outbox at once (an urgent alert was queued); claims keep this safe next to a sweep."""
-        with self.app.app_context():
-            try:
-                deliver_outbox()
-            except Exception:  # noqa: BLE001
-                log.exception("outbox delivery failed")
-                db.session.rollback()
-            finally:
-                db.session.remove()
+        self._guarded("outbox delivery", deliver_outbox)
 
     def wake_soon(self, seconds: float = 2.0) -> None:
         if self.scheduler.running:
