@@ -160,7 +160,8 @@ def test_request_retake_messages_the_patient(client, case):
     assert message.purpose == "retake" and message.to == "+447700900456" and message.status == "pending"
     body = links.open_links(message.body)  # stored sealed; opened as it leaves
     assert "not sharp enough" in body and "https://scarwatch.test/u/" in body
-    assert "melanoma" not in body and "bcc" not in body.lower()
+    words = re.sub(r"https://\S+", "", body).lower()  # the link's random token could spell anything
+    assert "melanoma" not in words and "bcc" not in words
 
 
 def test_book_a_visit_adds_it_to_the_plan(client, case):

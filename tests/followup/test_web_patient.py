@@ -57,7 +57,8 @@ def test_page_shows_clinic_site_guide_tips_and_works_without_script(client, link
         assert f'name="{field}" value="unsure"' in text
     assert "Not sure" in text and "<strong>Light:</strong>" in text  # the answers' third choice, and the tips
     assert not re.search(r"<script(?![^>]*\bsrc=)|\sstyle=|\son[a-z]+=", text)
-    assert "Grace Hopper" not in text and "bcc" not in text.lower()  # nothing the patient need not see
+    words = text.replace(link["token"], "").lower()  # the random token could spell anything
+    assert "grace hopper" not in words and "bcc" not in words  # nothing the patient need not see
 
 
 def test_guide_is_the_baseline_photo_small_and_private(client, link):
@@ -103,8 +104,9 @@ def test_rejected_photo_says_why_and_offers_a_retake(client, link):
     text = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "We could not use this photo because" in text and "too dark" in text
     assert f'href="/u/{link["token"]}"' in text
+    words = text.replace(link["token"], "").lower()  # the random token could spell anything
     for word in ("recurrence", "score", "melanoma", "suspicious"):
-        assert word not in text.lower()
+        assert word not in words
 
 
 def test_not_an_image_is_refused_on_the_page(client, link):
