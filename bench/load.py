@@ -169,9 +169,10 @@ def one_worker_count(workers: int, args, photos: list[tuple[tuple[Path, Path], l
     env = {"PHOTO_STALE_SECONDS": "60", "PHOTO_RESEND_SECONDS": "10", "LOG_LEVEL": "WARNING",
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
            "OPENCV_FOR_THREADS_NUM": threads, "LINK_UPLOAD_RATE_LIMIT": "1000 per hour"}
-    figures: dict = {"workers": workers, "web_workers": args.web_workers, "worker_nice": args.nice}
+    figures: dict = {"workers": workers, "web_workers": args.web_workers, "web_threads": args.web_threads,
+                     "worker_nice": args.nice}
     with Stack(out / f"logs-{workers}", database_url=args.database_url, photo_workers=workers,
-               web_workers=args.web_workers, photo_nice=args.nice, extra_env=env) as stack:
+               web_workers=args.web_workers, web_threads=args.web_threads, photo_nice=args.nice, extra_env=env) as stack:
         started = time.monotonic()
         subprocess.run([sys.executable, "-c", f"from bench.load import seed_alerts; seed_alerts({args.alerts})"],
                        cwd=REPO, env=stack.env, check=True, capture_output=True)
@@ -340,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy-seconds", type=int, default=60)
     parser.add_argument("--drain-limit", type=int, default=600, help="most seconds to wait for the backlog")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (WEB_WORKERS)")
+    parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker (WEB_THREADS; "
+                        "1: gunicorn's sync worker)")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the analysis workers "
                         "(PHOTO_WORKER_NICE; 0: same priority as the web)")
     parser.add_argument("--threads-per-worker", type=int, default=1,

@@ -302,6 +302,7 @@ class Stack:
     photo_workers: int = 1
     photo_nice: int = 10  # as deploy/stack.sh: the analyses yield the CPU to the web requests
     web_workers: int = 2
+    web_threads: int = 4  # as deploy/stack.sh: a page need not wait while another request decodes an upload
     storage: str = "local"
     twilio: Optional[dict] = None
     messages_worker: bool = False
@@ -381,7 +382,7 @@ class Stack:
 
     def start_web(self) -> None:
         self.processes["web"] = start("web", [
-            "gunicorn", "--workers", str(self.web_workers), "--bind", f"127.0.0.1:{self.port}",
+            "gunicorn", "--workers", str(self.web_workers), "--threads", str(self.web_threads), "--bind", f"127.0.0.1:{self.port}",
             "--graceful-timeout", "5", "--no-control-socket", "app:create_app()"], self.env, self.logs)
 
     def start_worker(self) -> None:

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # workers import the repo's packages
 
-export PORT="${PORT:-5000}" WEB_PORT="${PORT:-5000}" WEB_WORKERS="${WEB_WORKERS:-2}" PHOTO_WORKERS="${PHOTO_WORKERS:-1}"
+export PORT="${PORT:-5000}" WEB_PORT="${PORT:-5000}" WEB_WORKERS="${WEB_WORKERS:-2}" WEB_THREADS="${WEB_THREADS:-4}" PHOTO_WORKERS="${PHOTO_WORKERS:-1}"
 export PHOTO_WORKER_NICE="${PHOTO_WORKER_NICE:-10}"  # analyses yield the CPU to web requests
 export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/scarwatch_stack}"
 export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}"
