@@ -383,7 +383,8 @@ class Stack:
     def start_web(self) -> None:
         self.processes["web"] = start("web", [
             "gunicorn", "--workers", str(self.web_workers), "--threads", str(self.web_threads), "--bind", f"127.0.0.1:{self.port}",
-            "--graceful-timeout", "5", "--no-control-socket", "app:create_app()"], self.env, self.logs)
+            "--graceful-timeout", "5", "--no-control-socket",
+            "--access-logfile", "-", "--access-logformat", '%(r)s %(s)s %(D)s', "app:create_app()"], self.env, self.logs)
 
     def start_worker(self) -> None:
         self.processes["worker"] = start("photos-worker", [
