@@ -172,7 +172,8 @@ def one_worker_count(workers: int, args, photos: list[tuple[tuple[Path, Path], l
     figures: dict = {"workers": workers, "web_workers": args.web_workers, "web_threads": args.web_threads,
                      "worker_nice": args.nice}
     with Stack(out / f"logs-{workers}", database_url=args.database_url, photo_workers=workers,
-               web_workers=args.web_workers, web_threads=args.web_threads, photo_nice=args.nice, extra_env=env) as stack:
+               web_workers=args.web_workers, web_threads=args.web_threads, photo_nice=args.nice,
+               extra_env=env) as stack:
         started = time.monotonic()
         subprocess.run([sys.executable, "-c", f"from bench.load import seed_alerts; seed_alerts({args.alerts})"],
                        cwd=REPO, env=stack.env, check=True, capture_output=True)
